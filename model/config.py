@@ -1,0 +1,186 @@
+"""`config.json`: everything the fastai-free runtime needs besides the weights.
+
+The pickle does not carry the frontend config (`learn.export()` drops the training `AudioConfig`),
+so the converter writes the one it was given, and the runtime trusts only this file.
+Unknown or missing fields are errors: a silently defaulted field is a silently changed detection.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CONFIG_SCHEMA_VERSION = 1
+SUPPORTED_BODIES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+
+
+class ConfigError(ValueError):
+    """config.json is malformed, incomplete or asks for something unsupported."""
+
+
+@dataclass(frozen=True)
+class FrontendConfig:
+    """fastai_audio 0.1 `AudioConfig` + `SpectrogramConfig`, field names kept verbatim.
+
+    Defaults are OrcaHello production's (fastai_inference.py), not fastai_audio's own defaults.
+    """
+
+    # AudioConfig
+    duration: int | None = 4000          # ms; spectrogram padded/cropped to this width
+    resample_to: int | None = 20000      # Hz
+    downmix: bool = True
+    pad_mode: str = "zeros-after"        # production pads after, with 0.0 dB (not silence)
+    standardize: bool = False
+    mfcc: bool = False
+    delta: bool = False
+    max_to_pad: float | None = None
+    segment_size: int | None = None
+    remove_silence: str | None = None
+    use_spectro: bool = True
+    # SpectrogramConfig
+    f_min: float = 0.0
+    f_max: float = 10000.0
+    hop_length: int = 256
+    n_fft: int = 2560
+    n_mels: int = 256
+    pad: int = 0
+    to_db_scale: bool = True
+    top_db: float | None = 100
+    win_length: int | None = None
+    n_mfcc: int = 20
+    # Implied by fastai_audio rather than configured: it builds torchaudio's MelSpectrogram without
+    # `sample_rate`, so the filterbank assumes 16 kHz whatever the audio rate. Recorded, not guessed.
+    filterbank_sample_rate: int = 16000
+    # The downmix/resample caches go through torchaudio.save -> soundfile's default WAV subtype.
+    cache_subtype: str = "PCM_16"
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """fastai `create_head`, as introspected from the learner (never assumed)."""
+
+    concat_pool: bool = True
+    lin_ftrs: tuple[int, ...] = (1024, 512, 2)   # in_features of each Linear, then num_classes
+    dropout: tuple[float, ...] = (0.25, 0.5)     # inference no-op, kept for provenance
+    relu: tuple[bool, ...] = (True, False)       # ReLU after each Linear
+    bn_final: bool = False
+
+
+@dataclass(frozen=True)
+class ArchitectureConfig:
+    body: str = "resnet18"
+    in_channels: int = 1
+    head: HeadConfig = field(default_factory=HeadConfig)
+
+
+@dataclass(frozen=True)
+class NormalizationConfig:
+    """fastai `DataBunch.normalize` stats, applied per channel to the network input."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class WindowingConfig:
+    """Production windows: [i, i+clip) seconds for i in range(floor(duration) - 1)."""
+
+    clip_seconds: int = 2
+    hop_seconds: int = 1
+
+
+@dataclass(frozen=True)
+class AggregationConfig:
+    threshold: float = 0.5        # local prediction: confidence > threshold
+    min_positive: int = 3         # global prediction: count(local) >= min_positive
+    smoothing: str = "rolling2"   # pandas rolling(2).mean(), first row raw, last raw row appended
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    architecture: ArchitectureConfig
+    classes: tuple[str, ...]
+    positive_index: int
+    frontend: FrontendConfig = field(default_factory=FrontendConfig)
+    windowing: WindowingConfig = field(default_factory=WindowingConfig)
+    aggregation: AggregationConfig = field(default_factory=AggregationConfig)
+    normalization: NormalizationConfig | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = CONFIG_SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if self.schema_version != CONFIG_SCHEMA_VERSION:
+            raise ConfigError(
+                f"config.json schema_version {self.schema_version} is not {CONFIG_SCHEMA_VERSION}; "
+                "re-run `make convert` with this version of the toolkit")
+        if self.architecture.body not in SUPPORTED_BODIES:
+            raise ConfigError(f"unsupported body {self.architecture.body!r}; "
+                              f"supported: {', '.join(SUPPORTED_BODIES)}")
+        if self.architecture.head.lin_ftrs[-1] != len(self.classes):
+            raise ConfigError(f"head has {self.architecture.head.lin_ftrs[-1]} outputs but "
+                              f"{len(self.classes)} classes are named")
+        if not 0 <= self.positive_index < len(self.classes):
+            raise ConfigError(f"positive_index {self.positive_index} is outside the "
+                              f"{len(self.classes)} classes")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        """Canonical JSON (sorted keys) so that converting twice gives identical bytes."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        return _build(cls, data, "config")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ModelConfig":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{path} not found; run `make convert` to create it") from None
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{path} is not valid JSON ({e}); re-run `make convert`") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path} must hold a JSON object; re-run `make convert`")
+        return cls.from_dict(data)
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    """Strictly build dataclass `cls` from `data`: unknown and missing fields are errors."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be an object, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}; "
+                          "this config was written by another toolkit version or edited by hand")
+    missing = sorted(n for n, f in fields.items() if n not in data)
+    if missing:
+        raise ConfigError(f"{where}: missing field(s) {', '.join(missing)}; re-run `make convert`")
+    kwargs = {}
+    hints = {
+        "architecture": ArchitectureConfig, "head": HeadConfig, "frontend": FrontendConfig,
+        "windowing": WindowingConfig, "aggregation": AggregationConfig,
+        "normalization": NormalizationConfig,
+    }
+    for name, value in data.items():
+        sub = hints.get(name)
+        if sub is not None and value is not None:
+            value = _build(sub, value, f"{where}.{name}")
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
+    try:
+        return cls(**kwargs)
+    except TypeError as e:
+        raise ConfigError(f"{where}: {e}") from None

@@ -1,0 +1,42 @@
+"""The one stage vocabulary shared by `model/`, `convert/` capture, `parity/` and `reference_outputs/`.
+
+A stage is named for what its tensor *is* after the step ran, in the order production runs them
+(upstream OrcaHello `FastAIModel.predict` on fastai 1.0.61 + fastai_audio 0.1):
+
+    decode       int samples of the whole file as pydub sees them      (frames, channels)
+    clip         int samples of one 2 s window as pydub writes it      (frames, channels)
+    load         float waveform as soundfile reads the clip back       (channels, samples)
+    downmix      mono mean, after its 16-bit cache round-trip          (1, samples)
+    resample     resample_poly to the target rate, after its cache     (1, samples @ 20 kHz)
+    mel          power mel spectrogram                                 (1, n_mels, frames)
+    db           AmplitudeToDB with top_db                             (1, n_mels, frames)
+    input        padded/cropped (and normalized) network input         (1, n_mels, width)
+    activations  stem, layer1..layer4, pooled features                 per layer
+    logits       network output                                        (num_classes,)
+    probs        softmax of logits                                     (num_classes,)
+    aggregate    per-second confidences and decisions of the file      (rows,) + scalars
+"""
+
+from __future__ import annotations
+
+FILE_STAGES: tuple[str, ...] = ("decode",)
+CLIP_STAGES: tuple[str, ...] = (
+    "clip", "load", "downmix", "resample", "mel", "db", "input", "activations", "logits", "probs",
+)
+RESULT_STAGES: tuple[str, ...] = ("aggregate",)
+STAGES: tuple[str, ...] = FILE_STAGES + CLIP_STAGES + RESULT_STAGES
+
+# Network blocks whose outputs make up the `activations` stage, in forward order.
+ACTIVATION_LAYERS: tuple[str, ...] = ("stem", "layer1", "layer2", "layer3", "layer4", "pooled")
+
+# Fields of the `aggregate` stage.
+AGGREGATE_FIELDS: tuple[str, ...] = (
+    "confidence", "local_prediction", "global_prediction", "global_confidence",
+)
+
+
+def check_stage(name: str) -> str:
+    """Return `name` if it is a known stage, else raise naming the vocabulary."""
+    if name not in STAGES:
+        raise ValueError(f"unknown stage {name!r}; stages are: {', '.join(STAGES)}")
+    return name

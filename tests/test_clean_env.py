@@ -1,0 +1,66 @@
+"""House rule: the clean side never imports legacy-only modules and never unpickles."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CLEAN_PACKAGES = ("model", "parity")
+FORBIDDEN_MODULES = ("fastai", "audio", "fastai_audio", "torchvision", "torchaudio", "librosa",
+                     "pandas", "pydub", "pickle", "dill", "cloudpickle", "joblib")
+FORBIDDEN_CALLS = ("torch.load", "pickle.load", "pickle.loads", "np.load", "numpy.load",
+                   "torch.jit.load", "Unpickler")
+
+
+def _clean_sources() -> list[Path]:
+    files = [p for pkg in CLEAN_PACKAGES for p in sorted((ROOT / pkg).rglob("*.py"))]
+    assert files, "no clean sources found"
+    return files
+
+
+def _dotted(node: ast.AST) -> str:
+    if isinstance(node, ast.Attribute):
+        return f"{_dotted(node.value)}.{node.attr}"
+    if isinstance(node, ast.Name):
+        return node.id
+    return ""
+
+
+@pytest.mark.parametrize("path", _clean_sources(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_clean_source_has_no_forbidden_import_or_unpickling(path: Path) -> None:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names = [node.module or ""]
+        else:
+            names = []
+        for name in names:
+            assert name.split(".")[0] not in FORBIDDEN_MODULES, f"{path}:{node.lineno} imports {name}"
+        if isinstance(node, ast.Call):
+            called = _dotted(node.func)
+            assert not any(called == f or called.endswith("." + f) for f in FORBIDDEN_CALLS), \
+                f"{path}:{node.lineno} calls {called}"
+
+
+def test_importing_every_clean_module_loads_no_forbidden_module() -> None:
+    """Catches indirect imports (a clean module importing a helper that imports pandas...)."""
+    modules = [".".join(p.relative_to(ROOT).with_suffix("").parts) for p in _clean_sources()]
+    modules = [m.removesuffix(".__init__") for m in modules if not m.endswith("__main__")]
+    code = (
+        "import importlib, sys, pickle\n"
+        "def _refuse(*a, **k): raise AssertionError('clean code unpickled something')\n"
+        "pickle.load = pickle.loads = pickle.Unpickler = _refuse\n"
+        f"for m in {modules!r}: importlib.import_module(m)\n"
+        f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {FORBIDDEN_MODULES[:-4]!r})\n"
+        "assert not bad, bad\n"
+        "print('ok', len(sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
