@@ -12,7 +12,11 @@ VENV=".venvs/$which"
 LOCK="envs/$which.lock.txt"
 [ -f "$LOCK" ] || { echo "error: $LOCK missing; restore it from git" >&2; exit 2; }
 
-# The public upstream tag; air-gapped users (and these machines) point it at a local source tree.
+# The public upstream tag; air-gapped users (and these machines) point it at a local source tree,
+# in the environment or once in envs/local.mk (git-ignored; the Makefile reads it too).
+if [ -z "${FASTAI_AUDIO_SPEC:-}" ] && [ -f envs/local.mk ]; then
+  FASTAI_AUDIO_SPEC=$(sed -n 's/^FASTAI_AUDIO_SPEC[[:space:]]*[:?]\{0,1\}=[[:space:]]*//p' envs/local.mk | tail -n 1)
+fi
 FASTAI_AUDIO_SPEC=${FASTAI_AUDIO_SPEC:-git+https://github.com/fastaudio/fastai_audio@0.1}
 
 inputs() {
@@ -26,12 +30,14 @@ if [ -f "$VENV/.stamp" ] && [ "$(cat "$VENV/.stamp")" = "$want" ]; then
 fi
 
 command -v "$PYTHON" >/dev/null || { echo "error: $PYTHON not found; set PYTHON=/path/to/python3.11" >&2; exit 2; }
+# This machine's pip config lists local indexes that spam one warning per package: drop those.
+quiet_pip() { "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 echo "building $VENV ..."
 # Built in place (venvs hard-code their path); the stamp is written last, so an interrupted build
 # has none and is rebuilt from scratch next time.
 rm -rf "$VENV"
 "$PYTHON" -m venv "$VENV"
-pip=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
+pip=(quiet_pip "$VENV/bin/python" -m pip --disable-pip-version-check -q)
 case "$which" in
   clean)
     "${pip[@]}" install -r "$LOCK"

@@ -139,7 +139,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
-        return _build(cls, data, "config")
+        return build_config(cls, data, "config")
 
     @classmethod
     def load(cls, path: str | Path) -> "ModelConfig":
@@ -155,7 +155,7 @@ class ModelConfig:
         return cls.from_dict(data)
 
 
-def _build(cls: type, data: Any, where: str) -> Any:
+def build_config(cls: type, data: Any, where: str) -> Any:
     """Strictly build dataclass `cls` from `data`: unknown and missing fields are errors."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where} must be an object, got {type(data).__name__}")
@@ -176,7 +176,7 @@ def _build(cls: type, data: Any, where: str) -> Any:
     for name, value in data.items():
         sub = hints.get(name)
         if sub is not None and value is not None:
-            value = _build(sub, value, f"{where}.{name}")
+            value = build_config(sub, value, f"{where}.{name}")
         elif isinstance(value, list):
             value = tuple(value)
         kwargs[name] = value
