@@ -1,0 +1,181 @@
+"""Record every stage of the real legacy pipeline by wrapping and hooking it, never re-implementing it.
+
+What is wrapped, and which stage each yields (see model/stages.py):
+- `pydub.AudioSegment.from_wav` (the whole file) ........................ decode
+- `pydub.AudioSegment.export` (each 2 s window as written) ................ clip
+- `audio.data.downmix_item`: the torchaudio.load inside it ................ load
+- `audio.data.resample_item`: the load of the downmix cache inside it ..... downmix
+- `audio.data.AudioList.add_spectro`: the load of the resample cache ...... resample
+- `audio.data.MelSpectrogram` / `AmplitudeToDB` outputs inside it ......... mel / db
+- forward hooks on `learn.model` ...... input, activations (stem, layer1..4, pooled), logits
+- `learn.predict(item)[2]` ............ probs (recorded by the caller)
+Every wrapper calls the original and records its real output; the clip a tensor belongs to is
+tracked by the file path flowing through fastai_audio's caches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+
+from model.stages import ACTIVATION_LAYERS
+
+
+def _np(x: Any) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy().copy()
+    return np.array(x, copy=True)
+
+
+class Recorder:
+    """Collects stage tensors per clip key (the clip's file stem, e.g. 'file_3_5')."""
+
+    def __init__(self) -> None:
+        self.file: dict[str, np.ndarray] = {}
+        self.clips: dict[str, dict[str, np.ndarray]] = defaultdict(dict)
+        self.clip_of_path: dict[str, str] = {}   # any cache path -> clip key
+        self.current: str | None = None          # clip being turned into a spectrogram / predicted
+        self._patches: list[tuple[Any, str, Any]] = []
+        self._hooks: list[Any] = []
+
+    def record(self, key: str, stage: str, value: Any) -> None:
+        if stage in self.clips[key]:
+            raise RuntimeError(f"stage {stage} of clip {key} recorded twice; the capture is confused")
+        self.clips[key][stage] = _np(value)
+
+    def _patch(self, owner: Any, name: str, make: Callable[[Any], Any]) -> None:
+        # The raw class attribute, so a classmethod is restored as a classmethod.
+        original = vars(owner)[name] if isinstance(owner, type) and name in vars(owner) else getattr(owner, name)
+        self._patches.append((owner, name, original))
+        setattr(owner, name, make(original))
+
+    def _key_for(self, path: Any) -> str:
+        path = str(path)
+        if path not in self.clip_of_path:
+            self.clip_of_path[path] = Path(path).stem
+        return self.clip_of_path[path]
+
+    def install(self, learn: Any) -> None:
+        import audio.data as ad
+        import torchaudio
+        from pydub import AudioSegment
+
+        rec = self
+
+        def wrap_from_wav(orig: Any) -> Any:
+            def from_wav(cls_or_file: Any, *args: Any, **kwargs: Any) -> Any:
+                seg = orig(cls_or_file, *args, **kwargs)
+                if "decode" not in rec.file:
+                    rec.file["decode"] = np.array(seg.get_array_of_samples()).reshape(-1, seg.channels)
+                return seg
+            return from_wav
+
+        def wrap_export(orig: Any) -> Any:
+            def export(seg: Any, out_f: Any = None, *args: Any, **kwargs: Any) -> Any:
+                result = orig(seg, out_f, *args, **kwargs)
+                key = Path(str(out_f)).stem
+                rec.clip_of_path[str(out_f)] = key
+                rec.record(key, "clip", np.array(seg.get_array_of_samples()).reshape(-1, seg.channels))
+                return result
+            return export
+
+        def wrap_stage_item(orig: Any, load_stage: str) -> Any:
+            """downmix_item/resample_item: what they *load* is the previous stage's output."""
+            def item_fn(item: Any, config: Any, path: Any) -> Any:
+                key = rec._key_for(item[0])
+                real_load = torchaudio.load
+
+                def load(p: Any, *a: Any, **k: Any) -> Any:
+                    sig, sr = real_load(p, *a, **k)
+                    rec.record(key, load_stage, sig)
+                    return sig, sr
+                torchaudio.load = load
+                try:
+                    out = orig(item, config, path)
+                finally:
+                    torchaudio.load = real_load
+                for produced, _label in out:
+                    rec.clip_of_path[str(produced)] = key
+                return out
+            return item_fn
+
+        def wrap_add_spectro(orig: Any) -> Any:
+            def add_spectro(self_: Any, fn: Any, *a: Any, **k: Any) -> Any:
+                key = rec._key_for(fn)
+                real_load = torchaudio.load
+
+                def load(p: Any, *la: Any, **lk: Any) -> Any:
+                    sig, sr = real_load(p, *la, **lk)
+                    rec.record(key, "resample", sig)
+                    return sig, sr
+                torchaudio.load = load
+                rec.current = key
+                try:
+                    return orig(self_, fn, *a, **k)
+                finally:
+                    torchaudio.load = real_load
+            return add_spectro
+
+        def recording_transform(cls: Any, stage: str) -> Any:
+            class Recording(cls):  # type: ignore[misc, valid-type]
+                def forward(self_: Any, x: torch.Tensor) -> torch.Tensor:
+                    y = super().forward(x)
+                    if rec.current is not None:
+                        rec.record(rec.current, stage, y)
+                    return y
+            Recording.__name__ = cls.__name__
+            return Recording
+
+        self._patch(AudioSegment, "from_wav", lambda o: classmethod(wrap_from_wav(o.__func__)))
+        self._patch(AudioSegment, "export", wrap_export)
+        self._patch(ad, "downmix_item", lambda o: wrap_stage_item(o, "load"))
+        self._patch(ad, "resample_item", lambda o: wrap_stage_item(o, "downmix"))
+        self._patch(ad.AudioList, "add_spectro", wrap_add_spectro)
+        self._patch(ad, "MelSpectrogram", lambda o: recording_transform(o, "mel"))
+        self._patch(ad, "AmplitudeToDB", lambda o: recording_transform(o, "db"))
+        self._install_model_hooks(learn.model)
+
+    def _install_model_hooks(self, model: torch.nn.Module) -> None:
+        body, head = model[0], model[1]
+        points = dict(zip(ACTIVATION_LAYERS[:5], (body[3], body[4], body[5], body[6], body[7])))
+        points["pooled"] = head[1]  # Flatten after the pool
+        rec = self
+
+        def pre_hook(_m: Any, inputs: tuple[torch.Tensor, ...]) -> None:
+            rec.record(rec.current, "input", inputs[0][0])
+
+        def out_hook(name: str) -> Callable[..., None]:
+            def hook(_m: Any, _i: Any, output: torch.Tensor) -> None:
+                rec.record(rec.current, f"activations/{name}", output[0])
+            return hook
+
+        def logits_hook(_m: Any, _i: Any, output: torch.Tensor) -> None:
+            rec.record(rec.current, "logits", output[0])
+
+        self._hooks.append(model.register_forward_pre_hook(pre_hook))
+        for name, module in points.items():
+            self._hooks.append(module.register_forward_hook(out_hook(name)))
+        self._hooks.append(model.register_forward_hook(logits_hook))
+
+    def uninstall(self) -> None:
+        for owner, name, original in reversed(self._patches):
+            setattr(owner, name, original)
+        for h in self._hooks:
+            h.remove()
+        self._patches.clear()
+        self._hooks.clear()
+
+
+@contextlib.contextmanager
+def recording(learn: Any) -> Iterator[Recorder]:
+    rec = Recorder()
+    rec.install(learn)
+    try:
+        yield rec
+    finally:
+        rec.uninstall()

@@ -1,0 +1,150 @@
+"""`make convert`: a trusted fastai `model.pkl` -> `model.safetensors` + `config.json`, losslessly.
+
+    python -m convert.cli --model model.pkl --out DIR [--sha256 HEX] [--frontend frontend.json]
+
+Refuses to unpickle a file whose sha256 is not the expected one; introspects the architecture;
+maps every parameter and buffer with `convert.keymap`; asserts key counts, shapes and dtypes; checks
+the clean network's logits against `learner.model` on a seeded batch; then writes both files
+atomically. Any failure writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from convert.introspect import introspect_learner
+from convert.keymap import KeyMapError, fastai_to_clean_keys
+from convert.legacy import ConvertError, legacy_versions, load_trusted_learner, sha256_file
+from model.config import ConfigError, FrontendConfig, ModelConfig, build_config
+from model.network import OrcaNet
+from model.weights import save_network_state
+
+TOOL_VERSION = "orcaport 0.1.0"
+LOGIT_ATOL = 1e-5          # the issue's bar for "zero loss": max |clean - learner| on one batch
+CHECK_BATCH = 4
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+
+def load_frontend(path: str | None) -> tuple[FrontendConfig, str]:
+    """The frontend config is given, never read from the pickle (export() drops it)."""
+    if path is None:
+        return FrontendConfig(), "orcahello-production (model.config.FrontendConfig defaults)"
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConvertError(f"cannot read frontend config {p}: {e}") from None
+    return build_config(FrontendConfig, data, f"frontend config {p.name}"), f"{p.name} sha256:{sha256_file(p)}"
+
+
+def clean_state_dict(learn: Any, head_layout: tuple[str, ...], net: OrcaNet) -> dict[str, torch.Tensor]:
+    """Rename every learner tensor; assert the result is exactly the clean model's state."""
+    src = learn.model.state_dict()
+    mapping = fastai_to_clean_keys(src.keys(), head_layout)
+    out = {mapping[k]: v.detach().cpu().contiguous().clone() for k, v in src.items()}
+    want = net.state_dict()
+    missing = sorted(set(want) - set(out))
+    unexpected = sorted(set(out) - set(want))
+    if missing or unexpected:
+        raise ConvertError(f"mapped keys do not match the clean model: missing {missing[:5]}, "
+                           f"unexpected {unexpected[:5]}")
+    assert len(out) == len(src) == len(want), (len(out), len(src), len(want))
+    for k, v in out.items():
+        if v.shape != want[k].shape or v.dtype != want[k].dtype:
+            raise ConvertError(f"{k}: learner {tuple(v.shape)} {v.dtype} vs clean "
+                               f"{tuple(want[k].shape)} {want[k].dtype}")
+    return out
+
+
+def check_logits(learn: Any, net: OrcaNet, cfg: ModelConfig) -> float:
+    """Max |clean - learner| logits on a seeded dB-like batch of the network's input shape."""
+    fe = cfg.frontend
+    width = int(fe.resample_to * fe.duration / 1000 / fe.hop_length)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(CHECK_BATCH, cfg.architecture.in_channels, fe.n_mels, width, generator=gen) * 20 - 40
+    learn.model.eval()
+    with torch.no_grad():
+        want = learn.model(x)
+        got = net(x)
+    diff = (want - got).abs().max().item()
+    if not diff <= LOGIT_ATOL:
+        raise ConvertError(f"clean logits differ from the learner's by {diff:.3g} > {LOGIT_ATOL}")
+    return diff
+
+
+def write_atomically(out_dir: Path, files: dict[str, bytes | Path]) -> None:
+    """Write every file to a temp sibling first, then os.replace them in: no half-written outputs."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    umask = os.umask(0)
+    os.umask(umask)
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for name, content in files.items():
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=out_dir)
+            with os.fdopen(fd, "wb") as f:
+                f.write(content.read_bytes() if isinstance(content, Path) else content)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make artifacts private
+            staged.append((Path(tmp), out_dir / name))
+        for tmp, final in staged:
+            os.replace(tmp, final)
+    finally:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+
+
+def convert(model_pkl: Path, out_dir: Path, sha256: str | None = None, frontend: str | None = None,
+            positive_class: str | None = None) -> dict[str, Any]:
+    learn = load_trusted_learner(model_pkl, sha256)
+    spec = introspect_learner(learn, positive_class)
+    fe, fe_source = load_frontend(frontend)
+    source_sha = sha256_file(model_pkl)
+    cfg = ModelConfig(
+        architecture=spec.architecture, classes=spec.classes, positive_index=spec.positive_index,
+        frontend=fe, normalization=spec.normalization,
+        provenance={"source_file": model_pkl.name, "source_sha256": source_sha,
+                    "frontend_source": fe_source, "legacy_versions": legacy_versions(),
+                    "tool": TOOL_VERSION},
+    )
+    net = OrcaNet(cfg.architecture).eval()
+    state = clean_state_dict(learn, spec.head_layout, net)
+    net.load_state_dict(state, strict=True)
+    diff = check_logits(learn, net, cfg)
+    with tempfile.TemporaryDirectory() as tmp:
+        weights_tmp = Path(tmp) / WEIGHTS_FILE
+        save_network_state(state, weights_tmp, {"source_sha256": source_sha, "format": "orcaport-1"})
+        write_atomically(out_dir, {WEIGHTS_FILE: weights_tmp, CONFIG_FILE: cfg.to_json().encode()})
+    return {"body": cfg.architecture.body, "tensors": len(state), "classes": list(cfg.classes),
+            "positive_index": cfg.positive_index, "max_logit_diff": diff,
+            "weights_sha256": sha256_file(out_dir / WEIGHTS_FILE), "out": str(out_dir)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m convert.cli", description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True, type=Path, help="fastai 1.0.61 export (model.pkl)")
+    ap.add_argument("--out", required=True, type=Path, help="folder for model.safetensors + config.json")
+    ap.add_argument("--sha256", help="expected sha256 of --model (default: <model>.sha256 beside it)")
+    ap.add_argument("--frontend", help="frontend config JSON (default: OrcaHello production)")
+    ap.add_argument("--positive-class", help="class whose probability is the detection confidence")
+    args = ap.parse_args(argv)
+    try:
+        summary = convert(args.model, args.out, args.sha256, args.frontend, args.positive_class)
+    except (ConvertError, KeyMapError, ConfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""OrcaHello production inference (`FastAIModel.predict`, fastai_inference.py), composed as upstream does.
+
+This is the glue production itself runs -- windowing, pydub cutting and export, fastai_audio's
+AudioList, per-item `learn.predict`, pandas aggregation -- calling the real legacy libraries for
+every numeric step. It is the thing the references record and `make bench` times. Deliberate
+differences from upstream, none of which changes a number:
+- the frontend config comes from `model.config.FrontendConfig` (the one recorded in config.json);
+- the scratch folder is given by the caller (so caches and temp paths can be isolated/sanitised);
+- upstream prints the file name and duration; we don't.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+from convert.fixture import legacy_audio_config
+from model.config import AggregationConfig, FrontendConfig
+
+
+def two_second_windows(max_length: float) -> list[list[int]]:
+    from numpy import floor
+
+    return [[i, i + 2] for i in range(int(floor(max_length) - 1))]
+
+
+def extract_segments(wav_path: Path, windows: list[list[int]], dest: str) -> None:
+    from pydub import AudioSegment
+
+    audio_file = AudioSegment.from_wav(str(wav_path))
+    for begin, end in windows:
+        name = wav_path.name.lower().replace(".wav", "") + "_" + str(begin) + "_" + str(end) + ".wav"
+        audio_file[begin * 1000:end * 1000].export(dest + name, format="wav")
+
+
+def aggregate(wav_name: str, path_list: list[str], predictions: list[float],
+              agg: AggregationConfig) -> dict[str, Any]:
+    """Production's pandas aggregation, verbatim in behaviour."""
+    import pandas as pd
+
+    prediction = pd.DataFrame({"FilePath": path_list, "confidence": predictions})
+    prediction["confidence"] = prediction.confidence.astype(float)
+    prediction["start_time_s"] = prediction.FilePath.apply(lambda x: int(x.split("_")[-2]))
+    prediction = prediction.sort_values(["start_time_s"]).reset_index(drop=True)
+    submission = pd.DataFrame({
+        "wav_filename": wav_name, "duration_s": 1.0,
+        "confidence": list(prediction.rolling(2)["confidence"].mean().values),
+    }).reset_index().rename(columns={"index": "start_time_s"})
+    submission.loc[0, "confidence"] = prediction.confidence[0]
+    last = pd.DataFrame({"wav_filename": wav_name, "start_time_s": [submission.start_time_s.max() + 1],
+                         "duration_s": 1.0,
+                         "confidence": [prediction.confidence[prediction.shape[0] - 1]]})
+    submission = pd.concat([submission, last], ignore_index=True)
+    submission = submission[["wav_filename", "start_time_s", "duration_s", "confidence"]]
+    local = list((submission["confidence"] > agg.threshold).astype(int))
+    global_conf = submission.loc[(submission["confidence"] > agg.threshold), "confidence"].mean() * 100
+    if pd.isnull(global_conf):
+        global_conf = 0
+    return {"start_time_s": [int(v) for v in submission.start_time_s],
+            "confidence": [float(v) for v in submission.confidence],
+            "local_prediction": [int(v) for v in local],
+            "global_prediction": int(sum(local) >= agg.min_positive),
+            "global_confidence": float(global_conf),
+            "clip_order": [Path(p).stem for p in prediction.FilePath]}
+
+
+def predict_file(learn: Any, wav_path: Path, scratch: Path, fe: FrontendConfig,
+                 agg: AggregationConfig, on_item: Callable[[Any, Any], None] | None = None) -> dict[str, Any]:
+    """FastAIModel.predict for one file. `on_item(item, predict_output)` sees each clip's result."""
+    import pandas as pd
+    from audio.data import AudioList
+    from librosa import get_duration
+
+    local_dir = str(scratch) + "/"
+    if os.path.exists(local_dir):
+        shutil.rmtree(local_dir)
+    os.makedirs(local_dir)
+    try:
+        max_length = get_duration(path=str(wav_path))
+        extract_segments(wav_path, two_second_windows(max_length), local_dir)
+        config = legacy_audio_config(fe)
+        test_data_folder = Path(local_dir)
+        test = AudioList.from_folder(test_data_folder, config=config).split_none().label_empty()
+        testdb = test.transform(None).databunch(bs=32)
+        path_list = list(pd.Series(test_data_folder.ls()).astype("str"))
+        predictions = []
+        for item in testdb.x:
+            out = learn.predict(item)
+            if on_item is not None:
+                on_item(item, out)
+            predictions.append(out[2][1])
+        return aggregate(wav_path.name, path_list, predictions, agg)
+    finally:
+        shutil.rmtree(local_dir, ignore_errors=True)

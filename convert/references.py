@@ -1,0 +1,199 @@
+"""`make references`: record stage-by-stage reference tensors from the real legacy pipeline.
+
+    python -m convert.references --model reference_outputs/fixture --corpus reference_outputs/corpus \
+        --out reference_outputs/stages
+
+For every corpus file, production inference (convert/production.py) runs under `convert.capture`
+hooks. Stored per file, as safetensors (never pickles):
+- `clips/<i>/<stage>` full tensors for a few *sampled* clips (first, last, most confident), with
+  `clips/<i>/activations/<layer>` for the most confident clip of the flagship file;
+- `all/logits`, `all/probs`, `all/pooled` for every clip; `aggregate/*` for the file;
+- exact integer stages (`decode`, every clip's `clip`) as sha256 digests in the manifest.
+A file the legacy code rejects is recorded with its error as the reference behaviour.
+Runs single-threaded (bit-reproducible); a second run on 2 threads gives the noise floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.numpy import save as save_numpy
+
+from convert.capture import recording
+from convert.cli import write_atomically
+from convert.legacy import ConvertError, isolated_home, legacy_versions, load_trusted_learner, sha256_file
+from convert.production import predict_file
+from model.config import ModelConfig
+from model.stages import ACTIVATION_LAYERS, CLIP_STAGES
+
+SCHEMA_VERSION = 1
+FLAGSHIP = "hydrophone_48k_mono16_60s.wav"
+WAVE_STAGES = ("load", "downmix", "resample", "mel", "db", "input")
+SCRATCH = "clips"   # relative; error messages are sanitised to it so manifests are byte-stable
+
+
+def digest(a: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+
+
+def describe(a: np.ndarray) -> dict[str, Any]:
+    return {"shape": list(a.shape), "dtype": str(a.dtype)}
+
+
+def run_file(learn: Any, wav: Path, work: Path, cfg: ModelConfig) -> dict[str, Any]:
+    """One production run under capture. -> {'result'|'error', 'decode', 'clips'}."""
+    out: dict[str, Any] = {}
+    with recording(learn) as rec:
+        def on_item(_item: Any, pred: Any) -> None:
+            rec.record(rec.current, "probs", pred[2])
+        try:
+            out["result"] = predict_file(learn, wav, work / SCRATCH, cfg.frontend, cfg.aggregation, on_item)
+        except Exception as e:  # noqa: BLE001 - the legacy failure *is* the reference behaviour
+            msg = str(e).replace(str(work), "<work>").splitlines()
+            out["error"] = {"type": type(e).__name__, "message": msg[0] if msg else ""}
+    out["decode"] = rec.file.get("decode")
+    out["clips"] = dict(rec.clips)
+    return out
+
+
+def sampled_clips(name: str, probs: np.ndarray) -> tuple[list[int], list[int]]:
+    """-> (clips stored in full, clips whose activations are stored). Keeps references small."""
+    n = len(probs)
+    best = int(np.argmax(probs[:, 1])) if n else 0
+    full = sorted({0, n - 1, best}) if name == FLAGSHIP else [best]
+    acts = [best] if name == FLAGSHIP else []
+    return full, acts
+
+
+def pack_file(name: str, run: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Turn one captured run into (tensors, manifest entry)."""
+    tensors: dict[str, np.ndarray] = {}
+    entry: dict[str, Any] = {}
+    if run["decode"] is not None:
+        entry["decode"] = {**describe(run["decode"]), "sha256": digest(run["decode"])}
+    if "error" in run:
+        entry["error"] = run["error"]
+        return tensors, entry
+    res = run["result"]
+    keys = res["clip_order"]
+    clips = [run["clips"][k] for k in keys]
+    missing = [(k, s) for k, c in zip(keys, clips) for s in CLIP_STAGES if s != "activations" and s not in c]
+    if missing:
+        raise ConvertError(f"{name}: capture missed stage(s) {missing[:3]}; hooks no longer match legacy")
+    probs = np.stack([c["probs"] for c in clips])
+    full, acts = sampled_clips(name, probs)
+    tensors["all/logits"] = np.stack([c["logits"] for c in clips])
+    tensors["all/probs"] = probs
+    tensors["all/pooled"] = np.stack([c["activations/pooled"] for c in clips])
+    for i in full:
+        for stage in ("clip",) + WAVE_STAGES + ("logits", "probs"):
+            tensors[f"clips/{i:02d}/{stage}"] = clips[i][stage]
+    for i in acts:
+        for layer in ACTIVATION_LAYERS:
+            tensors[f"clips/{i:02d}/activations/{layer}"] = clips[i][f"activations/{layer}"]
+    tensors["aggregate/start_time_s"] = np.array(res["start_time_s"], dtype=np.int64)
+    tensors["aggregate/confidence"] = np.array(res["confidence"], dtype=np.float64)
+    tensors["aggregate/local_prediction"] = np.array(res["local_prediction"], dtype=np.int64)
+    tensors["aggregate/global_prediction"] = np.array([res["global_prediction"]], dtype=np.int64)
+    tensors["aggregate/global_confidence"] = np.array([res["global_confidence"]], dtype=np.float64)
+    entry.update({
+        "clips": len(clips), "rows": len(res["confidence"]), "full_clips": full, "activation_clips": acts,
+        "clip_windows": [[int(k.split("_")[-2]), int(k.split("_")[-1])] for k in keys],
+        "clip_sha256": [digest(c["clip"]) for c in clips],
+        "clip_shapes": sorted({str(list(c["clip"].shape)) for c in clips}),
+        "stage_shapes": {s: describe(clips[full[0]][s]) for s in ("clip",) + WAVE_STAGES},
+    })
+    return tensors, entry
+
+
+def noise_floor(learn: Any, wav: Path, work: Path, cfg: ModelConfig, first: dict[str, Any]) -> dict[str, float]:
+    """Max |difference| per stage between the 1-thread reference run and a 2-thread rerun."""
+    torch.set_num_threads(2)
+    try:
+        second = run_file(learn, wav, work / "rerun", cfg)
+    finally:
+        torch.set_num_threads(1)
+    floor: dict[str, float] = {}
+    for key, stages in first["clips"].items():
+        for stage, a in stages.items():
+            b = second["clips"][key][stage]
+            d = float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) if a.size else 0.0
+            floor[stage] = max(floor.get(stage, 0.0), d)
+    a = np.array(first["result"]["confidence"])
+    b = np.array(second["result"]["confidence"])
+    floor["aggregate/confidence"] = float(np.max(np.abs(a - b)))
+    return dict(sorted(floor.items()))
+
+
+def build(model_dir: Path, corpus: Path, out: Path, work: Path) -> dict[str, Any]:
+    cfg = ModelConfig.load(model_dir / "config.json")
+    learn = load_trusted_learner(model_dir / "model.pkl")
+    torch.set_num_threads(1)
+    corpus_manifest = json.loads((corpus / "corpus.json").read_text())
+    files: list[dict[str, Any]] = []
+    staged: dict[str, bytes] = {}
+    flagship_run = None
+    for spec in corpus_manifest["files"]:
+        wav = corpus / spec["name"]
+        if sha256_file(wav) != spec["sha256"]:
+            raise ConvertError(f"{wav} does not match corpus.json; run `make corpus` first")
+        run = run_file(learn, wav, work, cfg)
+        tensors, entry = pack_file(spec["name"], run)
+        entry = {"name": spec["name"], "audio_sha256": spec["sha256"], **entry}
+        if tensors:
+            blob = save_numpy(tensors)
+            tensors_name = Path(spec["name"]).stem + ".safetensors"
+            staged[tensors_name] = blob
+            entry["tensors"] = {"file": tensors_name, "sha256": hashlib.sha256(blob).hexdigest(),
+                                "keys": {k: describe(v) for k, v in sorted(tensors.items())}}
+        files.append(entry)
+        if spec["name"] == FLAGSHIP:
+            flagship_run = run
+        print(f"{spec['name']}: " + (f"error {entry['error']['type']}" if "error" in entry
+                                     else f"{entry['clips']} clips, {entry['rows']} rows"), file=sys.stderr)
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "command": "make references  # python -m convert.references " + " ".join(
+            shlex.quote(str(p)) for p in ("--model", model_dir, "--corpus", corpus, "--out", out)),
+        "model": {"pkl_sha256": sha256_file(model_dir / "model.pkl"),
+                  "weights_sha256": sha256_file(model_dir / "model.safetensors"),
+                  "config_sha256": sha256_file(model_dir / "config.json")},
+        "corpus_sha256": sha256_file(corpus / "corpus.json"),
+        "legacy_versions": legacy_versions(),
+        "torch_threads": 1,
+        "noise_floor": noise_floor(learn, corpus / FLAGSHIP, work, cfg, flagship_run) if flagship_run else {},
+        "files": files,
+    }
+    staged["manifest.json"] = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    write_atomically(out, staged)   # manifest last: it only ever describes files already in place
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m convert.references", description=__doc__.splitlines()[0])
+    ap.add_argument("--model", type=Path, required=True, help="folder with model.pkl(+.sha256), config.json")
+    ap.add_argument("--corpus", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args(argv)
+    try:
+        with tempfile.TemporaryDirectory(prefix="orcaport-refs-") as tmp:
+            with isolated_home(Path(tmp) / "home"):
+                manifest = build(args.model, args.corpus, args.out, Path(tmp))
+    except ConvertError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps({"files": len(manifest["files"]), "noise_floor": manifest["noise_floor"]}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
