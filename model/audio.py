@@ -1,0 +1,349 @@
+"""Audio stages of the legacy OrcaHello frontend, replayed without pydub, torchaudio or fastai.
+
+Production (fastai 1.0.61 + fastai_audio 0.1, torchaudio.load/save patched to soundfile) runs,
+per 2 s window of a file:
+
+    decode_pcm        pydub `AudioSegment.from_wav`: int samples         (frames, channels)
+    slice_ms          `audio[begin*1000:end*1000]`, pydub's ms slicing   (frames', channels)
+    load_clip         `export(format="wav")` + `sf.read(dtype="float32")` (channels, samples)
+    downmix           `torch.mean(sig, 0, True)`                         (1, samples)
+    cache_round_trip  `sf.write` (PCM_16 by default) + `sf.read` float32 (after downmix, resample)
+    resample          `scipy.signal.resample_poly` with a gcd-reduced ratio
+
+fastai_audio writes and re-reads a cache only when `downmix` or `resample_to` is on: once after
+downmix, once after resample -- the resample cache is written even when the rate already matches.
+Every function returns numpy arrays laid out as legacy holds them (a multi-channel float clip is
+the transpose of soundfile's (samples, channels) array), so torch reductions see the same strides.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from scipy.signal import resample_poly
+
+CLIP_SECONDS = 2
+HOP_SECONDS = 1
+MAX_SILENCE_FILL_MS = 2           # pydub pads at most 2 ms of missing frames, then raises
+PYDUB_MAX_CHUNKS = 10             # pydub gives up looking for 'data' after 10 RIFF chunks
+WAVE_FORMAT_PCM = 0x0001
+WAVE_FORMAT_EXTENSIBLE = 0xFFFE
+WAV_CONTAINERS = ("WAV", "WAVEX", "RF64")
+INT_DTYPES = {1: np.dtype("<i1"), 2: np.dtype("<i2"), 4: np.dtype("<i4")}
+PCM_BITS = {"PCM_U8": 8, "PCM_S8": 8, "PCM_16": 16, "PCM_24": 24, "PCM_32": 32}
+CACHE_BITS = {"PCM_16": 16, "PCM_24": 24, "PCM_32": 32}   # plus "FLOAT"
+FIX = "convert it with `sox in.wav -b 16 -e signed-integer out.wav`"
+
+
+class AudioDecodeError(ValueError):
+    """The file cannot be decoded the way the legacy pipeline would (message names the fix)."""
+
+
+class SliceError(ValueError):
+    """pydub's TooManyMissingFrames: a slice reaches more than 2 ms past the end of the audio."""
+
+
+@dataclass(frozen=True, eq=False)
+class PcmAudio:
+    """Integer samples exactly as pydub holds them.
+
+    samples: (frames, channels) int8 / int16 / int32, little-endian, C-contiguous.
+        8-bit WAV is unsigned on disk; pydub holds it as signed (value - 128).
+        24-bit is widened by pydub to 32-bit as (s24 << 8) | (0xFF if s24 < 0 else 0x00).
+    sample_width: bytes per sample after that widening (1, 2 or 4).
+    tail: bytes of an incomplete last frame (a data chunk cut mid-frame); pydub keeps them in its
+        buffer, slicing can carry them into a clip, and soundfile later drops them.
+    """
+
+    samples: np.ndarray
+    sample_rate: int
+    sample_width: int
+    tail: bytes = b""
+
+    @property
+    def frames(self) -> int:
+        return int(self.samples.shape[0])
+
+    @property
+    def channels(self) -> int:
+        return int(self.samples.shape[1])
+
+    @property
+    def duration_s(self) -> float:
+        """frames / rate: what librosa.get_duration(path) returns (it asks soundfile)."""
+        return float(self.frames) / self.sample_rate
+
+    @property
+    def length_ms(self) -> int:
+        """pydub `len(audio)`: round(1000 * frames / rate), Python's round (half to even)."""
+        return round(1000 * (float(self.frames) / self.sample_rate))
+
+
+@dataclass(frozen=True)
+class _RiffView:
+    """What pydub's own WAV header parser sees (None where it would fall back to ffmpeg)."""
+
+    audio_format: int
+    channels: int
+    sample_rate: int
+    bits_per_sample: int
+    data_offset: int
+    data_bytes: int          # bytes pydub takes: min(declared size, what the file holds)
+
+
+def _riff_view(path: Path, file_size: int) -> _RiffView | None:
+    """Walk chunks as pydub 0.25.1 does: from byte 12, no pad byte after odd sizes, at most 10
+    chunks, stop at 'data'. pydub then needs a 'fmt ' of >= 16 bytes with format 1 or 0xFFFE and
+    'data' as the last chunk seen; any failure sends it to ffmpeg (FileNotFoundError: 'ffprobe'
+    where ffmpeg is absent, as on these machines; the production image installs ffmpeg)."""
+    chunks: list[tuple[bytes, int, int]] = []
+    with open(path, "rb") as f:
+        pos = 12
+        while pos + 8 <= file_size and len(chunks) < PYDUB_MAX_CHUNKS:
+            f.seek(pos)
+            cid, size = struct.unpack("<4sI", f.read(8))
+            chunks.append((cid, pos, size))
+            if cid == b"data":
+                break
+            pos += size + 8
+        fmt = [c for c in chunks if c[0] == b"fmt "]
+        if not fmt or fmt[0][2] < 16 or chunks[-1][0] != b"data":
+            return None
+        f.seek(fmt[0][1] + 8)
+        raw = f.read(16)
+    if len(raw) < 16:
+        return None
+    tag, channels, rate, _, _, bits = struct.unpack("<HHIIHH", raw)
+    if tag not in (WAVE_FORMAT_PCM, WAVE_FORMAT_EXTENSIBLE):
+        return None
+    offset = chunks[-1][1] + 8
+    held = max(0, min(chunks[-1][2], file_size - offset))
+    return _RiffView(tag, channels, rate, bits, offset, held)
+
+
+def _pydub_tail(path: Path, view: _RiffView) -> bytes:
+    """The bytes after the last whole frame of a data chunk cut mid-frame, as pydub holds them:
+    8-bit biased to signed, 24-bit widened per complete 3-byte sample (a partial one is dropped)."""
+    width = view.bits_per_sample // 8
+    n_tail = view.data_bytes % (view.channels * width)
+    if not n_tail:
+        return b""
+    with open(path, "rb") as f:
+        f.seek(view.data_offset + view.data_bytes - n_tail)
+        raw = f.read(n_tail)
+    if width == 1:
+        return bytes((b - 128) & 0xFF for b in raw)
+    if width == 3:
+        return b"".join((b"\xff" if raw[i + 2] > 0x7F else b"\x00") + raw[i:i + 3]
+                        for i in range(0, len(raw) - 2, 3))
+    return raw
+
+
+def _pydub_ints(path: Path, subtype: str) -> tuple[np.ndarray, int]:
+    """soundfile's integer decode mapped to pydub's view: (samples, sample_width)."""
+    bits = PCM_BITS[subtype]
+    if bits == 8:
+        return (sf.read(str(path), dtype="int16", always_2d=True)[0] >> 8).astype("<i1"), 1
+    if bits == 16:
+        return sf.read(str(path), dtype="int16", always_2d=True)[0].astype("<i2"), 2
+    x = sf.read(str(path), dtype="int32", always_2d=True)[0].astype("<i4")
+    if bits == 24:                      # soundfile left-justifies with 0x00; pydub pads the sign
+        x |= (x >> 31) & 0xFF
+    return x, 4
+
+
+def _ffmpeg_float_to_s32(x: np.ndarray) -> np.ndarray:
+    """libswresample flt -> s32: av_clipl_int32(llrintf(x * 2^31)); NaN/inf/|x| >= 2^32 give the
+    x86 'integer indefinite' (INT64_MIN), which clips to INT32_MIN."""
+    s = x.astype(np.float64) * 2.0**31
+    out = np.full(s.shape, np.iinfo(np.int32).min, dtype=np.int64)
+    ok = np.isfinite(s) & (np.abs(s) < 2.0**63)
+    out[ok] = np.clip(np.rint(s[ok]), -(2**31), 2**31 - 1).astype(np.int64)
+    return out.astype("<i4")
+
+
+def decode_pcm(path: str | Path) -> PcmAudio:
+    """Decode a WAV (or FLAC) file into pydub's integer view.   -> PcmAudio (frames, channels)
+
+    What legacy (`AudioSegment.from_wav`, pydub 0.25.1) does, and what this does:
+      PCM 16 / 32-bit, WAV, WAVEX or RF64   read natively by pydub            -> same ints
+      PCM 8-bit (unsigned on disk)          pydub biases to signed int8       -> int8
+      PCM 24-bit                            widened to int32, low byte = sign -> same int32
+      IEEE float32 (format 3)               pydub's parser refuses it and shells out to ffmpeg
+                                            (`-acodec pcm_s32le`); without ffmpeg it raises
+                                            FileNotFoundError('ffprobe')      -> ffmpeg's int32
+      big-endian RIFX, odd-sized or > 10 chunks before 'data'
+                                            ffmpeg path, same PCM ints        -> same ints
+      WAVE_FORMAT_EXTENSIBLE float / double pydub reads the float bits as ints (noise) -> error
+      bits not 8/16/24/32 (12-, 20-bit...)  pydub uses bits // 8 bytes (garbage or crash) -> error
+      float64, u-law, a-law, ADPCM, GSM     ffmpeg path / no PCM equivalent   -> error
+      FLAC                                  from_wav forces ffmpeg's WAV demuxer: fails
+                                            (CouldntDecodeError, or FileNotFoundError without
+                                            ffmpeg)                           -> extension: read
+                                            as if it were a WAV of the same bit depth
+      data chunk shorter than declared      pydub keeps what is there (no error) -> same, with
+                                            an incomplete last frame kept in `tail`
+      empty / not audio / no 'data' chunk   ffmpeg path then CouldntDecodeError -> error
+    """
+    path = Path(path)
+    size = path.stat().st_size          # FileNotFoundError as is: nothing to decode
+    if size == 0:
+        raise AudioDecodeError(f"{path}: empty file (0 bytes); legacy fails on it too -- "
+                               "re-export the recording")
+    try:
+        info = sf.info(str(path))
+    except RuntimeError as e:           # soundfile's LibsndfileError
+        reason = str(e).rsplit("': ", 1)[-1].strip()
+        raise AudioDecodeError(f"{path}: not decodable audio ({reason}); {FIX}") from None
+    container, subtype = info.format, info.subtype
+    if container not in WAV_CONTAINERS + ("FLAC",):
+        raise AudioDecodeError(f"{path}: {container} files are not read by the legacy pipeline "
+                               f"(WAV only); {FIX}")
+    view = _riff_view(path, size) if container in WAV_CONTAINERS else None
+    tail = b""
+    if view is not None:                # pydub's native parser accepts the header
+        if view.bits_per_sample not in (8, 16, 24, 32) or subtype not in PCM_BITS \
+                or PCM_BITS[subtype] != view.bits_per_sample:
+            what = (f"{subtype} samples" if subtype not in PCM_BITS
+                    else f"{view.bits_per_sample}-bit samples")
+            raise AudioDecodeError(f"{path}: legacy pydub misreads {what} as "
+                                   f"{view.bits_per_sample // 8}-byte integers; {FIX}")
+        samples, width = _pydub_ints(path, subtype)
+        frame_bytes = view.channels * (view.bits_per_sample // 8)
+        seen = (view.channels, view.sample_rate, view.data_bytes // frame_bytes)
+        got = (info.channels, info.samplerate, samples.shape[0])
+        if seen != got:
+            raise AudioDecodeError(f"{path}: header inconsistent (pydub sees channels/rate/frames "
+                                   f"{seen}, soundfile {got}); {FIX}")
+        tail = _pydub_tail(path, view)
+    elif subtype in PCM_BITS:           # ffmpeg path (or FLAC): PCM ints come out unchanged
+        samples, width = _pydub_ints(path, subtype)
+    elif subtype == "FLOAT" and container == "WAV":
+        x = sf.read(str(path), dtype="float32", always_2d=True)[0]
+        samples, width = _ffmpeg_float_to_s32(x), 4
+    else:
+        raise AudioDecodeError(f"{path}: legacy cannot turn {container}/{subtype} audio into PCM "
+                               f"samples; {FIX}")
+    return PcmAudio(np.ascontiguousarray(samples), int(info.samplerate), width, tail)
+
+
+def _ms_to_frame(pcm: PcmAudio, ms: float) -> int:
+    """pydub `_parse_position`: negative ms count from the end, int(ms * (rate / 1000.0))."""
+    if ms < 0:
+        ms = pcm.length_ms - abs(ms)
+    if ms == float("inf"):
+        ms = pcm.length_ms
+    return int(ms * (pcm.sample_rate / 1000.0))
+
+
+def slice_ms(pcm: PcmAudio, begin_ms: float | None = None, end_ms: float | None = None) -> PcmAudio:
+    """pydub `audio[begin_ms:end_ms]`.   (frames, channels) -> (frames', channels)
+
+    Both ends are clamped to len(audio) (whole ms, rounded half to even) and mapped to frames with
+    int(ms * (rate / 1000.0)), truncating; negative ms count back from len(audio).
+    When the slice asks for frames past the end, up to 2 ms of them are filled with zeros (one
+    frame of zeros per missing frame; nothing when the slice holds no data at all); more raises
+    SliceError, like pydub's TooManyMissingFrames.
+    """
+    fw = pcm.channels * pcm.sample_width
+    length = pcm.length_ms
+    start = min(0 if begin_ms is None else begin_ms, length)
+    end = min(length if end_ms is None else end_ms, length)
+    b0, b1 = _ms_to_frame(pcm, start) * fw, _ms_to_frame(pcm, end) * fw
+    body = pcm.samples.reshape(-1).view(np.uint8)
+    buf_len = body.size + len(pcm.tail)
+    lo, hi, _ = slice(b0, b1).indices(buf_len)
+    data = body[lo:min(hi, body.size)]
+    if hi > body.size:
+        tail = np.frombuffer(pcm.tail, np.uint8)[max(lo - body.size, 0):hi - body.size]
+        data = np.concatenate([data, tail])
+    missing = (b1 - b0 - data.size) // fw
+    if missing:
+        if missing > pcm.sample_rate / 1000.0 * MAX_SILENCE_FILL_MS:
+            raise SliceError(f"slice [{begin_ms}, {end_ms}) ms needs {missing} frames past the end "
+                             f"of {pcm.length_ms} ms of audio (pydub fills at most "
+                             f"{MAX_SILENCE_FILL_MS} ms); ask for a window inside the file")
+        unit = min(fw, data.size)
+        if unit % pcm.sample_width:
+            raise SliceError("slice ends in a partial sample of a truncated file (pydub's audioop "
+                             "fails there); drop the last window")
+        data = np.concatenate([data, np.zeros(unit * max(missing, 0), np.uint8)])
+    whole = data.size - data.size % fw
+    samples = np.frombuffer(data[:whole].tobytes(), INT_DTYPES[pcm.sample_width]).copy()
+    samples = samples.reshape(-1, pcm.channels)
+    return PcmAudio(samples, pcm.sample_rate, pcm.sample_width, data[whole:].tobytes())
+
+
+def load_clip(pcm: PcmAudio) -> np.ndarray:
+    """pydub `export(format="wav")` then `sf.read(dtype="float32")`.   -> float32 (channels, samples)
+
+    int8 / 128, int16 / 32768, float32(int32) * 2^-31 (the int -> float cast rounds to nearest
+    even, as libsndfile's does); an incomplete last frame is dropped. Mono is a (1, samples)
+    reshape; more channels are the transpose view of a (samples, channels) array, as legacy's
+    patched torchaudio.load returns them.
+    """
+    x = pcm.samples.astype(np.float32) * np.float32(2.0 ** (1 - 8 * pcm.sample_width))
+    return x.reshape(1, -1) if pcm.channels == 1 else x.T
+
+
+def downmix(x: np.ndarray) -> np.ndarray:
+    """fastai_audio tfm_downmix: torch.mean over channels, keepdim.   (C, N) -> (1, N) float32"""
+    return torch.mean(torch.from_numpy(x), 0, True).numpy()
+
+
+def cache_round_trip(x: np.ndarray, subtype: str = "PCM_16") -> np.ndarray:
+    """`sf.write(path, x.T, sr)` (soundfile's default WAV subtype: PCM_16) then
+    `sf.read(dtype="float32")`, computed without a file.   (C, N) float32/64 -> (C, N) float32
+
+    soundfile turns libsndfile's clipping on, and libsndfile's clipping converters for both float32
+    and float64 input scale by 2^31, clip (>= 2^31 - 1 -> max, <= -2^31 -> min), round half to even
+    to an int32, then keep the top `bits` bits (an arithmetic shift: floor). NaN becomes the
+    minimum. So PCM_16 is floor(x * 32768) clipped to [-32768, 32767] (up to the rounding of tiny
+    values), not round(x * 32767). Reading scales by 2^-(bits-1) in float32. "FLOAT" only casts.
+    """
+    x = np.asarray(x)
+    if x.dtype not in (np.float32, np.float64):
+        raise TypeError(f"cache_round_trip takes float32/float64 audio, got {x.dtype}")
+    if subtype == "FLOAT":
+        y = x.astype(np.float32)
+    elif subtype in CACHE_BITS:
+        bits = CACHE_BITS[subtype]
+        s = x.astype(np.float64) * 2.0**31
+        q = np.full(s.shape, -(2**31), dtype=np.int64)
+        top = s >= 2.0**31 - 1
+        mid = ~top & (s > -(2.0**31))           # NaN fails both tests and stays at the minimum
+        q[top] = 2**31 - 1
+        q[mid] = np.rint(s[mid]).astype(np.int64)
+        q >>= 32 - bits
+        y = q.astype(np.float32) * np.float32(2.0 ** (1 - bits))
+    else:
+        raise ValueError(f"cache subtype {subtype!r} is not emulated; use one of "
+                         f"{', '.join(list(CACHE_BITS) + ['FLOAT'])}")
+    if y.ndim == 2 and y.shape[0] > 1:          # soundfile hands back (samples, channels)
+        y = np.ascontiguousarray(y.T).T
+    return y
+
+
+def resample(x: np.ndarray, sr: int, sr_new: int) -> np.ndarray:
+    """fastai_audio tfm_resample: resample_poly(x, up, down, axis=-1) with the gcd-reduced ratio;
+    the input comes back untouched when the rates are equal. float32 in -> float32 out (scipy
+    1.13 and 1.17 agree bit for bit).   (C, N) -> (C, ceil(N * up / down))"""
+    if sr == sr_new:
+        return x
+    g = math.gcd(sr, sr_new)
+    return resample_poly(x, int(sr_new / g), int(sr / g), axis=-1)
+
+
+def clip_windows(duration_s: float) -> list[tuple[int, int]]:
+    """Production windows: [i, i + 2) s for i in range(int(floor(duration) - 1)).
+
+    `duration_s` is librosa.get_duration(path=...), i.e. soundfile's frames / rate
+    (`PcmAudio.duration_s`). Under 2 s there is no window at all.
+    """
+    return [(i, i + CLIP_SECONDS) for i in range(int(math.floor(duration_s) - 1))]

@@ -1,0 +1,207 @@
+"""Spectrogram stages of the legacy frontend: torchaudio MelSpectrogram + AmplitudeToDB, then
+fastai_audio's `tfm_crop_time` padding, recomputed with torch only.
+
+    mel_spectrogram   (C, N) float32 at 20 kHz        -> (C, n_mels, 1 + N // hop)  power mel
+    amplitude_to_db   (C, n_mels, T)                  -> (C, n_mels, T)  dB, floored at max - top_db
+    standardize       (C, n_mels, T)                  -> (C, n_mels, T)  fastai_audio's [0, 1] scaling
+    pad_or_crop       (C, n_mels, T)                  -> (C, n_mels, int(sr * duration / hop))
+
+fastai_audio builds `MelSpectrogram(**mel_args)` without `sample_rate`, so the filterbank is laid
+out for torchaudio's default 16 kHz (`FrontendConfig.filterbank_sample_rate`) although the audio is
+at 20 kHz: mel bins above 8 kHz are all zero when f_max = 10 kHz. A 2 s clip gives 157 frames,
+padded with 0.0 dB (not silence) to 312. Beware: fastai_audio 0.1's AudioConfig.pad_mode defaults
+to "zeros", which OrcaHello's fastai_inference.py never overrides, so production puts a random
+number (0..155) of those 0.0 columns *in front* of each clip; "zeros-after" (no front pad) is what
+upstream's own reference files use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import torch
+
+from model.audio import PcmAudio, cache_round_trip, downmix, load_clip, resample
+from model.config import FrontendConfig
+
+AMIN = 1e-10                   # AmplitudeToDB clamp
+REF_DB = math.log10(1.0)       # log10(max(amin, ref=1.0)) = 0.0
+POWER_DB = 10.0                # power (not magnitude) spectrogram
+STANDARDIZE_EPS = 1e-6
+PAD_MODES = ("zeros-after", "repeat")          # deterministic in fastai_audio; "zeros" is not
+CACHE_SUBTYPES = ("PCM_16", "PCM_24", "PCM_32", "FLOAT")
+
+
+class FrontendError(ValueError):
+    """The frontend config asks for something fastai_audio does that cannot be replayed here."""
+
+
+def check_supported(cfg: FrontendConfig) -> FrontendConfig:
+    """Return `cfg` if every field is one this runtime reproduces, else raise naming the field.
+    `standardize`, `to_db_scale`, `top_db=None`, `pad`, `win_length`, `f_max=None`, any
+    `resample_to` and `downmix` are reproduced."""
+    unsupported = {
+        "mfcc": cfg.mfcc, "delta": cfg.delta, "remove_silence": cfg.remove_silence is not None,
+        "segment_size": cfg.segment_size is not None, "max_to_pad": cfg.max_to_pad is not None,
+        "use_spectro": not cfg.use_spectro,
+    }
+    for name, bad in unsupported.items():
+        if bad:
+            raise FrontendError(f"frontend.{name}={getattr(cfg, name)!r} is not implemented by the "
+                                f"fastai-free runtime; convert a model trained without it")
+    if cfg.pad_mode.lower() not in PAD_MODES:
+        why = ("(fastai_audio's default, so OrcaHello production's) pads at a random offset "
+               "(random.randint), which a runtime cannot reproduce" if cfg.pad_mode.lower() == "zeros"
+               else "is not a fastai_audio pad mode")
+        raise FrontendError(f"frontend.pad_mode={cfg.pad_mode!r} {why}; use 'zeros-after' or 'repeat'")
+    if cfg.duration and not cfg.hop_length:
+        raise FrontendError("frontend.hop_length=None with a duration: fastai_audio's crop needs a hop")
+    if cfg.win_length is not None and cfg.win_length > cfg.n_fft:
+        raise FrontendError(f"frontend.win_length={cfg.win_length} exceeds n_fft={cfg.n_fft}")
+    if cfg.f_max is not None and cfg.f_min > cfg.f_max:
+        raise FrontendError(f"frontend.f_min={cfg.f_min} exceeds f_max={cfg.f_max}")
+    if cfg.top_db is not None and cfg.top_db < 0:
+        raise FrontendError(f"frontend.top_db={cfg.top_db} must be >= 0 (AmplitudeToDB refuses it)")
+    if cfg.cache_subtype not in CACHE_SUBTYPES:
+        raise FrontendError(f"frontend.cache_subtype={cfg.cache_subtype!r} is not emulated; "
+                            f"one of {', '.join(CACHE_SUBTYPES)}")
+    return cfg
+
+
+def mel_filterbank(n_freqs: int, f_min: float, f_max: float, n_mels: int,
+                   sample_rate: int) -> torch.Tensor:
+    """HTK triangular filterbank, no norm, as torchaudio.functional.melscale_fbanks builds it in
+    float32 (same ops, same order, so the same bits).   -> (n_freqs, n_mels)"""
+    def hz_to_mel(hz: float) -> float:
+        return 2595.0 * math.log10(1.0 + hz / 700.0)
+
+    bin_hz = torch.linspace(0, sample_rate // 2, n_freqs)                       # (F,)
+    mel_pts = torch.linspace(hz_to_mel(f_min), hz_to_mel(f_max), n_mels + 2)   # (M + 2,)
+    edge_hz = 700.0 * (10.0 ** (mel_pts / 2595.0) - 1.0)
+    width = edge_hz[1:] - edge_hz[:-1]                                          # (M + 1,)
+    dist = edge_hz.unsqueeze(0) - bin_hz.unsqueeze(1)                           # (F, M + 2)
+    rising = (-1.0 * dist[:, :-2]) / width[:-1]
+    falling = dist[:, 2:] / width[1:]
+    return torch.minimum(rising, falling).clamp(min=0.0)
+
+
+def _as_wave(wave: np.ndarray | torch.Tensor) -> torch.Tensor:
+    x = torch.from_numpy(np.asarray(wave)) if not isinstance(wave, torch.Tensor) else wave
+    if x.dtype != torch.float32:
+        raise TypeError(f"mel_spectrogram takes float32 audio (legacy reads it so), got {x.dtype}")
+    return x
+
+
+def mel_spectrogram(wave: np.ndarray | torch.Tensor, cfg: FrontendConfig) -> torch.Tensor:
+    """torchaudio MelSpectrogram(f_min, f_max, hop_length, n_fft, n_mels, pad, win_length) with
+    the default 16 kHz filterbank rate: periodic Hann window of win_length (default n_fft), centred
+    frames with reflect padding, `pad` zeros each side first, |STFT|^2, onesided.
+    (C, N) float32 -> (C, n_mels, 1 + (N + 2 * pad) // hop) float32"""
+    x = _as_wave(wave)
+    win_length = cfg.win_length or cfg.n_fft
+    hop = cfg.hop_length or win_length // 2
+    f_max = cfg.f_max if cfg.f_max is not None else float(cfg.filterbank_sample_rate // 2)
+    if cfg.pad > 0:
+        x = torch.nn.functional.pad(x, (cfg.pad, cfg.pad), "constant")
+    lead = x.shape[:-1]
+    spec = torch.stft(x.reshape(-1, x.shape[-1]), n_fft=cfg.n_fft, hop_length=hop,
+                      win_length=win_length, window=torch.hann_window(win_length), center=True,
+                      pad_mode="reflect", normalized=False, onesided=True, return_complex=True)
+    power = spec.reshape(lead + spec.shape[-2:]).abs().pow(2.0)                 # (C, F, T)
+    fb = mel_filterbank(cfg.n_fft // 2 + 1, cfg.f_min, f_max, cfg.n_mels, cfg.filterbank_sample_rate)
+    return torch.matmul(power.transpose(-1, -2), fb).transpose(-1, -2)
+
+
+def amplitude_to_db(mel: torch.Tensor, top_db: float | None) -> torch.Tensor:
+    """torchaudio AmplitudeToDB(stype="power", top_db): 10 * log10(max(x, 1e-10)), then floored at
+    (max over the last three dims) - top_db, per item when there are more than three dims."""
+    db = POWER_DB * torch.log10(torch.clamp(mel, min=AMIN))
+    db = db - POWER_DB * REF_DB
+    if top_db is None:
+        return db
+    shape = db.shape
+    items = db.reshape(-1, shape[-3] if db.dim() > 2 else 1, shape[-2], shape[-1])
+    floor = items.amax(dim=(-3, -2, -1)) - top_db
+    return torch.max(items, floor.view(-1, 1, 1, 1)).reshape(shape)
+
+
+def standardize(db: torch.Tensor) -> torch.Tensor:
+    """fastai_audio `standardize` (applied before padding, when AudioConfig.standardize): z-score
+    with the whole tensor's mean and unbiased std (+1e-6), then min-max scaled to [0, 1]; all
+    zeros when the z-scores span no more than 1e-6."""
+    z = (db - db.mean()) / (db.std() + STANDARDIZE_EPS)
+    lo, hi = z.min(), z.max()
+    if (hi - lo) > STANDARDIZE_EPS:
+        return (z - lo) / (hi - lo)
+    return torch.zeros_like(z)
+
+
+def pad_or_crop(db: torch.Tensor, cfg: FrontendConfig, sample_rate: int,
+                zeros_front: int | None = None) -> torch.Tensor:
+    """fastai_audio `tfm_crop_time` + `tfm_pad_spectro` to `cfg.duration` ms at `sample_rate`
+    (the resample_to rate).   (C, n_mels, T) -> (C, n_mels, int(sample_rate * duration_s / hop))
+
+    A spectrogram that spans no more than `duration` is padded with 0.0 (loud in dB, not silence):
+    "zeros-after" appends it, "repeat" tiles the spectrogram instead, and "zeros" -- fastai_audio
+    0.1's default, hence what OrcaHello production runs -- puts random.randint(0, width - T)
+    columns in front and the rest behind. That draw cannot be replayed, so "zeros" needs the offset
+    legacy drew (`zeros_front`, e.g. recorded from a seeded reference run) unless T == width.
+    A longer spectrogram is cropped by legacy at a random offset: that raises.
+    No `duration` leaves the spectrogram as it is.
+    """
+    if not cfg.duration:
+        return db
+    crop_s = cfg.duration / 1000
+    channels, n_mels, frames = db.shape
+    width = int(sample_rate * crop_s / cfg.hop_length)
+    if crop_s < (cfg.hop_length * frames) / sample_rate:
+        raise FrontendError(f"spectrogram of {frames} frames is longer than duration="
+                            f"{cfg.duration} ms ({width} frames): fastai_audio crops it at a random "
+                            "offset, which cannot be replayed; use clips no longer than duration")
+    mode = cfg.pad_mode.lower()
+    if mode == "repeat":
+        return db.repeat(1, 1, width // frames + 1)[:, :, :width]
+    if mode not in ("zeros", "zeros-after"):
+        raise FrontendError(f"pad_mode {cfg.pad_mode!r} is not a fastai_audio pad mode")
+    front = 0
+    if mode == "zeros" and width > frames:
+        if zeros_front is None:
+            raise FrontendError(f"pad_mode='zeros' pads at a random offset (random.randint(0, "
+                                f"{width - frames})) in fastai_audio, which cannot be replayed; pass "
+                                "the offset legacy drew as zeros_front, or use 'zeros-after'")
+        if not 0 <= zeros_front <= width - frames:
+            raise FrontendError(f"zeros_front={zeros_front} is outside 0..{width - frames}")
+        front = zeros_front
+    return torch.cat((torch.zeros((channels, n_mels, front)), db,
+                      torch.zeros((channels, n_mels, width - frames - front))), 2)
+
+
+def frontend_stages(clip: PcmAudio, cfg: FrontendConfig,
+                    zeros_front: int | None = None) -> dict[str, torch.Tensor]:
+    """Run one clip (a `slice_ms` result) through the whole legacy frontend (`zeros_front`: the
+    random pad offset legacy drew, to replay pad_mode="zeros"; see pad_or_crop).
+
+    Returns the `model.stages` tensors "load" (C, N), "downmix" (1, N), "resample" (C, N'),
+    "mel", "db" (C, n_mels, T) and "input" (C, n_mels, width), all float32. As in fastai_audio,
+    each cache round trip happens only when its step is configured (the resample one even when the
+    rate already matches); a step that is off passes its input through unchanged.
+    """
+    replay = zeros_front is not None and cfg.pad_mode.lower() == "zeros"
+    check_supported(dataclasses.replace(cfg, pad_mode="zeros-after") if replay else cfg)
+    out: dict[str, torch.Tensor] = {}
+    x = load_clip(clip)
+    out["load"] = torch.from_numpy(x)
+    if cfg.downmix:
+        x = cache_round_trip(downmix(x), cfg.cache_subtype)
+    out["downmix"] = torch.from_numpy(x)
+    rate = clip.sample_rate
+    if cfg.resample_to:
+        x = cache_round_trip(resample(x, rate, cfg.resample_to), cfg.cache_subtype)
+        rate = cfg.resample_to
+    out["resample"] = torch.from_numpy(x)
+    out["mel"] = mel = mel_spectrogram(x, cfg)
+    out["db"] = db = amplitude_to_db(mel, cfg.top_db) if cfg.to_db_scale else mel
+    out["input"] = pad_or_crop(standardize(db) if cfg.standardize else db, cfg, rate, zeros_front)
+    return out
