@@ -84,7 +84,15 @@ def load_trusted_learner(model_pkl: str | Path, sha256: str | None = None) -> An
             f"refusing to unpickle {model_pkl}: sha256 {got} != expected {want}; unpickling runs "
             "code from the file, so check where it came from and pass its real hash")
     from fastai.basic_train import Learner, load_learner
+    from fastai.vision.data import ImageDataBunch
     import audio  # noqa: F401  (the pickle references fastai_audio classes)
+    from audio.data import AudioDataBunch
+
+    # fastai_audio 0.1 cannot reload a learner exported with normalization: load_learner calls
+    # `data.normalize(...)`, which only ImageDataBunch defines. Borrow it (it is what fastai 1.0.61
+    # normalization means) so such learners load, with their stats applied as in training.
+    if not hasattr(AudioDataBunch, "normalize"):
+        AudioDataBunch.normalize = ImageDataBunch.normalize
 
     patch_torchaudio_io()
     real_load = torch.load
@@ -131,6 +139,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def ffmpeg_version() -> str | None:
+    """pydub hands every WAV it cannot parse itself (float, u-law, ...) to ffmpeg/ffprobe."""
+    import shutil
+    import subprocess
+
+    if shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None:
+        return None
+    out = subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True).stdout.split()
+    return out[2] if len(out) > 2 else "unknown"
+
+
 def legacy_versions() -> dict[str, str]:
     """Every legacy package version that can change a number, for provenance and manifests."""
     import importlib.metadata as md
@@ -138,7 +157,8 @@ def legacy_versions() -> dict[str, str]:
 
     names = ["fastai", "fastai_audio", "torch", "torchaudio", "torchvision", "numpy", "scipy",
              "soundfile", "pydub", "librosa", "pandas"]
-    out = {"python": platform.python_version(), "libsndfile": sf.__libsndfile_version__}
+    out = {"python": platform.python_version(), "libsndfile": sf.__libsndfile_version__,
+           "ffmpeg": ffmpeg_version() or "not installed"}
     for name in names:
         try:
             out[name] = md.version(name)

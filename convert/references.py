@@ -30,7 +30,7 @@ from safetensors.numpy import save as save_numpy
 
 from convert.capture import recording
 from convert.cli import write_atomically
-from convert.legacy import ConvertError, isolated_home, legacy_versions, load_trusted_learner, sha256_file
+from convert.legacy import ConvertError, ffmpeg_version, isolated_home, legacy_versions, load_trusted_learner, sha256_file
 from convert.production import predict_file
 from model.config import ModelConfig
 from model.stages import ACTIVATION_LAYERS, CLIP_STAGES
@@ -135,6 +135,9 @@ def noise_floor(learn: Any, wav: Path, work: Path, cfg: ModelConfig, first: dict
 
 
 def build(model_dir: Path, corpus: Path, out: Path, work: Path) -> dict[str, Any]:
+    if ffmpeg_version() is None:
+        raise ConvertError("ffmpeg/ffprobe not found: production images install ffmpeg and pydub "
+                           "decodes float WAVs through it; `apt-get install ffmpeg`, then retry")
     cfg = ModelConfig.load(model_dir / "config.json")
     learn = load_trusted_learner(model_dir / "model.pkl")
     torch.set_num_threads(1)

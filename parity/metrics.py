@@ -74,7 +74,9 @@ def compare(ref: np.ndarray, got: np.ndarray, tol: Tolerance, axes: Sequence[str
     if n:
         flat = int(np.argmax(np.where(out, d + 1.0, d) if n_out else d))  # prefer out-of-tolerance
         index = [int(i) for i in np.unravel_index(flat, r.shape)]
-        worst = {"index": index, "axes": list(axes)[-len(index):] if axes else [],
+        # Leading dims beyond the stage's own axes are stacked clips (e.g. all/probs is (clips, class)).
+        names = ["clip"] * max(len(index) - len(axes), 0) + list(axes)[-len(index):] if axes else []
+        worst = {"index": index, "axes": names,
                  "ref": _finite_or_none(float(r.flat[flat])), "got": _finite_or_none(float(g.flat[flat]))}
     return {
         "passed": n_out <= tol.max_fraction * n,

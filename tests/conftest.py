@@ -42,6 +42,7 @@ def run_legacy(args: list[str], timeout: int = 900, home: Path | None = None) ->
     out = subprocess.run([legacy_interpreter(), *args], cwd=ROOT, env=env, capture_output=True,
                          text=True, timeout=timeout)
     assert out.returncode == 0, out.stderr[-3000:]
-    lines = [ln for ln in out.stdout.splitlines() if ln.startswith(RESULT_MARK)]
-    assert lines, f"no {RESULT_MARK!r} line in output:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}"
-    return json.loads(lines[-1][len(RESULT_MARK):])
+    # fastprogress draws bars with '\r' and no newline, so the mark may not start its line.
+    at = out.stdout.rfind(RESULT_MARK + "{")
+    assert at >= 0, f"no {RESULT_MARK!r} in output:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}"
+    return json.loads(out.stdout[at + len(RESULT_MARK):].splitlines()[0])

@@ -37,6 +37,8 @@ def test_architecture_is_introspected_not_assumed(results: dict[str, Any]) -> No
     assert (r["body"], r["classes"], r["bn_final"], r["concat_pool"]) == \
         ("resnet34", ["class0", "class1", "class2"], True, False)
     assert r["lin_ftrs"] == [512, 256, 128, 3]
+    assert r["positive_index"] == 2
+    assert results["resnet18_default"]["positive_index"] == 1   # production's learn.predict(x)[2][1]
     assert results["resnet50_orcahello_normalized"]["lin_ftrs"] == [4096, 512, 2]
     assert results["resnet50_orcahello_normalized"]["normalization"] == [[-42.0], [17.5]]
     assert results["resnet18_default"]["normalization"] is None

@@ -45,7 +45,8 @@ def make_data(root: Path, classes: int, norm):
     data = (AudioList.from_folder(root, config=legacy_audio_config(FrontendConfig()))
             .split_by_folder().label_from_folder().databunch(bs=2, num_workers=0))
     if norm is not None:
-        data.normalize((torch.tensor(norm[0]), torch.tensor(norm[1])))
+        from fastai.vision.data import ImageDataBunch   # AudioDataBunch has no normalize of its own
+        ImageDataBunch.normalize(data, (torch.tensor(norm[0]), torch.tensor(norm[1])))
     return data
 
 
@@ -78,8 +79,9 @@ def main() -> None:
             learn.model.eval()
             learn.export(root / "model.pkl")
             sha = sha256_file(root / "model.pkl")
-            a = convert(root / "model.pkl", root / "out_a", sha256=sha)
-            convert(root / "model.pkl", root / "out_b", sha256=sha)
+            positive = f"class{classes - 1}" if classes > 2 else None   # >2 classes: must be named
+            a = convert(root / "model.pkl", root / "out_a", sha256=sha, positive_class=positive)
+            convert(root / "model.pkl", root / "out_b", sha256=sha, positive_class=positive)
             cfg = ModelConfig.load(root / "out_a" / "config.json")
             net = load_network(root / "out_a" / "model.safetensors", cfg)
             x = torch.randn(3, 1, 256, 312, generator=torch.Generator().manual_seed(2)) * 20 - 40
@@ -89,6 +91,7 @@ def main() -> None:
                     for f in ("model.safetensors", "config.json")}
             results[name] = {
                 "body": cfg.architecture.body, "classes": list(cfg.classes),
+                "positive_index": cfg.positive_index,
                 "head": [type(m).__name__ for m in learn.model[1]],
                 "lin_ftrs": list(cfg.architecture.head.lin_ftrs),
                 "bn_final": cfg.architecture.head.bn_final,

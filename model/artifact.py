@@ -1,0 +1,52 @@
+"""A converted model folder: `model.safetensors` + `config.json`, loaded as one verified pair."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from model.config import ModelConfig
+from model.network import OrcaNet
+from model.weights import WeightsError, load_network, read_metadata, sha256_file
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    config: ModelConfig
+    network: OrcaNet
+    weights_sha256: str
+    config_sha256: str
+    root: Path
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """fastai `normalize` on the network input (B, C, H, W), when the learner had stats."""
+        norm = self.config.normalization
+        if norm is None:
+            return x
+        mean = torch.tensor(norm.mean, dtype=x.dtype)[..., None, None]
+        std = torch.tensor(norm.std, dtype=x.dtype)[..., None, None]
+        return (x - mean) / std
+
+
+def load_artifact(root: str | Path) -> Artifact:
+    """Load and cross-check config.json and model.safetensors from `root`.
+
+    The pair must come from one conversion: both carry the source pickle's sha256, so a folder
+    where one file was replaced (or a conversion interrupted between them) is refused.
+    """
+    root = Path(root)
+    config = ModelConfig.load(root / CONFIG_FILE)
+    weights = root / WEIGHTS_FILE
+    meta = read_metadata(weights)
+    source = config.provenance.get("source_sha256")
+    if meta.get("source_sha256") != source:
+        raise WeightsError(f"{weights} and {root / CONFIG_FILE} come from different conversions "
+                           f"(source sha256 {meta.get('source_sha256')} vs {source}); re-run `make convert`")
+    network = load_network(weights, config)
+    return Artifact(config=config, network=network, weights_sha256=sha256_file(weights),
+                    config_sha256=sha256_file(root / CONFIG_FILE), root=root)

@@ -1,0 +1,58 @@
+"""`make parity`: python -m parity --model DIR --references DIR --corpus DIR --reports DIR
+
+Exit status: 0 when every stage passes, 1 when a stage fails (the first failing stage is named),
+2 when the inputs themselves are unusable (missing/tampered references, bad model folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from model.config import ConfigError
+from model.weights import WeightsError
+from parity.references import ReferenceError
+from parity.report import print_report, write_reports
+from parity.run import DEFAULT_TOLERANCES, run_parity
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m parity", description="Stage-by-stage parity "
+                                 "of the fastai-free runtime against legacy references.")
+    ap.add_argument("--model", type=Path, default=Path("reference_outputs/fixture"),
+                    help="folder with model.safetensors + config.json")
+    ap.add_argument("--references", type=Path, default=Path("reference_outputs/stages"))
+    ap.add_argument("--corpus", type=Path, default=Path("reference_outputs/corpus"))
+    ap.add_argument("--tolerances", type=Path, default=DEFAULT_TOLERANCES)
+    ap.add_argument("--reports", type=Path, default=Path("reports"))
+    args = ap.parse_args(argv)
+    console = Console(stderr=True)
+    try:
+        from parity.references import load_references
+
+        n_files = len(load_references(args.references).files)
+        with Progress(TextColumn("[bold]parity[/]"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
+                      transient=True) as bar:
+            task = bar.add_task("", total=n_files)
+
+            def step(name: str) -> None:
+                bar.update(task, description=name, advance=0 if bar.tasks[0].description == "" else 1)
+            result, heatmaps = run_parity(args.model, args.references, args.corpus, args.tolerances,
+                                          progress=step)
+            bar.update(task, completed=n_files)
+    except (ReferenceError, WeightsError, ConfigError, FileNotFoundError) as e:
+        console.print(f"[red]error:[/] {e}")
+        return 2
+    paths = write_reports(result, heatmaps, args.reports)
+    print_report(result, Console())
+    console.print("reports: " + ", ".join(str(p) for p in paths.values()))
+    return 0 if result["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

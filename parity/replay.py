@@ -1,0 +1,241 @@
+"""Replay every stage fastai-free and diff it against the legacy references, two ways.
+
+- isolated: each stage is fed the legacy's *own* input for that stage (the reference tensor of the
+  stage before), so a failure blames that stage alone; network blocks are replayed one by one
+  (`OrcaNet.forward_from`) so a mismatch is localised to a block.
+- chained: the clean pipeline runs end to end from the audio file, as users run it.
+Produces the result dict that parity/report.py renders (schema documented there).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from model.aggregate import aggregate
+from model.artifact import Artifact
+from model.audio import (PcmAudio, cache_round_trip, clip_windows, decode_pcm, downmix, load_clip,
+                         resample, slice_ms)
+from model.spectrogram import amplitude_to_db, frontend_stages, mel_spectrogram, pad_or_crop, standardize
+from model.stages import ACTIVATION_LAYERS, STAGES
+from parity.metrics import AXES, Tolerance, compare
+from parity.references import FileReference
+
+BATCH = 16
+HEATMAP_STAGES = ("mel", "db", "input")
+Heatmaps = dict[tuple[str, str, int], tuple[np.ndarray, np.ndarray]]
+
+
+def _digest(a: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+
+
+class FileReplay:
+    """Replays one corpus file; collects checks, heatmaps and the confidence series."""
+
+    def __init__(self, ref: FileReference, audio: Path, art: Artifact, tols: dict[str, Tolerance]):
+        self.ref, self.audio, self.art, self.tols = ref, audio, art, tols
+        self.fe = art.config.frontend
+        self.checks: list[dict[str, Any]] = []
+        self.heatmaps: Heatmaps = {}
+        self.series: dict[str, Any] | None = None
+        self.stage = "decode"   # where the clean side is, for errors
+
+    # -- bookkeeping -------------------------------------------------------------------------
+    def check(self, mode: str, stage: str, ref: np.ndarray, got: Any, clip: int | None = None,
+              layer: str | None = None) -> dict[str, Any]:
+        key = "pooled" if layer == "pooled" else stage
+        tol = self.tols[key]
+        got = got.detach().cpu().numpy() if isinstance(got, torch.Tensor) else np.asarray(got)
+        metrics = compare(ref, got, tol, AXES.get(key, ()))
+        item = {"mode": mode, "stage": stage, "clip": clip, "layer": layer,
+                "passed": bool(metrics.pop("passed")), "tolerance": tol.to_dict(),
+                "metrics": metrics, "decisions": None}
+        self.checks.append(item)
+        return item
+
+    def digest_check(self, mode: str, stage: str, want: list[str], got: list[str]) -> None:
+        """Exact integer stages stored as sha256 digests: compare them one by one."""
+        bad = [i for i, (w, g) in enumerate(zip(want, got)) if w != g] + \
+            list(range(min(len(want), len(got)), max(len(want), len(got))))
+        self.checks.append({
+            "mode": mode, "stage": stage, "clip": None, "layer": None, "passed": not bad,
+            "tolerance": self.tols[stage].to_dict(), "decisions": None,
+            "metrics": {"n": len(want), "n_out": len(bad), "fraction_out": len(bad) / max(len(want), 1),
+                        "max_abs": None, "mean_abs": None, "max_rel": None, "rms": None, "snr_db": None,
+                        "worst": {"index": [bad[0]], "axes": ["clip" if stage == "clip" else "file"],
+                                  "ref": None, "got": None} if bad else None,
+                        "compared": "sha256"}})
+
+    # -- chained -------------------------------------------------------------------------------
+    def chained(self) -> None:
+        ref, fe, art = self.ref, self.fe, self.art
+        self.stage = "decode"
+        pcm = decode_pcm(self.audio)
+        self.pcm = pcm
+        d = ref.entry.get("decode")
+        if d is not None:
+            ok = d["sha256"] == _digest(pcm.samples) and d["shape"] == list(pcm.samples.shape) \
+                and d["dtype"] == str(pcm.samples.dtype)
+            self.digest_check("chained", "decode", [d["sha256"]], [_digest(pcm.samples) if ok else "differs"])
+        self.stage = "clip"
+        windows = clip_windows(pcm.duration_s)
+        if not windows:
+            raise ValueError(f"{self.audio.name} is {pcm.duration_s:.2f} s: shorter than one 2 s window")
+        clips = [slice_ms(pcm, b * 1000, e * 1000) for b, e in windows]
+        self.digest_check("chained", "clip", ref.entry["clip_sha256"], [_digest(c.samples) for c in clips])
+        inputs = []
+        for i, c in enumerate(clips):
+            self.stage = "load"
+            st = frontend_stages(c, fe)
+            x = art.normalize(st["input"][None])[0]
+            inputs.append(x)
+            if i in ref.full_clips:
+                self.check("chained", "clip", ref.clip_stage(i, "clip"), c.samples, clip=i)
+                for stage in ("load", "downmix", "resample", "mel", "db"):
+                    self.check("chained", stage, ref.clip_stage(i, stage), st[stage], clip=i)
+                self.check("chained", "input", ref.clip_stage(i, "input"), x, clip=i)
+                if i == ref.full_clips[0]:
+                    for stage in HEATMAP_STAGES:
+                        clean = x if stage == "input" else st[stage]
+                        self.heatmaps[(ref.name, stage, i)] = (ref.clip_stage(i, stage)[0],
+                                                               clean.numpy()[0])
+        self.stage = "activations"
+        pooled, logits = [], []
+        with torch.inference_mode():
+            for start in range(0, len(inputs), BATCH):
+                out = art.network.forward_stages(torch.stack(inputs[start:start + BATCH]))
+                pooled.append(out["pooled"])
+                logits.append(out["logits"])
+                for i in ref.activation_clips:
+                    if start <= i < start + BATCH:
+                        for layer in ACTIVATION_LAYERS:
+                            self.check("chained", "activations", ref.clip_stage(i, f"activations/{layer}"),
+                                       out[layer][i - start], clip=i, layer=layer)
+        pooled_t, logits_t = torch.cat(pooled), torch.cat(logits)
+        self.check("chained", "activations", ref.tensors["all/pooled"], pooled_t, layer="pooled")
+        self.stage = "logits"
+        self.check("chained", "logits", ref.tensors["all/logits"], logits_t)
+        self.stage = "probs"
+        probs = torch.softmax(logits_t, dim=1)
+        self.check("chained", "probs", ref.tensors["all/probs"], probs)
+        self.stage = "aggregate"
+        agg = self.check_aggregate("chained", probs[:, self.art.config.positive_index].double().numpy())
+        self.series = {"time_s": [int(t) for t in ref.tensors["aggregate/start_time_s"]],
+                       "legacy": [float(v) for v in ref.tensors["aggregate/confidence"]],
+                       "clean": [float(v) for v in agg.confidence],
+                       "threshold": self.art.config.aggregation.threshold}
+
+    def check_aggregate(self, mode: str, confidences: np.ndarray) -> Any:
+        a = self.art.config.aggregation
+        agg = aggregate(confidences, a.threshold, a.min_positive)
+        t = self.ref.tensors
+        item = self.check(mode, "aggregate", t["aggregate/confidence"], np.asarray(agg.confidence))
+        ref_local = t["aggregate/local_prediction"]
+        got_local = np.asarray(agg.local_prediction)
+        n = min(len(ref_local), len(got_local))
+        flips = [int(i) for i in np.flatnonzero(ref_local[:n] != got_local[:n])]
+        decisions = {"rows_ref": int(len(ref_local)), "rows_clean": int(len(got_local)),
+                     "local_agreement": (n - len(flips)) / max(len(ref_local), 1),
+                     "local_flips": flips,
+                     "global_ref": int(t["aggregate/global_prediction"][0]),
+                     "global_clean": int(agg.global_prediction),
+                     "global_confidence_ref": float(t["aggregate/global_confidence"][0]),
+                     "global_confidence_clean": float(agg.global_confidence)}
+        item["decisions"] = decisions
+        item["passed"] = bool(item["passed"] and not flips and len(ref_local) == len(got_local)
+                              and decisions["global_ref"] == decisions["global_clean"]
+                              and abs(decisions["global_confidence_ref"] - decisions["global_confidence_clean"])
+                              <= 100 * self.tols["aggregate"].atol)
+        return agg
+
+    # -- isolated ------------------------------------------------------------------------------
+    def isolated(self) -> None:
+        ref, fe, net = self.ref, self.fe, self.art.network
+        decode_ok = all(c["passed"] for c in self.checks if c["stage"] == "decode")
+        rate = self.pcm.sample_rate
+        for i in ref.full_clips:
+            if decode_ok:   # the clean decode equals legacy's bit for bit, so it *is* the legacy input
+                b, e = ref.entry["clip_windows"][i]
+                self.check("isolated", "clip", ref.clip_stage(i, "clip"),
+                           slice_ms(self.pcm, b * 1000, e * 1000).samples, clip=i)
+            r = lambda s: ref.clip_stage(i, s)  # noqa: E731
+            samples = r("clip")
+            pcm = PcmAudio(samples=samples, sample_rate=rate, sample_width=samples.dtype.itemsize)
+            self.check("isolated", "load", r("load"), load_clip(pcm), clip=i)
+            dm = cache_round_trip(downmix(r("load")), fe.cache_subtype) if fe.downmix else r("load")
+            self.check("isolated", "downmix", r("downmix"), dm, clip=i)
+            rs = r("downmix")
+            if fe.resample_to:
+                rs = cache_round_trip(resample(rs, rate, fe.resample_to), fe.cache_subtype)
+            self.check("isolated", "resample", r("resample"), rs, clip=i)
+            self.check("isolated", "mel", r("mel"), mel_spectrogram(r("resample"), fe), clip=i)
+            db = torch.from_numpy(r("mel"))
+            self.check("isolated", "db", r("db"), amplitude_to_db(db, fe.top_db) if fe.to_db_scale else db,
+                       clip=i)
+            db = torch.from_numpy(r("db"))
+            x = pad_or_crop(standardize(db) if fe.standardize else db, fe, fe.resample_to or rate)
+            self.check("isolated", "input", r("input"), self.art.normalize(x[None])[0], clip=i)
+        with torch.inference_mode():
+            for i in ref.activation_clips:
+                prev = "input"
+                for layer in ACTIVATION_LAYERS:
+                    src = torch.from_numpy(ref.clip_stage(i, "input" if prev == "input" else
+                                                          f"activations/{prev}"))[None]
+                    got = net.forward_stages(src)[layer] if prev == "input" else \
+                        net.forward_from(prev, src)[layer]
+                    self.check("isolated", "activations", ref.clip_stage(i, f"activations/{layer}"),
+                               got[0], clip=i, layer=layer)
+                    prev = layer
+            logits = net.forward_from("pooled", torch.from_numpy(ref.tensors["all/pooled"]))["logits"]
+        self.check("isolated", "logits", ref.tensors["all/logits"], logits)
+        probs = torch.softmax(torch.from_numpy(ref.tensors["all/logits"]), dim=1)
+        self.check("isolated", "probs", ref.tensors["all/probs"], probs)
+        pos = self.art.config.positive_index
+        self.check_aggregate("isolated", ref.tensors["all/probs"][:, pos].astype(np.float64))
+
+    # -- one file ------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        legacy_error = self.ref.error
+        clean_error = None
+        try:
+            self.chained()
+            if legacy_error is None:
+                self.isolated()
+        except Exception as e:  # noqa: BLE001 - reported as the clean side's behaviour, not hidden
+            clean_error = {"type": type(e).__name__, "message": str(e).splitlines()[0] if str(e) else "",
+                           "stage": self.stage}
+        if legacy_error is not None:
+            # Legacy rejected this file: the reference behaviour is an error, so the clean side
+            # must reject it too (with its own clear message) -- never invent a detection.
+            self.checks.append({"mode": "chained", "stage": (clean_error or {}).get("stage", "aggregate"),
+                                "clip": None, "layer": None, "passed": clean_error is not None,
+                                "tolerance": {"exact": True, "why": "legacy raised: clean must refuse too"},
+                                "metrics": {"legacy_error": legacy_error, "clean_error": clean_error},
+                                "decisions": None})
+            status = "expected-error" if clean_error is not None else "error"
+        elif clean_error is not None:
+            self.checks.append({"mode": "chained", "stage": clean_error["stage"], "clip": None,
+                                "layer": None, "passed": False,
+                                "tolerance": {"exact": True, "why": "legacy produced a result"},
+                                "metrics": {"clean_error": clean_error}, "decisions": None})
+            status = "error"
+        else:
+            status = "ok"
+        order = {s: i for i, s in enumerate(STAGES)}
+        self.checks.sort(key=lambda c: (c["mode"] != "isolated", order[c["stage"]], c["clip"] or 0))
+        return {"name": self.ref.name, "status": status, "legacy_error": legacy_error,
+                "clean_error": clean_error, "checks": self.checks, "series": self.series}
+
+
+def replay_file(ref: FileReference, audio: Path, art: Artifact,
+                tols: dict[str, Tolerance]) -> tuple[dict[str, Any], Heatmaps]:
+    r = FileReplay(ref, audio, art, tols)
+    return r.run(), r.heatmaps
+
+
+ProgressFn = Callable[[str], None]

@@ -1,0 +1,107 @@
+"""`make parity`: replay every corpus file against its references and assemble the result dict."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import safetensors
+import scipy
+import soundfile
+import torch
+
+from model.artifact import Artifact, load_artifact
+from model.stages import STAGES
+from parity.metrics import Tolerance
+from parity.references import ReferenceError, References, load_references
+from parity.replay import Heatmaps, replay_file
+
+SCHEMA_VERSION = 1
+PROFILE = "legacy-exact"
+DEFAULT_TOLERANCES = Path(__file__).with_name("tolerances.json")
+
+
+def load_tolerances(path: Path = DEFAULT_TOLERANCES) -> tuple[dict[str, Any], dict[str, Tolerance]]:
+    raw = path.read_bytes()
+    data = json.loads(raw)
+    tols = {name: Tolerance.from_dict(d) for name, d in data["stages"].items()}
+    missing = [s for s in STAGES + ("pooled",) if s not in tols]
+    if missing:
+        raise ValueError(f"{path} has no tolerance for stage(s) {missing}")
+    return {"version": data["version"], "sha256": hashlib.sha256(raw).hexdigest()}, tols
+
+
+def environment() -> dict[str, Any]:
+    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+            "scipy": scipy.__version__, "soundfile": soundfile.__version__,
+            "libsndfile": soundfile.__libsndfile_version__, "safetensors": safetensors.__version__,
+            "platform": platform.platform(), "machine": platform.machine(),
+            "threads": torch.get_num_threads()}
+
+
+def summarize(files: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for f in files:
+        for c in f["checks"]:
+            row = rows.setdefault((c["stage"], c["mode"]), {
+                "stage": c["stage"], "mode": c["mode"], "checks": 0, "failed": 0, "max_abs": 0.0,
+                "worst_file": None, "passed": True})
+            row["checks"] += 1
+            row["failed"] += not c["passed"]
+            row["passed"] = row["passed"] and c["passed"]
+            m = c["metrics"].get("max_abs")
+            if m is not None and (m > row["max_abs"] or row["worst_file"] is None):
+                row["max_abs"], row["worst_file"] = m, f["name"]
+    order = {s: i for i, s in enumerate(STAGES)}
+    return sorted(rows.values(), key=lambda r: (order[r["stage"]], r["mode"] != "isolated"))
+
+
+def first_failure(files: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The earliest failing stage in pipeline order; isolated first, since it blames one stage."""
+    order = {s: i for i, s in enumerate(STAGES)}
+    failing = [(order[c["stage"]], c["mode"] != "isolated", fi, c, f["name"])
+               for fi, f in enumerate(files) for c in f["checks"] if not c["passed"]]
+    if not failing:
+        return None
+    _, _, _, c, name = min(failing, key=lambda t: t[:3])
+    return {"file": name, "mode": c["mode"], "stage": c["stage"], "clip": c["clip"], "layer": c["layer"]}
+
+
+def check_corpus(refs: References, corpus: Path) -> None:
+    for f in refs.files:
+        path = corpus / f.name
+        if not path.is_file():
+            raise ReferenceError(f"{path} is missing; restore reference_outputs/corpus or run `make corpus`")
+        if hashlib.sha256(path.read_bytes()).hexdigest() != f.entry["audio_sha256"]:
+            raise ReferenceError(f"{path} is not the audio the references were made from "
+                                 "(sha256 differs); restore it or re-run `make references`")
+
+
+def run_parity(model_dir: Path, refs_dir: Path, corpus: Path, tolerances: Path = DEFAULT_TOLERANCES,
+               progress: Callable[[str], None] | None = None) -> tuple[dict[str, Any], Heatmaps]:
+    art: Artifact = load_artifact(model_dir)
+    refs = load_references(refs_dir)
+    if refs.manifest["model"]["weights_sha256"] != art.weights_sha256:
+        raise ReferenceError(f"references were recorded for weights {refs.manifest['model']['weights_sha256']}"
+                             f", not {art.weights_sha256} in {model_dir}; re-run `make references`")
+    check_corpus(refs, corpus)
+    tol_info, tols = load_tolerances(tolerances)
+    files, heatmaps = [], {}
+    for f in refs.files:
+        if progress:
+            progress(f.name)
+        result, maps = replay_file(f, corpus / f.name, art, tols)
+        files.append(result)
+        heatmaps.update(maps)
+    failure = first_failure(files)
+    return {
+        "schema_version": SCHEMA_VERSION, "profile": PROFILE,
+        "weights_sha256": art.weights_sha256, "config_sha256": art.config_sha256,
+        "references_manifest_sha256": refs.manifest_sha256, "tolerances": tol_info,
+        "environment": environment(), "passed": failure is None, "first_failure": failure,
+        "files": files, "summary": summarize(files),
+    }, heatmaps
