@@ -1,0 +1,389 @@
+"""Human-facing parity reports from the replay engine's result dict: terminal table, JSON, Markdown.
+
+The result dict (schema_version 1) is produced elsewhere; this module only reads it. The verdict
+it prints is deliberately stricter than the dict's own `passed` flag: a result that claims to pass
+while holding a failed check, an errored file, a first_failure, or no checks at all is reported as
+FAILED, because a reviewer who trusts a green line must never be trusting an engine bug.
+
+`write_reports` renders all three files first and only then moves them into place, each with an
+atomic os.replace from a temp sibling, so a crash in rendering leaves the previous reports intact
+and a crash mid-write never leaves a truncated one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from model.stages import ACTIVATION_LAYERS, STAGES
+
+PASS_MARK, FAIL_MARK, NONE_MARK = "✓", "✗", "–"
+MODES = ("isolated", "chained")      # stage-local error first, then the accumulated one
+REPORT_NAMES = {"json": "parity.json", "md": "parity.md", "html": "parity.html"}
+MD_MAX_FAILING_ROWS = 100      # per file; the JSON always has every check
+PROVENANCE_KEYS = ("profile", "schema_version", "weights_sha256", "config_sha256",
+                   "references_manifest_sha256")
+
+
+# ----------------------------------------------------------------------------- formatting helpers
+def fmt_num(x: Any, digits: int = 4) -> str:
+    """A metric for display: None -> '—', ints as is, floats to `digits` significant digits."""
+    if x is None:
+        return "—"
+    if isinstance(x, (bool, np.bool_)):
+        return str(bool(x))
+    if isinstance(x, (int, np.integer)):
+        return str(int(x))
+    if isinstance(x, (float, np.floating)):
+        x = float(x)
+        return f"{x:.{digits}g}" if math.isfinite(x) else str(x)    # 'nan', 'inf', '-inf'
+    return str(x)
+
+
+def tolerance_text(tol: Mapping[str, Any] | None) -> str:
+    """'exact' or 'atol=0.0001 rtol=1e-05[, ≤0.1% out]'."""
+    if not tol:
+        return "—"
+    if tol.get("exact"):
+        return "exact"
+    text = f"atol={fmt_num(tol.get('atol'), 3)} rtol={fmt_num(tol.get('rtol'), 3)}"
+    if tol.get("max_fraction"):
+        text += f", ≤{fmt_num(100.0 * float(tol['max_fraction']), 3)}% out"
+    return text
+
+
+def location_text(metrics: Mapping[str, Any] | None) -> str:
+    """Where the largest difference is, with both values at full float32 precision (9 digits:
+    at 4 digits -20.1 and -20.1000031 would print identically and hide the difference)."""
+    m = metrics or {}
+    if m.get("shape_mismatch"):
+        ref, got = m["shape_mismatch"]
+        return f"shape mismatch: ref {tuple(ref)} got {tuple(got)}"
+    if m.get("clean_error"):
+        return f"clean raised {error_text(m['clean_error'])}"
+    worst = m.get("worst")
+    if not worst:
+        return "—"
+    index, axes = list(worst.get("index") or []), list(worst.get("axes") or [])
+    if axes and len(axes) == len(index):
+        where = ", ".join(f"{a}={i}" for a, i in zip(axes, index))
+    else:
+        where = "[" + ", ".join(str(i) for i in index) + "]"
+    if m.get("compared") == "sha256":
+        return f"{where}: sha256 differs"
+    if worst.get("ref") is None and worst.get("got") is None:
+        return where
+    return f"{where}: ref {fmt_num(worst.get('ref'), 9)} got {fmt_num(worst.get('got'), 9)}"
+
+
+def decision_rows(d: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """(what, legacy, clean) rows of an aggregate check's decisions."""
+    rows = [("rows", fmt_num(d.get("rows_ref")), fmt_num(d.get("rows_clean"))),
+            ("global prediction", fmt_num(d.get("global_ref")), fmt_num(d.get("global_clean")))]
+    if "global_confidence_ref" in d or "global_confidence_clean" in d:
+        rows.append(("global confidence", fmt_num(d.get("global_confidence_ref"), 9),
+                     fmt_num(d.get("global_confidence_clean"), 9)))
+    flips = list(d.get("local_flips") or [])
+    return rows + [("local agreement", fmt_num(d.get("local_agreement")), ""),
+                   (f"local flips ({len(flips)})", ", ".join(map(str, flips)) or "none", "")]
+
+
+def failure_location(ff: Mapping[str, Any]) -> str:
+    """'mel (chained) in x.wav clip 3 layer2' for a first_failure (clip/layer only when set)."""
+    return (f"{ff.get('stage')} ({ff.get('mode')}) in {ff.get('file')}"
+            + ("" if ff.get("clip") is None else f" clip {ff['clip']}")
+            + (f" {ff['layer']}" if ff.get("layer") else ""))
+
+
+def _order(seq: tuple[str, ...], value: Any) -> int:
+    return seq.index(value) if value in seq else len(seq)
+
+
+def sorted_checks(checks: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Failing first, then in pipeline order (stage, mode, clip, layer)."""
+    return sorted(checks, key=lambda c: (
+        bool(c.get("passed")), _order(STAGES, c.get("stage")), _order(MODES, c.get("mode")),
+        -1 if c.get("clip") is None else c["clip"], _order(ACTIVATION_LAYERS, c.get("layer"))))
+
+
+def summary_tolerance(result: Mapping[str, Any], stage: str, mode: str) -> str:
+    """The tolerance(s) the checks of one (stage, mode) ran under, e.g. per-layer ones joined."""
+    seen: list[str] = []
+    for f in result.get("files") or []:
+        for c in f.get("checks") or []:
+            if c.get("stage") == stage and c.get("mode") == mode:
+                text = tolerance_text(c.get("tolerance"))
+                if text not in seen:
+                    seen.append(text)
+    return "; ".join(seen[:3]) + (f"; +{len(seen) - 3} more" if len(seen) > 3 else "") or "—"
+
+
+def _all_checks(result: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [c for f in result.get("files") or [] for c in f.get("checks") or []]
+
+
+def verdict_line(result: Mapping[str, Any]) -> str:
+    """'PARITY PASSED' only when the dict says so *and* nothing in it contradicts that."""
+    checks = _all_checks(result)
+    failed = sum(not c.get("passed") for c in checks)
+    errored = [f for f in result.get("files") or [] if f.get("status") == "error"]
+    ff = result.get("first_failure")
+    if result.get("passed") is True and not failed and not errored and not ff and checks:
+        return "PARITY PASSED"
+    if ff:
+        return f"PARITY FAILED: first failing stage {failure_location(ff)}"
+    if errored:
+        f = errored[0]
+        if f.get("clean_error"):
+            return f"PARITY FAILED: {f.get('name')}: clean raised {error_text(f['clean_error'])}"
+        return (f"PARITY FAILED: {f.get('name')}: legacy raised {error_text(f.get('legacy_error'))}"
+                " but clean did not")
+    if not checks:
+        return "PARITY FAILED: the result holds no checks"
+    if failed:
+        return f"PARITY FAILED: {failed} check(s) failed but no first_failure was recorded"
+    return "PARITY FAILED: the result does not say passed"
+
+
+def error_text(err: Mapping[str, Any] | None) -> str:
+    return "—" if not err else f"{err.get('type')}: {err.get('message')}"
+
+
+CHECK_HEADER = ("", "mode", "stage", "clip", "layer", "max_abs", "mean_abs", "max_rel", "snr_db",
+                "out", "tolerance", "worst at")
+SUMMARY_HEADER = ("", "stage", "mode", "checks", "failed", "worst max_abs", "worst file", "tolerance")
+
+
+def summary_rows(result: Mapping[str, Any]) -> list[tuple[bool | None, list[str]]]:
+    """(ok, cells) per summary entry, shared by the terminal, Markdown and HTML tables. ok is None
+    for a (stage, mode) without checks: shown as '–', never as a pass."""
+    rows = []
+    for r in result.get("summary") or []:
+        ok = None if not r.get("checks") else bool(r.get("passed") and not r.get("failed"))
+        rows.append((ok, [NONE_MARK if ok is None else (PASS_MARK if ok else FAIL_MARK),
+                          str(r.get("stage")), str(r.get("mode")), fmt_num(r.get("checks")),
+                          fmt_num(r.get("failed")), fmt_num(r.get("max_abs"), 3),
+                          str(r.get("worst_file") or "—"),
+                          summary_tolerance(result, r.get("stage"), r.get("mode"))]))
+    return rows
+
+
+# ----------------------------------------------------------------------------- terminal
+def render_table(result: Mapping[str, Any]) -> Table:
+    """One row per summary (stage, mode) entry. Cells are Text, never markup: a file called
+    '[/]x.wav' must print literally rather than crash rich's markup parser."""
+    # Light borders leave room for the file name in an 80-column CI log; cells wrap (fold) rather
+    # than end in '…', since a truncated file name or tolerance is worse than a taller table.
+    table = Table(title="Parity by stage", title_justify="left", box=box.SIMPLE_HEAD,
+                  padding=(0, 1), pad_edge=False, collapse_padding=True)
+    for name in SUMMARY_HEADER:
+        numeric = name in ("checks", "failed", "worst max_abs")
+        wraps = name in ("worst file", "tolerance")
+        table.add_column(name, justify="right" if numeric else "left", no_wrap=not wraps,
+                         overflow="fold" if wraps else "ellipsis")
+    for ok, cells in summary_rows(result):
+        style = "dim" if ok is None else ("green" if ok else "bold red")
+        table.add_row(*(Text(c) for c in cells), style=style)
+    return table
+
+
+def print_report(result: Mapping[str, Any], console: Console | None = None) -> None:
+    """Summary table, files that raised, and the verdict as the last line."""
+    console = console or Console()
+    console.print(render_table(result))
+    for f in result.get("files") or []:
+        if f.get("status") != "ok":
+            console.print(Text(f"{f.get('status')}: {f.get('name')}  legacy "
+                               f"{error_text(f.get('legacy_error'))}  clean "
+                               f"{error_text(f.get('clean_error'))}",
+                               style="yellow" if f.get("status") == "expected-error" else "red"))
+    line = verdict_line(result)
+    console.print(Text(line, style="bold green" if line == "PARITY PASSED" else "bold red"))
+
+
+# ----------------------------------------------------------------------------- JSON
+def json_safe(obj: Any) -> Any:
+    """Strict-JSON copy: numpy scalars/arrays to Python, tuples to lists, and non-finite floats
+    (snr_db is +inf for identical tensors) to the strings 'Infinity'/'-Infinity'/'NaN', since
+    bare Infinity is not JSON and breaks strict parsers (jq, JavaScript's JSON.parse)."""
+    if isinstance(obj, Mapping):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return json_safe(obj.tolist())
+    if isinstance(obj, np.generic):
+        return json_safe(obj.item())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return "NaN" if math.isnan(obj) else ("Infinity" if obj > 0 else "-Infinity")
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def render_json(result: Mapping[str, Any]) -> str:
+    return json.dumps(json_safe(result), sort_keys=True, indent=2, allow_nan=False,
+                      ensure_ascii=False) + "\n"
+
+
+def write_json(result: Mapping[str, Any], path: str | os.PathLike) -> Path:
+    return _atomic_write_many([(Path(path), render_json(result))])[0]
+
+
+# ----------------------------------------------------------------------------- Markdown
+def md_code(text: Any) -> str:
+    """Text as a Markdown code span that is also safe inside a table cell: pipes escaped (GFM
+    honours \\| inside code spans in tables), newlines flattened, backticks fenced around."""
+    s = str(text).replace("\r", " ").replace("\n", " ").replace("|", "\\|")
+    fence = "``" if "`" in s else "`"
+    return f"{fence} {s} {fence}" if fence == "``" else f"`{s}`"
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + \
+        ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def _check_cells(c: Mapping[str, Any]) -> list[str]:
+    m = c.get("metrics") or {}
+    return [str(c.get("mode")), str(c.get("stage")), fmt_num(c.get("clip")), str(c.get("layer") or "—"),
+            fmt_num(m.get("max_abs"), 3), fmt_num(m.get("mean_abs"), 3), fmt_num(m.get("max_rel"), 3),
+            fmt_num(m.get("snr_db"), 4), f"{fmt_num(m.get('n_out'))}/{fmt_num(m.get('n'))}",
+            tolerance_text(c.get("tolerance")), md_code(location_text(m))]
+
+
+def _max_abs_key(c: Mapping[str, Any]) -> float:
+    """Sort key for 'worst': missing max_abs lowest, NaN or a non-finite string highest."""
+    v = (c.get("metrics") or {}).get("max_abs")
+    return -1.0 if v is None else (math.inf if isinstance(v, str) or math.isnan(v) else float(v))
+
+
+def _passing_groups(checks: list[Mapping[str, Any]]) -> list[list[str]]:
+    """Passing checks folded per (mode, stage, layer): count and the worst one's metrics."""
+    groups: dict[tuple, list[Mapping[str, Any]]] = {}
+    for c in sorted_checks(c for c in checks if c.get("passed")):
+        groups.setdefault((c.get("mode"), c.get("stage"), c.get("layer")), []).append(c)
+    rows = []
+    for (mode, stage, layer), cs in groups.items():
+        w = max(cs, key=_max_abs_key)
+        m = w.get("metrics") or {}
+        rows.append([str(mode), str(stage), str(layer or "—"), str(len(cs)),
+                     fmt_num(m.get("max_abs"), 3), fmt_num(w.get("clip")), fmt_num(m.get("snr_db"), 4),
+                     tolerance_text(w.get("tolerance")), md_code(location_text(m))])
+    return rows
+
+
+HOW_TO_READ = """\
+- **legacy** is the recorded fastai 1.0.61 + fastai_audio pipeline (the reference); **clean** is
+  the fastai-free runtime under review.
+- **isolated** checks feed the clean stage the *legacy* input of that stage, so they measure that
+  stage's own error; **chained** checks run the clean pipeline end to end from the audio file, so
+  they show how errors accumulate. Failing chained but passing isolated means the error came from
+  upstream.
+- **max_abs / mean_abs / max_rel / snr_db** compare the clean tensor with the reference;
+  **out** is the number of elements outside the tolerance over all elements. A check passes when
+  its out-fraction is within `max_fraction` (an *exact* check needs bitwise equality).
+- **worst at** names the element with the largest difference (axis=index) and both values.
+- **aggregate** compares the per-second confidences and the decisions made from them: *local
+  flips* are seconds whose above-threshold call differs; *global* is the file-level call.
+- **expected-error** files make the legacy pipeline raise; parity there means the clean runtime
+  raises the same way.
+- The hashes under *Provenance* pin exactly which weights, config, references and tolerances this
+  verdict is about; it says nothing about any other artifact.
+"""
+
+
+def render_markdown(result: Mapping[str, Any]) -> str:
+    """The whole Markdown report as a string."""
+    verdict = verdict_line(result)
+    out = [f"# Parity report: {'PASSED' if verdict == 'PARITY PASSED' else 'FAILED'}", "",
+           f"**{md_code(verdict)}**", "", "## Summary", ""]
+    rows = [cells[:6] + [md_code(cells[6])] + cells[7:] for _, cells in summary_rows(result)]
+    out += _md_table(list(SUMMARY_HEADER), rows) + ["", "## Files", ""]
+    for f in result.get("files") or []:
+        checks = list(f.get("checks") or [])
+        failing = [c for c in sorted_checks(checks) if not c.get("passed")]
+        out += [f"### {md_code(f.get('name'))}: {f.get('status')}", "",
+                f"{len(checks)} checks, {len(failing)} failing.", ""]
+        if f.get("legacy_error") or f.get("clean_error"):
+            out += [f"- legacy error: {md_code(error_text(f.get('legacy_error')))}",
+                    f"- clean error: {md_code(error_text(f.get('clean_error')))}", ""]
+        if failing:
+            out += ["Failing checks:", ""] + _md_table(
+                list(CHECK_HEADER[1:]), [_check_cells(c) for c in failing[:MD_MAX_FAILING_ROWS]]) + [""]
+            if len(failing) > MD_MAX_FAILING_ROWS:
+                out += [f"…and {len(failing) - MD_MAX_FAILING_ROWS} more in parity.json.", ""]
+        passing = _passing_groups(checks)
+        if passing:
+            out += ["Passing checks (grouped; metrics of the worst clip):", ""] + _md_table(
+                ["mode", "stage", "layer", "checks", "worst max_abs", "worst clip", "snr_db",
+                 "tolerance", "worst at"], passing) + [""]
+        for c in checks:
+            if c.get("decisions"):
+                out += [f"Decisions ({c.get('mode')}):", ""] + _md_table(
+                    ["", "legacy", "clean"], [list(r) for r in decision_rows(c["decisions"])]) + [""]
+    tol = result.get("tolerances") or {}
+    out += ["## Provenance", ""] + _md_table(["", "value"], [
+        [k, md_code(result.get(k, "—"))] for k in PROVENANCE_KEYS] + [
+        ["tolerances", md_code(f"version {tol.get('version')} sha256 {tol.get('sha256')}")]])
+    env = result.get("environment") or {}
+    out += ["", "## Environment", ""] + _md_table(
+        ["", "value"], [[k, md_code(env[k])] for k in sorted(env)])
+    out += ["", "## How to read this", "", HOW_TO_READ]
+    return "\n".join(out)
+
+
+def write_markdown(result: Mapping[str, Any], path: str | os.PathLike) -> Path:
+    return _atomic_write_many([(Path(path), render_markdown(result))])[0]
+
+
+# ----------------------------------------------------------------------------- atomic writes
+def _atomic_write_many(items: list[tuple[Path, str]]) -> list[Path]:
+    """Write every file to a temp sibling (fsynced), then os.replace them all into place.
+
+    Temp files live in the target's directory so the rename never crosses a filesystem; they are
+    removed if anything fails. mkstemp creates 0600 files: the report keeps the mode of the file it
+    replaces, or gets 0644, so whoever reviews it can read it."""
+    temps: list[tuple[str, Path]] = []
+    try:
+        for path, text in items:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            temps.append((tmp, path))
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o644)
+        for tmp, path in temps:
+            os.replace(tmp, path)
+    finally:
+        for tmp, _ in temps:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return [path for path, _ in items]
+
+
+def write_reports(result: Mapping[str, Any], heatmaps: Mapping[tuple, tuple],
+                  out_dir: str | os.PathLike) -> dict[str, Path]:
+    """parity.json, parity.md and parity.html in out_dir (created); returns {'json'|'md'|'html': path}.
+
+    Everything is rendered before anything is written, so an exception in any renderer leaves all
+    previous reports untouched rather than a new JSON beside a stale HTML."""
+    from parity.html import render_html     # here, not at the top: parity.html imports this module
+    out = Path(out_dir)
+    texts = {"json": render_json(result), "md": render_markdown(result),
+             "html": render_html(result, heatmaps)}
+    paths = {k: out / REPORT_NAMES[k] for k in texts}
+    _atomic_write_many([(paths[k], texts[k]) for k in texts])
+    return paths
