@@ -29,12 +29,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--corpus", type=Path, default=Path("reference_outputs/corpus"))
     ap.add_argument("--tolerances", type=Path, default=DEFAULT_TOLERANCES)
     ap.add_argument("--reports", type=Path, default=Path("reports"))
+    ap.add_argument("--diagnose-other-weights", action="store_true",
+                    help="replay weights the references were not made for, to localise the "
+                         "difference (the report is marked and can never gate a publish)")
+    ap.add_argument("--only", action="append", metavar="FILE",
+                    help="replay only this corpus file (repeatable); the report says so")
     args = ap.parse_args(argv)
     console = Console(stderr=True)
     try:
         from parity.references import load_references
 
-        n_files = len(load_references(args.references).files)
+        n_files = len(args.only) if args.only else len(load_references(args.references).files)
         with Progress(TextColumn("[bold]parity[/]"), BarColumn(), MofNCompleteColumn(),
                       TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
                       transient=True) as bar:
@@ -43,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
             def step(name: str) -> None:
                 bar.update(task, description=name, advance=0 if bar.tasks[0].description == "" else 1)
             result, heatmaps = run_parity(args.model, args.references, args.corpus, args.tolerances,
-                                          progress=step)
+                                          progress=step,
+                                          diagnose_other_weights=args.diagnose_other_weights,
+                                          only=args.only)
             bar.update(task, completed=n_files)
     except (ReferenceError, WeightsError, ConfigError, FileNotFoundError) as e:
         console.print(f"[red]error:[/] {e}")

@@ -23,9 +23,9 @@ import numpy as np
 
 from model.stages import STAGES
 from parity.png import colorbar_png, heatmap_png, scale_limits
-from parity.report import (CHECK_HEADER, HOW_TO_READ, PROVENANCE_KEYS, SUMMARY_HEADER,
+from parity.report import (CHECK_HEADER, HOW_TO_READ, PROVENANCE_KEYS, REAL_DATA_HEADER, SUMMARY_HEADER,
                            decision_rows, error_text, fmt_num, location_text, sorted_checks,
-                           summary_rows, tolerance_text, verdict_line)
+                           real_data_rows, summary_rows, tolerance_text, verdict_line)
 
 LOG_STAGES = frozenset({"mel"})     # power spectrogram: colour by log10, db/input are already log
 SVG_W, SVG_H, PAD_L, PAD_R, PAD_T, PAD_B = 720, 230, 44, 12, 22, 30
@@ -300,6 +300,10 @@ def render_html(result: Mapping[str, Any], heatmaps: Mapping[tuple, tuple]) -> s
         body.append('<section class="file"><h2>Heatmaps of files not in the result</h2>' + "".join(
             f"<h3>{_e(k[0])} {_e(k[1])} clip {_e(k[2])}</h3>" + heatmap_figures(k[1], k[2], *v)
             for k, v in by_file[None]) + "</section>")
+    real_text, real_rows = real_data_rows(result)
+    body += ["<h2>Real data (upstream fastai_audio output)</h2>", f"<p>{_e(real_text)}</p>"]
+    if real_rows:
+        body.append(_table(REAL_DATA_HEADER, [("", [_td(c) for c in r]) for r in real_rows]))
     body += ["<h2>Environment</h2>",
              _table(("", "value"), [("", [_td(k), _td(env[k], "mono")]) for k in sorted(env)]),
              "<h2>How to read this</h2>", _how_to_read_html()]

@@ -32,7 +32,24 @@ MODES = ("isolated", "chained")      # stage-local error first, then the accumul
 REPORT_NAMES = {"json": "parity.json", "md": "parity.md", "html": "parity.html"}
 MD_MAX_FAILING_ROWS = 100      # per file; the JSON always has every check
 PROVENANCE_KEYS = ("profile", "schema_version", "weights_sha256", "config_sha256",
-                   "references_manifest_sha256")
+                   "references_manifest_sha256", "weights_check", "files_selected")
+
+
+def real_data_rows(result: Mapping[str, Any]) -> tuple[str, list[list[str]]]:
+    """(explanation, per-segment rows) of the upstream real-data check, for Markdown and HTML."""
+    real = result.get("real_data") or {}
+    if not real.get("available"):
+        return f"Not run: {real.get('why', 'no real-data section in this result')}.", []
+    verdict = "passed" if real.get("passed") else "FAILED"
+    rows = [[s["segment"], f"{s['raw_shape']} -> {s['clean_shape']}", str(s["standardized_shape"]),
+             "yes" if s["tail_exact"] and s["tail_all_zero_db"] else "NO",
+             fmt_num(s["head_max_abs_db"]), fmt_num(s["head_mean_abs_db"])]
+            for s in real.get("segments", [])]
+    return f"{real.get('path')}: {verdict}. {real.get('explanation', '')}", rows
+
+
+REAL_DATA_HEADER = ["segment", "clean pad/crop", "upstream input", "0.0 dB tail exact",
+                    "head max abs diff (dB)", "head mean abs diff (dB)"]
 
 
 # ----------------------------------------------------------------------------- formatting helpers
@@ -148,6 +165,9 @@ def verdict_line(result: Mapping[str, Any]) -> str:
             return f"PARITY FAILED: {f.get('name')}: clean raised {error_text(f['clean_error'])}"
         return (f"PARITY FAILED: {f.get('name')}: legacy raised {error_text(f.get('legacy_error'))}"
                 " but clean did not")
+    real = result.get("real_data") or {}
+    if real.get("passed") is False:
+        return "PARITY FAILED: real-data check on upstream's fastai_audio output (see 'Real data')"
     if not checks:
         return "PARITY FAILED: the result holds no checks"
     if failed:
@@ -207,6 +227,9 @@ def print_report(result: Mapping[str, Any], console: Console | None = None) -> N
                                f"{error_text(f.get('legacy_error'))}  clean "
                                f"{error_text(f.get('clean_error'))}",
                                style="yellow" if f.get("status") == "expected-error" else "red"))
+    if result.get("real_data"):
+        text, _ = real_data_rows(result)
+        console.print(Text(f"real data: {text}", style="dim"))
     line = verdict_line(result)
     console.print(Text(line, style="bold green" if line == "PARITY PASSED" else "bold red"))
 
@@ -332,6 +355,9 @@ def render_markdown(result: Mapping[str, Any]) -> str:
             if c.get("decisions"):
                 out += [f"Decisions ({c.get('mode')}):", ""] + _md_table(
                     ["", "legacy", "clean"], [list(r) for r in decision_rows(c["decisions"])]) + [""]
+    text, rows = real_data_rows(result)
+    out += ["## Real data (upstream fastai_audio output)", "", text, ""]
+    out += (_md_table(REAL_DATA_HEADER, rows) + [""]) if rows else []
     tol = result.get("tolerances") or {}
     out += ["## Provenance", ""] + _md_table(["", "value"], [
         [k, md_code(result.get(k, "—"))] for k in PROVENANCE_KEYS] + [

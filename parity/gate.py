@@ -1,0 +1,200 @@
+"""The publish gate: nothing leaves this machine unless a passing parity report vouches for it.
+
+`check_report` reads reports/parity.json and refuses (a one-line `GateError`) when the report is
+missing, unreadable, of an unknown schema, a diagnostic run, made for other weights / config /
+references / tolerances than the ones about to be published, or not a clean pass. The fix is
+always the same -- re-run the parity suite on exactly what is being published -- so every
+message ends with FIX. Identity is checked before the verdict: a failing report about other
+weights says nothing about these, and "stale" is the more useful thing to hear.
+
+    python -m parity.gate --model DIR --report reports/parity.json [--references DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+FIX = "run `make parity`"
+SUPPORTED_SCHEMA_VERSIONS = (1,)
+WEIGHTS_FILE, CONFIG_FILE, MANIFEST_FILE = "model.safetensors", "config.json", "manifest.json"
+DEFAULT_REFERENCES = Path("reference_outputs/stages")
+DEFAULT_TOLERANCES = Path(__file__).with_name("tolerances.json")
+REQUIRED_KEYS = ("weights_sha256", "config_sha256", "references_manifest_sha256", "passed",
+                 "first_failure", "files", "summary")
+
+
+class GateError(Exception):
+    """The report does not allow a publish. str() is one line: what is wrong + how to fix it."""
+
+
+@dataclass(frozen=True)
+class GatedReport:
+    """A report that passed the gate, with the exact bytes that were checked (these get staged)."""
+
+    path: Path
+    raw: bytes
+    data: dict[str, Any]
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.raw).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    """Streamed sha256 (the weights are tens of MB; no need to hold them twice)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _short(sha: Any) -> str:
+    return f"{sha[:12]}…" if isinstance(sha, str) and len(sha) > 12 else repr(sha)
+
+
+def _refuse(report: Path, why: str, fix: str = FIX) -> GateError:
+    # One line, always: newlines from embedded exception text would split the message.
+    return GateError(f"refusing to publish: {report} {why}; {fix}".replace("\n", " "))
+
+
+def _read(report: Path) -> tuple[bytes, dict[str, Any]]:
+    try:
+        raw = report.read_bytes()
+    except FileNotFoundError:
+        raise _refuse(report, "does not exist (no parity run on record)") from None
+    except OSError as e:
+        raise _refuse(report, f"is unreadable ({e.strerror or e})") from None
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise _refuse(report, f"is unreadable (not valid JSON: {e})") from None
+    if not isinstance(data, dict):
+        raise _refuse(report, "is unreadable (not a JSON object)")
+    return raw, data
+
+
+def _check_schema(report: Path, data: dict[str, Any]) -> None:
+    version = data.get("schema_version")
+    if version not in SUPPORTED_SCHEMA_VERSIONS:
+        known = ", ".join(map(str, SUPPORTED_SCHEMA_VERSIONS))
+        raise _refuse(report, f"has schema_version {version!r}, this publisher reads {known}")
+    missing = [k for k in REQUIRED_KEYS if k not in data]
+    if missing:
+        raise _refuse(report, f"is unreadable (missing field(s) {', '.join(missing)})")
+    # A `--diagnose-other-weights` run replays weights the references were not made for: it
+    # localises differences, it never vouches for anything.
+    check = data.get("weights_check", "verified")
+    refs_weights = data.get("references_weights_sha256", data["weights_sha256"])
+    if check != "verified" or refs_weights != data["weights_sha256"]:
+        raise _refuse(report, f"is a diagnostic run ({check}), which can never gate a publish")
+
+
+def _same(report: Path, what: str, recorded: Any, path: Path, hint: str) -> None:
+    """Refuse unless `path` hashes to what the report recorded for it."""
+    if not path.is_file():
+        raise _refuse(report, f"cannot be checked: {path} is missing", hint)
+    actual = sha256_file(path)
+    if actual != recorded:
+        raise _refuse(report, f"was made for other {what} (report {_short(recorded)}, "
+                              f"{path} {_short(actual)}): it is stale")
+
+
+def _check_identity(report: Path, data: dict[str, Any], model_dir: Path, references: Path,
+                    tolerances: Path | None) -> None:
+    convert = "restore the model folder or run `make convert`"
+    _same(report, "weights", data["weights_sha256"], model_dir / WEIGHTS_FILE, convert)
+    _same(report, "config", data["config_sha256"], model_dir / CONFIG_FILE, convert)
+    _same(report, "references", data["references_manifest_sha256"], references / MANIFEST_FILE,
+          "restore reference_outputs/stages or run `make references`")
+    tol = data.get("tolerances")
+    if tolerances is not None and isinstance(tol, dict) and "sha256" in tol:
+        _same(report, "tolerances", tol["sha256"], tolerances, "restore parity/tolerances.json")
+
+
+def failure_text(failure: Any) -> str:
+    """'stage probs (chained, file x.wav, clip 3, layer layer2)' from a first_failure dict."""
+    if not isinstance(failure, dict):
+        return "an unnamed stage"
+    where = [failure.get("mode")]
+    where += [f"file {failure['file']}"] if failure.get("file") else []
+    where += [f"clip {failure['clip']}"] if failure.get("clip") is not None else []
+    where += [f"layer {failure['layer']}"] if failure.get("layer") else []
+    return f"stage {failure.get('stage')} ({', '.join(str(w) for w in where if w)})"
+
+
+def _failing_checks(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Checks that failed, plus a stand-in for every file the engine marked as errored."""
+    bad = []
+    for f in data["files"] if isinstance(data["files"], list) else []:
+        for c in f.get("checks", []):
+            if not c.get("passed"):
+                bad.append({**c, "file": f.get("name")})
+        if f.get("status") == "error":
+            bad.append({"stage": (f.get("clean_error") or {}).get("stage"), "mode": "chained",
+                        "file": f.get("name")})
+    return bad
+
+
+def _check_verdict(report: Path, data: dict[str, Any]) -> None:
+    if data["passed"] is not True:
+        failure = data.get("first_failure")
+        if failure is None and isinstance(data.get("real_data"), dict) \
+                and data["real_data"].get("passed") is False:
+            name = "the real-data check (real_data)"
+        else:
+            name = failure_text(failure if failure is not None else (_failing_checks(data) or [None])[0])
+        raise _refuse(report, f"records a FAILED parity run: first failing {name}",
+                      f"fix that stage, then {FIX}")
+    # Trust but verify, as parity/report.py does: a "pass" holding a failure is an engine bug,
+    # and a pass with nothing checked proves nothing.
+    bad = _failing_checks(data)
+    if data.get("first_failure") is not None or bad:
+        what = failure_text(data.get("first_failure") or bad[0])
+        raise _refuse(report, f"claims to pass but holds a failing {what}")
+    if not any(f.get("checks") for f in data["files"] if isinstance(f, dict)):
+        raise _refuse(report, "claims to pass but holds no checks")
+
+
+def check_report(report: str | Path, model_dir: str | Path,
+                 references: str | Path | None = DEFAULT_REFERENCES,
+                 tolerances: str | Path | None = DEFAULT_TOLERANCES) -> GatedReport:
+    """Return the gated report, or raise GateError saying which check failed and how to fix it.
+
+    `references=None` falls back to the default folder: a publish is never gated without them.
+    `tolerances=None` skips the tolerances check (for reports of a toolkit without that field).
+    """
+    report, model_dir = Path(report), Path(model_dir)
+    references = Path(references) if references is not None else DEFAULT_REFERENCES
+    raw, data = _read(report)
+    _check_schema(report, data)
+    _check_identity(report, data, model_dir, references,
+                    Path(tolerances) if tolerances is not None else None)
+    _check_verdict(report, data)
+    return GatedReport(path=report, raw=raw, data=data)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m parity.gate",
+                                 description="Exit 0 only if the parity report allows a publish.")
+    ap.add_argument("--model", type=Path, required=True, help="model.safetensors + config.json")
+    ap.add_argument("--report", type=Path, default=Path("reports/parity.json"))
+    ap.add_argument("--references", type=Path, default=DEFAULT_REFERENCES)
+    args = ap.parse_args(argv)
+    try:
+        gated = check_report(args.report, args.model, args.references)
+    except GateError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"gate: {gated.path} passes for weights {gated.data['weights_sha256']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,207 @@
+"""README.md for the Hub: what the model detects, how to run it, and the evidence it is faithful.
+
+Everything in the card is read from the staged files themselves (config.json, the gated
+parity.json, the file hashes), never typed in by hand, so the card cannot drift from what it
+describes. The YAML front matter follows the Hub's model-card conventions (license, library_name,
+tags, pipeline_tag); values are written as JSON scalars, which are valid YAML, so no YAML writer
+is needed in the clean env.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Mapping
+
+RUNTIME_PACKAGE = "orcaport_runtime"
+TAGS = ("audio-classification", "bioacoustics", "killer-whale", "orca", "orcahello", "orcasound",
+        "srkw", "fastai-port", "safetensors", "pytorch")
+INSTALL = "pip install torch numpy scipy soundfile safetensors huggingface_hub"
+# First match wins; anything unrecognised is published as the Hub's "other" + a link to LICENSE.
+LICENSE_PATTERNS = (
+    (r"\bMIT License\b|Permission is hereby granted, free of charge", "mit"),
+    (r"Apache License,?\s+Version 2\.0", "apache-2.0"),
+    (r"GNU GENERAL PUBLIC LICENSE\s+Version 3", "gpl-3.0"),
+    (r"Redistribution and use in source and binary forms.*Neither the name", "bsd-3-clause"),
+    (r"Redistribution and use in source and binary forms", "bsd-2-clause"),
+    (r"Attribution 4\.0 International", "cc-by-4.0"),
+)
+
+
+def detect_license(text: str | None) -> str:
+    """Hub license id for a LICENSE text: 'unknown' without one, 'other' when unrecognised."""
+    if text is None:
+        return "unknown"
+    for pattern, spdx in LICENSE_PATTERNS:
+        if re.search(pattern, text, flags=re.S):
+            return spdx
+    return "other"
+
+
+def _cell(x: Any) -> str:
+    """A Markdown table cell: pipes escaped, floats short, None as an em dash."""
+    if x is None:
+        return "—"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, float):
+        return f"{x:.6g}"
+    if isinstance(x, (list, tuple)):
+        return ", ".join(_cell(v) for v in x)
+    return str(x).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return out + [""]
+
+
+def front_matter(license_id: str) -> list[str]:
+    meta: dict[str, Any] = {"license": license_id, "library_name": "pytorch",
+                            "pipeline_tag": "audio-classification"}
+    if license_id == "other":
+        meta |= {"license_name": "see-license-file", "license_link": "LICENSE"}
+    lines = ["---"] + [f"{k}: {json.dumps(v)}" for k, v in meta.items()]
+    return lines + ["tags:"] + [f"- {json.dumps(t)}" for t in TAGS] + ["---", ""]
+
+
+def _tolerance(report: Mapping[str, Any], stage: str, mode: str) -> str:
+    for f in report.get("files", []):
+        for c in f.get("checks", []):
+            if c.get("stage") == stage and c.get("mode") == mode and c.get("tolerance"):
+                t = c["tolerance"]
+                if t.get("exact"):
+                    return "exact"
+                if "atol" in t:
+                    return f"atol {t['atol']:g}, rtol {t.get('rtol', 0):g}"
+    return "—"
+
+
+def parity_section(report: Mapping[str, Any], report_sha256: str) -> list[str]:
+    """Verdict, identity and the per-stage summary table of the gated parity.json."""
+    env = report.get("environment", {})
+    tol = report.get("tolerances", {})
+    lines = ["## Parity with the legacy fastai pipeline", "",
+             f"**Parity: {'PASSED' if report.get('passed') else 'FAILED'}** — every stage of the "
+             "runtime in this repo was replayed against tensors recorded from the legacy "
+             "fastai 1.0.61 + fastai_audio 0.1 pipeline, on the same weights and the same audio "
+             "corpus, both in isolation (each stage fed legacy's own input) and chained end to "
+             "end from the audio file. The full report is `parity.json` in this repo.", "",
+             f"- report sha256: `{report_sha256}` (profile `{report.get('profile', '—')}`, "
+             f"schema {report.get('schema_version')})",
+             f"- weights sha256: `{report.get('weights_sha256')}`",
+             f"- config sha256: `{report.get('config_sha256')}`",
+             f"- references manifest sha256: `{report.get('references_manifest_sha256')}`",
+             f"- tolerances: version {tol.get('version', '—')}, sha256 `{tol.get('sha256', '—')}`",
+             f"- replayed with: Python {env.get('python', '?')}, torch {env.get('torch', '?')}, "
+             f"numpy {env.get('numpy', '?')}, scipy {env.get('scipy', '?')}, "
+             f"soundfile {env.get('soundfile', '?')} (libsndfile {env.get('libsndfile', '?')}) "
+             f"on {env.get('machine', '?')}", ""]
+    rows = [("✓" if r.get("passed") else "✗", r.get("stage"), r.get("mode"), r.get("checks"),
+             r.get("failed"), f"{r['max_abs']:.3g}" if isinstance(r.get("max_abs"), float)
+             else r.get("max_abs"), _tolerance(report, r.get("stage"), r.get("mode")),
+             r.get("worst_file")) for r in report.get("summary", [])]
+    lines += _table(("", "stage", "mode", "checks", "failed", "max abs diff", "tolerance",
+                     "worst file"), rows)
+    odd = [f for f in report.get("files", []) if f.get("status") != "ok"]
+    if odd:
+        lines += ["Files where legacy itself raised (the runtime must refuse them too):", ""]
+        for f in odd:
+            le, ce = f.get("legacy_error") or {}, f.get("clean_error") or {}
+            lines.append(f"- `{f.get('name')}` ({f.get('status')}): legacy `{le.get('type')}: "
+                         f"{le.get('message')}`, runtime `{ce.get('type')}: {ce.get('message')}`")
+        lines.append("")
+    return lines
+
+
+def usage_section(repo_id: str, config: Mapping[str, Any]) -> list[str]:
+    pos = config["classes"][config["positive_index"]]
+    return ["## Usage", "", "No fastai, torchaudio or this model's training code is needed: the "
+            f"runtime ships in this repo as the `{RUNTIME_PACKAGE}/` package (pure PyTorch + "
+            "numpy/scipy/soundfile).", "", "```bash", INSTALL, "```", "", "```python", "import sys",
+            "from huggingface_hub import snapshot_download", "",
+            f'path = snapshot_download("{repo_id}")   # cached; works offline with HF_HUB_OFFLINE=1',
+            "sys.path.insert(0, path)",
+            f"from {RUNTIME_PACKAGE} import detect, load", "",
+            "model = load(path)                  # verifies SHA256SUMS, then loads the weights",
+            'result = detect(model, "hydrophone.wav")   # WAV/FLAC, any rate, mono or multichannel',
+            f"print(result.global_prediction, result.global_confidence)   # 1 = {pos} detected",
+            "print(result.probs)                 # (windows, classes) softmax per 2 s window",
+            "print(result.aggregate.confidence)  # smoothed per-second confidence", "```", "",
+            "Files shorter than one window raise `ValueError`, as the legacy pipeline failed on "
+            "them too.", ""]
+
+
+def model_section(config: Mapping[str, Any], fixture: Mapping[str, Any] | None) -> list[str]:
+    arch, win, agg = config["architecture"], config["windowing"], config["aggregation"]
+    classes = config["classes"]
+    lines = ["# OrcaHello killer-whale call detector (fastai-free port)", "",
+             "Detects **Southern Resident killer whale (_Orcinus orca_) calls** in hydrophone "
+             "audio — the task of [OrcaHello](https://github.com/orcasound/aifororcas-livesystem), "
+             "Orcasound's real-time detector — converted from its fastai 1.0.61 + fastai_audio "
+             "learner to plain PyTorch with verified parity.", "",
+             f"- classes: {', '.join(f'`{c}`' for c in classes)}; positive class "
+             f"`{classes[config['positive_index']]}`",
+             f"- windows: {win['clip_seconds']} s every {win['hop_seconds']} s; each window -> "
+             f"log-mel spectrogram -> {arch['body']} + fastai head -> softmax",
+             f"- per-second confidence: first window raw, then a rolling mean of 2 windows, last "
+             f"window appended ({agg['smoothing']})",
+             f"- a second is positive when its confidence > {agg['threshold']}; a file is a "
+             f"detection when at least {agg['min_positive']} seconds are positive; its global "
+             "confidence is 100 x the mean confidence of the positive seconds", ""]
+    if fixture:
+        held = fixture.get("held_out", {})
+        lines += ["> **Note:** these weights are orcaport's *test fixture*, a "
+                  f"{fixture.get('body', arch['body'])} learner trained on seeded synthetic "
+                  f"hydrophone audio (seed {fixture.get('seed')}, held-out accuracy "
+                  f"{held.get('accuracy', '—')} on {held.get('n', '—')} synthetic clips). They "
+                  "prove the conversion, not field performance; they are not the production "
+                  "OrcaHello model.", ""]
+    return lines
+
+
+def frontend_section(config: Mapping[str, Any]) -> list[str]:
+    lines = ["## Frontend parameters (from `config.json`)", "",
+             "fastai_audio `AudioConfig` + `SpectrogramConfig` field names, as the runtime "
+             "applies them:", ""]
+    lines += _table(("parameter", "value"), sorted(config["frontend"].items()))
+    norm = config.get("normalization")
+    lines += [f"Network input normalisation: {'none' if norm is None else json.dumps(norm)}. "
+              f"Head: {json.dumps(config['architecture']['head'])}.", ""]
+    return lines
+
+
+def files_section(hashes: Mapping[str, tuple[str, int]]) -> list[str]:
+    lines = ["## Files", "", "`SHA256SUMS` lists every file including this README "
+             "(`sha256sum -c SHA256SUMS`); a file cannot list its own hash, so README.md and "
+             "SHA256SUMS are the two not in this table.", ""]
+    return lines + _table(("file", "bytes", "sha256"),
+                          [(f"`{p}`", size, f"`{sha}`") for p, (sha, size) in sorted(hashes.items())])
+
+
+def provenance_section(config: Mapping[str, Any]) -> list[str]:
+    prov = dict(config.get("provenance", {}))
+    legacy = prov.pop("legacy_versions", {}) or {}
+    lines = ["## Provenance (from `config.json`)", ""]
+    lines += [f"- {k}: `{v}`" for k, v in sorted(prov.items())] + [""]
+    if legacy:
+        lines += ["Legacy environment the weights and references came from:", ""]
+        lines += _table(("package", "version"), sorted(legacy.items()))
+    return lines
+
+
+def render_card(repo_id: str, config: Mapping[str, Any], report: Mapping[str, Any],
+                report_sha256: str, hashes: Mapping[str, tuple[str, int]], license_id: str,
+                fixture: Mapping[str, Any] | None = None) -> str:
+    """The whole README.md. `hashes`: staged path -> (sha256, bytes), README/SHA256SUMS excluded."""
+    lines = front_matter(license_id) + model_section(config, fixture)
+    lines += usage_section(repo_id, config) + frontend_section(config)
+    lines += parity_section(report, report_sha256) + files_section(hashes)
+    lines += provenance_section(config)
+    lines += ["## Limitations", "",
+              "Parity shows the runtime reproduces the legacy pipeline's outputs on the same "
+              "weights; it says nothing about how well those weights detect whales in new "
+              "recordings. Decoding reproduces pydub's (legacy) reading of WAV files, including "
+              "its refusals.", ""]
+    return "\n".join(lines)

@@ -1,0 +1,407 @@
+"""`make publish`: gate on parity, stage a self-contained Hub folder, upload it as one commit.
+
+    python -m parity.publish --model DIR --report reports/parity.json --repo-id NS/NAME
+        [--dry-run] [--staging DIR] [--license-file F] [--references DIR]
+
+The staging folder (default staging/NS--NAME) is what the Hub repo will hold, file for file:
+model.safetensors, config.json, README.md (model card), parity.json (the gated report), LICENSE
+(with --license-file), the runtime as the `orcaport_runtime/` package, and SHA256SUMS. It is
+built in a temp sibling, verified by loading it through its *own* copied runtime, and only then
+renamed into place, so there is never a half-written staging folder. --dry-run stops there; the
+gate applies either way. The token is huggingface_hub's own (HF_TOKEN, else the login cache) and
+is never printed; HF_ENDPOINT picks the Hub.
+
+Exit status: 0 done, 1 bad arguments, 2 the gate refused, 3 staging failed, 4 the Hub failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import importlib.util
+import itertools
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from huggingface_hub import (CommitOperationAdd, CommitOperationDelete, HfApi, get_token,
+                             snapshot_download)
+from huggingface_hub.errors import HFValidationError, LocalTokenNotFoundError
+from huggingface_hub.utils import validate_repo_id
+
+from parity.gate import (CONFIG_FILE, DEFAULT_REFERENCES, WEIGHTS_FILE, GatedReport, GateError,
+                         check_report, sha256_file)
+from parity.model_card import RUNTIME_PACKAGE, detect_license, render_card
+
+EXIT_USAGE, EXIT_GATE, EXIT_STAGING, EXIT_HUB = 1, 2, 3, 4
+SOURCE_PACKAGE = Path(__file__).resolve().parents[1] / "model"
+SUMS, REPORT, LICENSE, CARD = "SHA256SUMS", "parity.json", "LICENSE", "README.md"
+RUNTIME_DEPS = {"torch", "numpy", "scipy", "soundfile", "safetensors"}
+_FROM_MODEL = re.compile(r"^(\s*)from model((?:\.\w+)*) import ", flags=re.M)
+_imports = itertools.count()
+
+# The copied package's __init__: `load` (hash-verified) and `detect` (the production path, as
+# parity/replay.py chains it). It lives here because model/ has no single entry point to copy.
+RUNTIME_INIT = '''
+"""orcaport runtime: the fastai-free OrcaHello detector, copied from orcaport's `model/`.
+
+    from orcaport_runtime import load, detect
+    model = load(folder)                  # folder with model.safetensors, config.json, SHA256SUMS
+    result = detect(model, "file.wav")    # result.global_prediction, .global_confidence, .probs
+"""
+import hashlib as _hashlib
+import json as _json
+from dataclasses import dataclass as _dataclass
+from pathlib import Path as _Path
+
+import numpy as _np
+import torch as _torch
+
+from .aggregate import Aggregate, aggregate
+from .artifact import Artifact, load_artifact
+from .audio import clip_windows, decode_pcm, slice_ms
+from .spectrogram import frontend_stages
+
+BATCH = 16   # the parity replay's batch size: same batches, same float rounding
+
+
+class IntegrityError(ValueError):
+    """A file of the model folder does not match SHA256SUMS or the parity report."""
+
+
+@_dataclass(frozen=True, eq=False)
+class Detection:
+    windows: list           # [(start_s, end_s)] of each 2 s window
+    probs: _np.ndarray      # (windows, classes) float32 softmax
+    aggregate: Aggregate    # per-second confidences, local and global decisions
+
+    @property
+    def global_prediction(self) -> int:
+        return self.aggregate.global_prediction
+
+    @property
+    def global_confidence(self) -> float:
+        return self.aggregate.global_confidence
+
+
+def _sha256(path):
+    h = _hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify(folder):
+    """Check every file listed in SHA256SUMS; return {path: sha256}."""
+    folder = _Path(folder)
+    listed = {}
+    for line in (folder / "SHA256SUMS").read_text().splitlines():
+        if line:
+            digest, name = line.split("  ", 1)   # sha256sum's "<hex>  <path>" format
+            listed[name] = digest
+    for name, digest in listed.items():
+        if not (folder / name).is_file() or _sha256(folder / name) != digest:
+            raise IntegrityError(f"{folder / name} does not match SHA256SUMS; download it again")
+    return listed
+
+
+def load(folder, check=True):
+    """The Artifact in `folder`, after checking its hashes and that parity.json vouches for it."""
+    folder = _Path(folder)
+    if check:
+        verify(folder)
+    art = load_artifact(folder)
+    if check and (folder / "parity.json").is_file():
+        vouched = _json.loads((folder / "parity.json").read_text()).get("weights_sha256")
+        if vouched != art.weights_sha256:
+            raise IntegrityError(f"parity.json vouches for weights {vouched}, not {art.weights_sha256}")
+    return art
+
+
+def detect(model, path):
+    """Run the legacy production path on one audio file -> Detection."""
+    pcm = decode_pcm(path)
+    windows = clip_windows(pcm.duration_s)
+    if not windows:
+        raise ValueError(f"{path} is {pcm.duration_s:.2f} s: shorter than one 2 s window")
+    fe = model.config.frontend
+    inputs = [model.normalize(frontend_stages(slice_ms(pcm, b * 1000, e * 1000), fe)["input"][None])[0]
+              for b, e in windows]
+    with _torch.inference_mode():
+        logits = _torch.cat([model.network(_torch.stack(inputs[i:i + BATCH]))
+                             for i in range(0, len(inputs), BATCH)])
+    probs = _torch.softmax(logits, dim=1)
+    a = model.config.aggregation
+    agg = aggregate(probs[:, model.config.positive_index].double().numpy(), a.threshold, a.min_positive)
+    return Detection(windows=windows, probs=probs.numpy(), aggregate=agg)
+'''
+
+
+class PublishError(Exception):
+    """Staging or upload failed; str() is one line saying what happened and what to do."""
+
+
+# ----------------------------------------------------------------------------- runtime copy
+def _rewrite_imports(text: str, where: Path, depth: int) -> str:
+    """`from model.x import y` -> `from .x import y`, so the copy works under any package name."""
+    text = _FROM_MODEL.sub(lambda m: f"{m[1]}from {'.' * (depth + 1)}{m[2][1:]} import ", text)
+    for node in ast.walk(ast.parse(text, filename=str(where))):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+            [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
+        for name in names:
+            top = name.split(".")[0]
+            if top not in sys.stdlib_module_names and top not in RUNTIME_DEPS | {"__future__"}:
+                raise PublishError(f"{where}:{node.lineno} imports {name}, which the standalone "
+                                   f"runtime cannot ship; make it import only {sorted(RUNTIME_DEPS)}")
+    return text
+
+
+def copy_runtime(dest: Path, source: Path = SOURCE_PACKAGE) -> None:
+    """Copy model/*.py into `dest` as a standalone package with a `load`/`detect` entry point."""
+    for src in sorted(source.rglob("*.py")):
+        rel = src.relative_to(source)
+        text = _rewrite_imports(src.read_text(), src, len(rel.parts) - 1)
+        if rel == Path("__init__.py"):
+            text = text.rstrip() + "\n" + RUNTIME_INIT if text.strip() else RUNTIME_INIT.lstrip()
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        (dest / rel).write_text(text)
+    if not (dest / "__init__.py").is_file():
+        (dest / "__init__.py").write_text(RUNTIME_INIT.lstrip())
+
+
+# ----------------------------------------------------------------------------- staging
+def default_staging(repo_id: str) -> Path:
+    return Path("staging") / repo_id.replace("/", "--")
+
+
+def _hash_tree(root: Path) -> dict[str, tuple[str, int]]:
+    return {p.relative_to(root).as_posix(): (sha256_file(p), p.stat().st_size)
+            for p in sorted(root.rglob("*")) if p.is_file() and "__pycache__" not in p.parts}
+
+
+def _build(tmp: Path, model_dir: Path, gated: GatedReport, repo_id: str,
+           license_file: Path | None) -> None:
+    for name, key in ((WEIGHTS_FILE, "weights_sha256"), (CONFIG_FILE, "config_sha256")):
+        shutil.copyfile(model_dir / name, tmp / name)
+        # Hash the *copy*: the source could have changed since the gate looked at it.
+        if sha256_file(tmp / name) != gated.data[key]:
+            raise PublishError(f"{model_dir / name} changed while staging; run `make parity` again")
+    (tmp / REPORT).write_bytes(gated.raw)
+    license_text = None
+    if license_file is not None:
+        license_text = license_file.read_text()
+        shutil.copyfile(license_file, tmp / LICENSE)
+    copy_runtime(tmp / RUNTIME_PACKAGE)
+    fixture_path = model_dir / "fixture.json"
+    fixture = json.loads(fixture_path.read_text()) if fixture_path.is_file() else None
+    config = json.loads((tmp / CONFIG_FILE).read_text())
+    card = render_card(repo_id, config, gated.data, gated.sha256, _hash_tree(tmp),
+                       detect_license(license_text), fixture)
+    (tmp / CARD).write_text(card)
+    sums = "".join(f"{sha}  {rel}\n" for rel, (sha, _) in _hash_tree(tmp).items())
+    (tmp / SUMS).write_text(sums)
+
+
+def _is_ours(path: Path) -> bool:
+    """Only an earlier staging folder (or an empty one) may be replaced: never a random dir."""
+    return not any(path.iterdir()) or ((path / SUMS).is_file() and (path / RUNTIME_PACKAGE).is_dir())
+
+
+def stage(model_dir: Path, gated: GatedReport, repo_id: str, staging: Path,
+          license_file: Path | None = None) -> Path:
+    """Build, verify by loading, then atomically move the staging folder into place."""
+    if staging.exists() and (not staging.is_dir() or not _is_ours(staging)):
+        raise PublishError(f"{staging} exists and is not a staging folder; pass another --staging")
+    staging.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{staging.name}.tmp-", dir=staging.parent))
+    old = None
+    try:
+        _build(tmp, model_dir, gated, repo_id, license_file)
+        tmp.chmod(0o755)  # mkdtemp makes it 0700; the published folder should read like any other
+        load_model(tmp)   # what we ship must load through what we ship
+        if staging.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{staging.name}.old-", dir=staging.parent))
+            os.replace(staging, old / "previous")
+        os.replace(tmp, staging)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not staging.exists():
+            os.replace(old / "previous", staging)   # put the previous staging back
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    return staging
+
+
+def staged_files(staging: Path) -> list[str]:
+    """Exactly what gets uploaded: the files SHA256SUMS lists, plus SHA256SUMS itself."""
+    names = [line.split("  ", 1)[1] for line in (staging / SUMS).read_text().splitlines() if line]
+    return sorted(names + [SUMS])
+
+
+# ----------------------------------------------------------------------------- loading
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model folder loaded through its own copied runtime (not this repo's model/)."""
+
+    folder: Path
+    runtime: ModuleType
+    artifact: Any
+
+    def detect(self, audio: str | Path) -> Any:
+        return self.runtime.detect(self.artifact, audio)
+
+
+def import_runtime(folder: Path) -> ModuleType:
+    """Import folder/orcaport_runtime under a unique name, leaving no __pycache__ behind."""
+    pkg = Path(folder) / RUNTIME_PACKAGE
+    name = f"_{RUNTIME_PACKAGE}_{next(_imports)}"
+    spec = importlib.util.spec_from_file_location(name, pkg / "__init__.py",
+                                                  submodule_search_locations=[str(pkg)])
+    if spec is None or spec.loader is None:
+        raise PublishError(f"{pkg} is not an importable runtime package")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    before, sys.dont_write_bytecode = sys.dont_write_bytecode, True
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.dont_write_bytecode = before
+    return module
+
+
+def load_model(source: str | Path, revision: str | None = None,
+               cache_dir: str | Path | None = None) -> LoadedModel:
+    """Load from a staged/downloaded folder, or a Hub repo id through the Hub cache.
+
+    A repo id goes through `snapshot_download`, so HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE=1
+    (serve from the cache, no network) all apply as huggingface_hub defines them.
+    """
+    folder = Path(source)
+    if not folder.is_dir():
+        folder = Path(snapshot_download(repo_id=str(source), revision=revision, cache_dir=cache_dir))
+    runtime = import_runtime(folder)
+    return LoadedModel(folder=folder, runtime=runtime, artifact=runtime.load(folder))
+
+
+# ----------------------------------------------------------------------------- upload
+def commit_text(repo_id: str, gated: GatedReport, files: list[str]) -> tuple[str, str]:
+    d = gated.data
+    verdict = "PASSED" if d["passed"] else "FAILED"
+    message = f"Publish {repo_id}: weights sha256 {d['weights_sha256']}, parity {verdict}"
+    tol = d.get("tolerances") or {}
+    description = "\n".join([
+        f"parity: {verdict} (report sha256 {gated.sha256}, profile {d.get('profile')})",
+        f"weights sha256: {d['weights_sha256']}", f"config sha256: {d['config_sha256']}",
+        f"references manifest sha256: {d['references_manifest_sha256']}",
+        f"tolerances: version {tol.get('version')} sha256 {tol.get('sha256')}",
+        f"files ({len(files)}): {', '.join(files)}"])
+    return message, description
+
+
+def _redact(text: str) -> str:
+    token = get_token()
+    return text.replace(token, "hf_***") if token else text
+
+
+def _hub_error(step: str, e: Exception, repo_id: str) -> PublishError:
+    if isinstance(e, LocalTokenNotFoundError):
+        return PublishError("no Hugging Face token: set HF_TOKEN or run `hf auth login`")
+    status = getattr(getattr(e, "response", None), "status_code", None)
+    server = (getattr(e, "server_message", None) or str(e) or type(e).__name__).strip()
+    server = _redact(server.splitlines()[0] if server else "")
+    if status in (401, 403):
+        return PublishError(f"the Hub refused the token at {step} (HTTP {status}: {server}); set "
+                            f"HF_TOKEN to a token with write access to {repo_id.split('/')[0]} or "
+                            "run `hf auth login`; nothing was published")
+    if isinstance(status, int) and status >= 500:
+        return PublishError(f"the Hub failed at {step} (HTTP {status}: {server}); nothing was "
+                            "published (a commit is all-or-nothing); retry `make publish` later")
+    what = f"HTTP {status}" if status else type(e).__name__
+    return PublishError(f"the Hub {step} step failed ({what}: {server}); nothing was published")
+
+
+def upload(staging: Path, repo_id: str, gated: GatedReport) -> str:
+    """create_repo(exist_ok) + ONE commit making the repo equal to `staging`; returns its URL."""
+    api = HfApi()   # endpoint and token: huggingface_hub's own resolution (HF_ENDPOINT, HF_TOKEN)
+    files = staged_files(staging)
+    message, description = commit_text(repo_id, gated, files)
+    step = "token check"
+    try:
+        if get_token() is None:
+            raise LocalTokenNotFoundError("no token")
+        api.whoami()
+        step = "create repo"
+        api.create_repo(repo_id, repo_type="model", exist_ok=True)
+        step = "list files"
+        stale = [p for p in api.list_repo_files(repo_id) if p not in files and p != ".gitattributes"]
+        ops: list[Any] = [CommitOperationAdd(path_in_repo=f, path_or_fileobj=str(staging / f))
+                          for f in files]
+        ops += [CommitOperationDelete(path_in_repo=p) for p in stale]
+        step = "commit"
+        info = api.create_commit(repo_id, operations=ops, commit_message=message,
+                                 commit_description=description)
+    except Exception as e:  # noqa: BLE001 - HTTP, token and network errors alike: one line each
+        raise _hub_error(step, e, repo_id) from None
+    return str(info.commit_url)
+
+
+# ----------------------------------------------------------------------------- CLI
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m parity.publish", description=__doc__.split("\n")[0])
+    ap.add_argument("--model", type=Path, required=True, help="model.safetensors + config.json")
+    ap.add_argument("--report", type=Path, default=Path("reports/parity.json"))
+    ap.add_argument("--repo-id", default="", help="NAMESPACE/NAME on the Hub")
+    ap.add_argument("--dry-run", action="store_true", help="gate and stage only; upload nothing")
+    ap.add_argument("--staging", type=Path, help="default: staging/NAMESPACE--NAME")
+    ap.add_argument("--license-file", type=Path, help="shipped as LICENSE; sets the card license")
+    ap.add_argument("--references", type=Path, default=DEFAULT_REFERENCES)
+    args = ap.parse_args(argv)
+    try:
+        if "/" not in args.repo_id:
+            raise HFValidationError("expected NAMESPACE/NAME")
+        validate_repo_id(args.repo_id)
+    except HFValidationError as e:
+        print(f"error: --repo-id {args.repo_id!r} is not a Hub repo id ({str(e).splitlines()[0]}); "
+              "use e.g. `make publish REPO_ID=orcasound/orcahello-srkw`", file=sys.stderr)
+        return EXIT_USAGE
+    if args.license_file is not None and not args.license_file.is_file():
+        print(f"error: --license-file {args.license_file} does not exist", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        gated = check_report(args.report, args.model, args.references)
+    except GateError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_GATE
+    staging = args.staging or default_staging(args.repo_id)
+    try:
+        stage(args.model, gated, args.repo_id, staging, args.license_file)
+    except Exception as e:  # noqa: BLE001 - any staging failure leaves no staging behind
+        print(f"error: staging failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})",
+              file=sys.stderr)
+        return EXIT_STAGING
+    print(f"staged {len(staged_files(staging))} files in {staging} "
+          f"(weights {gated.data['weights_sha256']}, parity PASSED)")
+    if args.dry_run:
+        print("dry run: nothing uploaded")
+        return 0
+    try:
+        url = upload(staging, args.repo_id, gated)
+    except PublishError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_HUB
+    print(f"published {args.repo_id}: {url}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
