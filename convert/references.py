@@ -165,8 +165,10 @@ def build(model_dir: Path, corpus: Path, out: Path, work: Path) -> dict[str, Any
                                      else f"{entry['clips']} clips, {entry['rows']} rows"), file=sys.stderr)
     manifest = {
         "schema_version": SCHEMA_VERSION,
+        # What was made from what; the output folder is left out so a rebuild elsewhere (e.g. a
+        # test's temp dir) is byte-identical.
         "command": "make references  # python -m convert.references " + " ".join(
-            shlex.quote(str(p)) for p in ("--model", model_dir, "--corpus", corpus, "--out", out)),
+            shlex.quote(str(p)) for p in ("--model", model_dir, "--corpus", corpus)),
         "model": {"pkl_sha256": sha256_file(model_dir / "model.pkl"),
                   "weights_sha256": sha256_file(model_dir / "model.safetensors"),
                   "config_sha256": sha256_file(model_dir / "config.json")},
