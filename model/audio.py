@@ -178,8 +178,10 @@ def decode_pcm(path: str | Path) -> PcmAudio:
       IEEE float32 (format 3)               pydub's parser refuses it and shells out to ffmpeg
                                             (`-acodec pcm_s32le`); without ffmpeg it raises
                                             FileNotFoundError('ffprobe')      -> ffmpeg's int32
-      big-endian RIFX, odd-sized or > 10 chunks before 'data'
+      odd-sized or > 10 chunks before 'data'
                                             ffmpeg path, same PCM ints        -> same ints
+      big-endian RIFX                       ffmpeg's WAV demuxer refuses it (CouldntDecodeError)
+                                            or pydub misreads it              -> error
       WAVE_FORMAT_EXTENSIBLE float / double pydub reads the float bits as ints (noise) -> error
       bits not 8/16/24/32 (12-, 20-bit...)  pydub uses bits // 8 bytes (garbage or crash) -> error
       float64, u-law, a-law, ADPCM, GSM     ffmpeg path / no PCM equivalent   -> error
@@ -205,6 +207,10 @@ def decode_pcm(path: str | Path) -> PcmAudio:
     if container not in WAV_CONTAINERS + ("FLAC",):
         raise AudioDecodeError(f"{path}: {container} files are not read by the legacy pipeline "
                                f"(WAV only); {FIX}")
+    with open(path, "rb") as f:
+        if f.read(4) == b"RIFX":
+            raise AudioDecodeError(f"{path}: big-endian (RIFX) WAV, which legacy fails to decode "
+                                   f"or misreads; {FIX}")
     view = _riff_view(path, size) if container in WAV_CONTAINERS else None
     tail = b""
     if view is not None:                # pydub's native parser accepts the header

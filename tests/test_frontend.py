@@ -114,8 +114,9 @@ def test_decode_refuses_what_legacy_cannot_read_faithfully(tmp_path: Path) -> No
 def test_decode_scipy_oddities() -> None:
     assert decode_pcm(SCIPY_WAVS / "test-44100Hz-le-1ch-4bytes-early-eof.wav").frames == 236
     assert decode_pcm(SCIPY_WAVS / "test-8000Hz-le-2ch-1byteu.wav").samples.dtype == np.int8
-    assert decode_pcm(SCIPY_WAVS / "test-8000Hz-be-3ch-5S-24bit.wav").samples.shape == (5, 3)
+    assert decode_pcm(SCIPY_WAVS / "test-8000Hz-le-3ch-5S-24bit.wav").samples.shape == (5, 3)
     odd = [p for pattern in ("*20bit-extra.wav", "*12bit.wav", "*64bit-float-le-wavex.wav",
+                             "*be-3ch-5S-24bit.wav", "*44100Hz-be-1ch-4bytes.wav",
                              "*5S-64bit.wav", "*ulaw.wav", "*early-eof-no-data.wav")
            for p in SCIPY_WAVS.glob(pattern)]           # names vary across scipy versions
     assert len(odd) >= 5

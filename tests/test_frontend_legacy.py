@@ -118,7 +118,7 @@ def test_scipy_wavs_decode_like_pydub_or_are_refused() -> None:
             continue                     # refused: legacy fails or misreads it (see decode_pcm)
         try:
             seg = AudioSegment.from_wav(str(path))
-        except FileNotFoundError:        # legacy needs ffmpeg for it (float, RIFX): not here
+        except FileNotFoundError:        # legacy needs ffmpeg for it (float): not installed here
             continue
         assert ours.samples.tobytes() + ours.tail == seg.raw_data, path.name
 
