@@ -25,14 +25,18 @@ class ConfigError(ValueError):
 class FrontendConfig:
     """fastai_audio 0.1 `AudioConfig` + `SpectrogramConfig`, field names kept verbatim.
 
-    Defaults are OrcaHello production's (fastai_inference.py), not fastai_audio's own defaults.
+    Defaults are OrcaHello production's (fastai_inference.py, as ../shared/LEGACY.md records it),
+    not fastai_audio's own defaults.
     """
 
     # AudioConfig
     duration: int | None = 4000          # ms; spectrogram padded/cropped to this width
     resample_to: int | None = 20000      # Hz
     downmix: bool = True
-    pad_mode: str = "zeros-after"        # production pads after, with 0.0 dB (not silence)
+    # Pads after, with 0.0 dB (loud, not silence), as upstream's references were made. NB: OrcaHello's
+    # fastai_inference.py leaves fastai_audio's default "zeros" (a random front offset), which no
+    # runtime can replay; see README "What the legacy pipeline really does".
+    pad_mode: str = "zeros-after"
     standardize: bool = False
     mfcc: bool = False
     delta: bool = False
