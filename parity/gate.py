@@ -2,10 +2,10 @@
 
 `check_report` reads reports/parity.json and refuses (a one-line `GateError`) when the report is
 missing, unreadable, of an unknown schema, a diagnostic run, made for other weights / config /
-references / tolerances than the ones about to be published, or not a clean pass. The fix is
-always the same -- re-run the parity suite on exactly what is being published -- so every
-message ends with FIX. Identity is checked before the verdict: a failing report about other
-weights says nothing about these, and "stale" is the more useful thing to hear.
+references / tolerances / runtime code than the ones about to be published, or not a clean
+pass. The fix is always the same -- re-run the parity suite on exactly what is being published
+-- so every message ends with FIX. Identity is checked before the verdict: a failing report
+about other weights says nothing about these, and "stale" is the more useful thing to hear.
 
     python -m parity.gate --model DIR --report reports/parity.json [--references DIR]
 """
@@ -25,6 +25,7 @@ SUPPORTED_SCHEMA_VERSIONS = (1,)
 WEIGHTS_FILE, CONFIG_FILE, MANIFEST_FILE = "model.safetensors", "config.json", "manifest.json"
 DEFAULT_REFERENCES = Path("reference_outputs/stages")
 DEFAULT_TOLERANCES = Path(__file__).with_name("tolerances.json")
+RUNTIME_SOURCES = Path(__file__).resolve().parents[1] / "model"   # shipped as the runtime
 REQUIRED_KEYS = ("weights_sha256", "config_sha256", "references_manifest_sha256", "passed",
                  "first_failure", "files", "summary")
 
@@ -118,6 +119,28 @@ def _check_identity(report: Path, data: dict[str, Any], model_dir: Path, referen
         _same(report, "tolerances", tol["sha256"], tolerances, "restore parity/tolerances.json")
 
 
+def runtime_files(package: Path = RUNTIME_SOURCES) -> dict[str, str]:
+    """{path under `package`: sha256} of every module of it imported so far in this process.
+
+    Called at the end of a parity run, that is exactly the runtime code the run exercised; the
+    run records it as `runtime_files` and the gate then refuses a publish once any of it changed.
+    """
+    root, out = package.resolve(), {}
+    for module in list(sys.modules.values()):
+        path = Path(getattr(module, "__file__", None) or "/").resolve()
+        if path.is_relative_to(root) and path.is_file():
+            out[path.relative_to(root).as_posix()] = sha256_file(path)
+    return dict(sorted(out.items()))
+
+
+def _check_runtime(report: Path, data: dict[str, Any], package: Path) -> None:
+    """The runtime code the parity run exercised must be unchanged (when the report says which:
+    reports that predate `runtime_files` cannot be checked for this)."""
+    recorded = data.get("runtime_files")
+    for rel, sha in (recorded.items() if isinstance(recorded, dict) else ()):
+        _same(report, f"runtime code ({rel})", sha, package / rel, f"restore it, then {FIX}")
+
+
 def failure_text(failure: Any) -> str:
     """'stage probs (chained, file x.wav, clip 3, layer layer2)' from a first_failure dict."""
     if not isinstance(failure, dict):
@@ -164,11 +187,12 @@ def _check_verdict(report: Path, data: dict[str, Any]) -> None:
 
 def check_report(report: str | Path, model_dir: str | Path,
                  references: str | Path | None = DEFAULT_REFERENCES,
-                 tolerances: str | Path | None = DEFAULT_TOLERANCES) -> GatedReport:
+                 tolerances: str | Path | None = DEFAULT_TOLERANCES,
+                 runtime: Path | None = RUNTIME_SOURCES) -> GatedReport:
     """Return the gated report, or raise GateError saying which check failed and how to fix it.
 
     `references=None` falls back to the default folder: a publish is never gated without them.
-    `tolerances=None` skips the tolerances check (for reports of a toolkit without that field).
+    `tolerances=None` / `runtime=None` skip those checks (for callers that ship neither).
     """
     report, model_dir = Path(report), Path(model_dir)
     references = Path(references) if references is not None else DEFAULT_REFERENCES
@@ -176,6 +200,8 @@ def check_report(report: str | Path, model_dir: str | Path,
     _check_schema(report, data)
     _check_identity(report, data, model_dir, references,
                     Path(tolerances) if tolerances is not None else None)
+    if runtime is not None:
+        _check_runtime(report, data, runtime)
     _check_verdict(report, data)
     return GatedReport(path=report, raw=raw, data=data)
 

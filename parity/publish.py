@@ -36,14 +36,14 @@ from huggingface_hub import (CommitOperationAdd, CommitOperationDelete, HfApi, g
 from huggingface_hub.errors import HFValidationError, LocalTokenNotFoundError
 from huggingface_hub.utils import validate_repo_id
 
-from parity.gate import (CONFIG_FILE, DEFAULT_REFERENCES, WEIGHTS_FILE, GatedReport, GateError,
-                         check_report, sha256_file)
+from parity.gate import (CONFIG_FILE, DEFAULT_REFERENCES, RUNTIME_SOURCES, WEIGHTS_FILE,
+                         GatedReport, GateError, check_report, sha256_file)
 from parity.model_card import RUNTIME_PACKAGE, detect_license, render_card
 
 EXIT_USAGE, EXIT_GATE, EXIT_STAGING, EXIT_HUB = 1, 2, 3, 4
-SOURCE_PACKAGE = Path(__file__).resolve().parents[1] / "model"
 SUMS, REPORT, LICENSE, CARD = "SHA256SUMS", "parity.json", "LICENSE", "README.md"
 RUNTIME_DEPS = {"torch", "numpy", "scipy", "soundfile", "safetensors"}
+RUNTIME_MODULES = ("aggregate", "artifact", "audio", "spectrogram", "weights")   # RUNTIME_INIT's
 _FROM_MODEL = re.compile(r"^(\s*)from model((?:\.\w+)*) import ", flags=re.M)
 _imports = itertools.count()
 
@@ -52,11 +52,9 @@ _imports = itertools.count()
 RUNTIME_INIT = '''
 """orcaport runtime: the fastai-free OrcaHello detector, copied from orcaport's `model/`.
 
-    from orcaport_runtime import load, detect
-    model = load(folder)                  # folder with model.safetensors, config.json, SHA256SUMS
-    result = detect(model, "file.wav")    # result.global_prediction, .global_confidence, .probs
+    model = load(folder)                 # model.safetensors + config.json, checked vs SHA256SUMS
+    result = detect(model, "file.wav")   # .global_prediction, .global_confidence, .probs
 """
-import hashlib as _hashlib
 import json as _json
 from dataclasses import dataclass as _dataclass
 from pathlib import Path as _Path
@@ -68,6 +66,7 @@ from .aggregate import Aggregate, aggregate
 from .artifact import Artifact, load_artifact
 from .audio import clip_windows, decode_pcm, slice_ms
 from .spectrogram import frontend_stages
+from .weights import sha256_file
 
 BATCH = 16   # the parity replay's batch size: same batches, same float rounding
 
@@ -81,48 +80,26 @@ class Detection:
     windows: list           # [(start_s, end_s)] of each 2 s window
     probs: _np.ndarray      # (windows, classes) float32 softmax
     aggregate: Aggregate    # per-second confidences, local and global decisions
-
-    @property
-    def global_prediction(self) -> int:
-        return self.aggregate.global_prediction
-
-    @property
-    def global_confidence(self) -> float:
-        return self.aggregate.global_confidence
-
-
-def _sha256(path):
-    h = _hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    global_prediction: int
+    global_confidence: float
 
 
 def verify(folder):
-    """Check every file listed in SHA256SUMS; return {path: sha256}."""
-    folder = _Path(folder)
-    listed = {}
-    for line in (folder / "SHA256SUMS").read_text().splitlines():
-        if line:
-            digest, name = line.split("  ", 1)   # sha256sum's "<hex>  <path>" format
-            listed[name] = digest
-    for name, digest in listed.items():
-        if not (folder / name).is_file() or _sha256(folder / name) != digest:
-            raise IntegrityError(f"{folder / name} does not match SHA256SUMS; download it again")
-    return listed
+    """Check every file SHA256SUMS lists (sha256sum's "<hex>  <path>" lines)."""
+    for line in (_Path(folder) / "SHA256SUMS").read_text().splitlines():
+        digest, name = line.split("  ", 1)
+        if not (_Path(folder) / name).is_file() or sha256_file(_Path(folder) / name) != digest:
+            raise IntegrityError(f"{_Path(folder) / name} does not match SHA256SUMS; download it again")
 
 
 def load(folder, check=True):
     """The Artifact in `folder`, after checking its hashes and that parity.json vouches for it."""
-    folder = _Path(folder)
     if check:
         verify(folder)
     art = load_artifact(folder)
-    if check and (folder / "parity.json").is_file():
-        vouched = _json.loads((folder / "parity.json").read_text()).get("weights_sha256")
-        if vouched != art.weights_sha256:
-            raise IntegrityError(f"parity.json vouches for weights {vouched}, not {art.weights_sha256}")
+    report = _Path(folder) / "parity.json"
+    if check and report.is_file() and _json.loads(report.read_text())["weights_sha256"] != art.weights_sha256:
+        raise IntegrityError(f"parity.json does not vouch for weights {art.weights_sha256}")
     return art
 
 
@@ -132,16 +109,14 @@ def detect(model, path):
     windows = clip_windows(pcm.duration_s)
     if not windows:
         raise ValueError(f"{path} is {pcm.duration_s:.2f} s: shorter than one 2 s window")
-    fe = model.config.frontend
-    inputs = [model.normalize(frontend_stages(slice_ms(pcm, b * 1000, e * 1000), fe)["input"][None])[0]
-              for b, e in windows]
+    fe, a = model.config.frontend, model.config.aggregation
+    x = [model.normalize(frontend_stages(slice_ms(pcm, b * 1000, e * 1000), fe)["input"][None])[0]
+         for b, e in windows]
     with _torch.inference_mode():
-        logits = _torch.cat([model.network(_torch.stack(inputs[i:i + BATCH]))
-                             for i in range(0, len(inputs), BATCH)])
+        logits = _torch.cat([model.network(_torch.stack(x[i:i + BATCH])) for i in range(0, len(x), BATCH)])
     probs = _torch.softmax(logits, dim=1)
-    a = model.config.aggregation
     agg = aggregate(probs[:, model.config.positive_index].double().numpy(), a.threshold, a.min_positive)
-    return Detection(windows=windows, probs=probs.numpy(), aggregate=agg)
+    return Detection(windows, probs.numpy(), agg, agg.global_prediction, agg.global_confidence)
 '''
 
 
@@ -150,64 +125,84 @@ class PublishError(Exception):
 
 
 # ----------------------------------------------------------------------------- runtime copy
-def _rewrite_imports(text: str, where: Path, depth: int) -> str:
-    """`from model.x import y` -> `from .x import y`, so the copy works under any package name."""
-    text = _FROM_MODEL.sub(lambda m: f"{m[1]}from {'.' * (depth + 1)}{m[2][1:]} import ", text)
+def _scan(text: str, where: Path) -> tuple[set[str], list[str]]:
+    """(sibling modules imported, imports the standalone runtime cannot satisfy) of one file."""
+    internal, foreign = set(), []
     for node in ast.walk(ast.parse(text, filename=str(where))):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            internal |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
+            continue
         names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
             [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
-        for name in names:
-            top = name.split(".")[0]
-            if top not in sys.stdlib_module_names and top not in RUNTIME_DEPS | {"__future__"}:
-                raise PublishError(f"{where}:{node.lineno} imports {name}, which the standalone "
-                                   f"runtime cannot ship; make it import only {sorted(RUNTIME_DEPS)}")
-    return text
+        foreign += [f"{n} (line {node.lineno})" for n in names if n.split(".")[0] not in
+                    sys.stdlib_module_names and n.split(".")[0] not in RUNTIME_DEPS | {"__future__"}]
+    return internal, foreign
 
 
-def copy_runtime(dest: Path, source: Path = SOURCE_PACKAGE) -> None:
-    """Copy model/*.py into `dest` as a standalone package with a `load`/`detect` entry point."""
-    for src in sorted(source.rglob("*.py")):
-        rel = src.relative_to(source)
-        text = _rewrite_imports(src.read_text(), src, len(rel.parts) - 1)
-        if rel == Path("__init__.py"):
-            text = text.rstrip() + "\n" + RUNTIME_INIT if text.strip() else RUNTIME_INIT.lstrip()
-        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-        (dest / rel).write_text(text)
-    if not (dest / "__init__.py").is_file():
-        (dest / "__init__.py").write_text(RUNTIME_INIT.lstrip())
+def copy_runtime(dest: Path, source: Path = RUNTIME_SOURCES,
+                 required: tuple[str, ...] = RUNTIME_MODULES) -> dict[str, str]:
+    """Copy the standalone part of `source` (flat package) into `dest` as a relocatable package
+    with the `load`/`detect` entry point; return {skipped file: why}.
+
+    `from model.x import y` becomes `from .x import y`. A module ships when it and everything it
+    imports need only the stdlib and RUNTIME_DEPS (so a CLI needing `rich` stays home); a
+    module the entry point needs that cannot ship is an error, never a silent omission.
+    """
+    texts, scans = {}, {}
+    for src in sorted(source.glob("*.py")):
+        texts[src.stem] = _FROM_MODEL.sub(lambda m: f"{m[1]}from .{m[2][1:]} import ", src.read_text())
+        scans[src.stem] = _scan(texts[src.stem], src)
+
+    def why_not(name: str, seen: tuple[str, ...] = ()) -> str | None:
+        if name not in scans:
+            return f"model/{name}.py does not exist"
+        internal, foreign = scans[name]
+        if foreign:
+            return f"model/{name}.py imports {foreign[0]}"
+        deps = (why_not(d, seen + (name,)) for d in sorted(internal - set(seen) - {name}))
+        return next((f"{r}, needed by model/{name}.py" for r in deps if r), None)
+
+    for name in required + (("__init__",) if "__init__" in texts else ()):
+        if (reason := why_not(name)) is not None:
+            raise PublishError(f"the standalone runtime cannot ship: {reason}; make the runtime "
+                               f"import only the stdlib and {', '.join(sorted(RUNTIME_DEPS))}")
+    skipped = {f"{n}.py": r for n in texts if (r := why_not(n)) is not None}
+    dest.mkdir(parents=True, exist_ok=True)
+    texts.setdefault("__init__", "")
+    for name, text in texts.items():
+        if f"{name}.py" in skipped:
+            continue
+        if name == "__init__":
+            text = (text.rstrip() + "\n" if text.strip() else "") + RUNTIME_INIT.lstrip()
+        (dest / f"{name}.py").write_text(text)
+    return skipped
 
 
 # ----------------------------------------------------------------------------- staging
-def default_staging(repo_id: str) -> Path:
-    return Path("staging") / repo_id.replace("/", "--")
-
-
 def _hash_tree(root: Path) -> dict[str, tuple[str, int]]:
     return {p.relative_to(root).as_posix(): (sha256_file(p), p.stat().st_size)
             for p in sorted(root.rglob("*")) if p.is_file() and "__pycache__" not in p.parts}
 
 
 def _build(tmp: Path, model_dir: Path, gated: GatedReport, repo_id: str,
-           license_file: Path | None) -> None:
+           license_file: Path | None) -> dict[str, str]:
     for name, key in ((WEIGHTS_FILE, "weights_sha256"), (CONFIG_FILE, "config_sha256")):
         shutil.copyfile(model_dir / name, tmp / name)
         # Hash the *copy*: the source could have changed since the gate looked at it.
         if sha256_file(tmp / name) != gated.data[key]:
             raise PublishError(f"{model_dir / name} changed while staging; run `make parity` again")
     (tmp / REPORT).write_bytes(gated.raw)
-    license_text = None
     if license_file is not None:
-        license_text = license_file.read_text()
         shutil.copyfile(license_file, tmp / LICENSE)
-    copy_runtime(tmp / RUNTIME_PACKAGE)
-    fixture_path = model_dir / "fixture.json"
-    fixture = json.loads(fixture_path.read_text()) if fixture_path.is_file() else None
-    config = json.loads((tmp / CONFIG_FILE).read_text())
-    card = render_card(repo_id, config, gated.data, gated.sha256, _hash_tree(tmp),
-                       detect_license(license_text), fixture)
-    (tmp / CARD).write_text(card)
-    sums = "".join(f"{sha}  {rel}\n" for rel, (sha, _) in _hash_tree(tmp).items())
-    (tmp / SUMS).write_text(sums)
+    skipped = copy_runtime(tmp / RUNTIME_PACKAGE)
+    # fixture.json marks orcaport's synthetic-audio test learner: the card must say so.
+    fixture = json.loads((model_dir / "fixture.json").read_text()) \
+        if (model_dir / "fixture.json").is_file() else None
+    license_id = detect_license(license_file.read_text() if license_file is not None else None)
+    (tmp / CARD).write_text(render_card(repo_id, json.loads((tmp / CONFIG_FILE).read_text()),
+                                        gated.data, gated.sha256, _hash_tree(tmp), license_id, fixture))
+    (tmp / SUMS).write_text("".join(f"{sha}  {rel}\n" for rel, (sha, _) in _hash_tree(tmp).items()))
+    return skipped
 
 
 def _is_ours(path: Path) -> bool:
@@ -216,15 +211,17 @@ def _is_ours(path: Path) -> bool:
 
 
 def stage(model_dir: Path, gated: GatedReport, repo_id: str, staging: Path,
-          license_file: Path | None = None) -> Path:
-    """Build, verify by loading, then atomically move the staging folder into place."""
+          license_file: Path | None = None) -> dict[str, str]:
+    """Build, verify by loading, then atomically move the staging folder into place.
+
+    Returns the model/ files left out of the runtime, with why (see copy_runtime)."""
     if staging.exists() and (not staging.is_dir() or not _is_ours(staging)):
         raise PublishError(f"{staging} exists and is not a staging folder; pass another --staging")
     staging.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{staging.name}.tmp-", dir=staging.parent))
     old = None
     try:
-        _build(tmp, model_dir, gated, repo_id, license_file)
+        skipped = _build(tmp, model_dir, gated, repo_id, license_file)
         tmp.chmod(0o755)  # mkdtemp makes it 0700; the published folder should read like any other
         load_model(tmp)   # what we ship must load through what we ship
         if staging.exists():
@@ -239,7 +236,7 @@ def stage(model_dir: Path, gated: GatedReport, repo_id: str, staging: Path,
     finally:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-    return staging
+    return skipped
 
 
 def staged_files(staging: Path) -> list[str]:
@@ -261,35 +258,28 @@ class LoadedModel:
         return self.runtime.detect(self.artifact, audio)
 
 
-def import_runtime(folder: Path) -> ModuleType:
-    """Import folder/orcaport_runtime under a unique name, leaving no __pycache__ behind."""
-    pkg = Path(folder) / RUNTIME_PACKAGE
-    name = f"_{RUNTIME_PACKAGE}_{next(_imports)}"
-    spec = importlib.util.spec_from_file_location(name, pkg / "__init__.py",
-                                                  submodule_search_locations=[str(pkg)])
-    if spec is None or spec.loader is None:
-        raise PublishError(f"{pkg} is not an importable runtime package")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    before, sys.dont_write_bytecode = sys.dont_write_bytecode, True
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.dont_write_bytecode = before
-    return module
-
-
 def load_model(source: str | Path, revision: str | None = None,
                cache_dir: str | Path | None = None) -> LoadedModel:
     """Load from a staged/downloaded folder, or a Hub repo id through the Hub cache.
 
     A repo id goes through `snapshot_download`, so HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE=1
-    (serve from the cache, no network) all apply as huggingface_hub defines them.
+    (serve from the cache, no network) all apply as huggingface_hub defines them. The folder's
+    own orcaport_runtime/ is imported under a unique name, writing no __pycache__ into it.
     """
     folder = Path(source)
     if not folder.is_dir():
         folder = Path(snapshot_download(repo_id=str(source), revision=revision, cache_dir=cache_dir))
-    runtime = import_runtime(folder)
+    pkg, name = folder / RUNTIME_PACKAGE, f"_{RUNTIME_PACKAGE}_{next(_imports)}"
+    spec = importlib.util.spec_from_file_location(name, pkg / "__init__.py",
+                                                  submodule_search_locations=[str(pkg)])
+    if spec is None or spec.loader is None:
+        raise PublishError(f"{pkg} is not an importable runtime package")
+    runtime = sys.modules[name] = importlib.util.module_from_spec(spec)
+    before, sys.dont_write_bytecode = sys.dont_write_bytecode, True
+    try:
+        spec.loader.exec_module(runtime)
+    finally:
+        sys.dont_write_bytecode = before
     return LoadedModel(folder=folder, runtime=runtime, artifact=runtime.load(folder))
 
 
@@ -313,7 +303,7 @@ def _redact(text: str) -> str:
     return text.replace(token, "hf_***") if token else text
 
 
-def _hub_error(step: str, e: Exception, repo_id: str) -> PublishError:
+def _hub_error(step: str, e: Exception, repo_id: str, endpoint: str) -> PublishError:
     if isinstance(e, LocalTokenNotFoundError):
         return PublishError("no Hugging Face token: set HF_TOKEN or run `hf auth login`")
     status = getattr(getattr(e, "response", None), "status_code", None)
@@ -326,8 +316,10 @@ def _hub_error(step: str, e: Exception, repo_id: str) -> PublishError:
     if isinstance(status, int) and status >= 500:
         return PublishError(f"the Hub failed at {step} (HTTP {status}: {server}); nothing was "
                             "published (a commit is all-or-nothing); retry `make publish` later")
-    what = f"HTTP {status}" if status else type(e).__name__
-    return PublishError(f"the Hub {step} step failed ({what}: {server}); nothing was published")
+    if status is None:   # no HTTP answer at all: DNS, refused connection, timeout, TLS
+        return PublishError(f"cannot reach the Hub at {endpoint} during {step} ({type(e).__name__}: "
+                            f"{server}); check the network or HF_ENDPOINT; nothing was published")
+    return PublishError(f"the Hub rejected {step} (HTTP {status}: {server}); nothing was published")
 
 
 def upload(staging: Path, repo_id: str, gated: GatedReport) -> str:
@@ -344,14 +336,13 @@ def upload(staging: Path, repo_id: str, gated: GatedReport) -> str:
         api.create_repo(repo_id, repo_type="model", exist_ok=True)
         step = "list files"
         stale = [p for p in api.list_repo_files(repo_id) if p not in files and p != ".gitattributes"]
-        ops: list[Any] = [CommitOperationAdd(path_in_repo=f, path_or_fileobj=str(staging / f))
-                          for f in files]
-        ops += [CommitOperationDelete(path_in_repo=p) for p in stale]
+        ops = [CommitOperationAdd(path_in_repo=f, path_or_fileobj=str(staging / f)) for f in files]
+        ops += [CommitOperationDelete(path_in_repo=p) for p in stale]  # type: ignore[misc]
         step = "commit"
         info = api.create_commit(repo_id, operations=ops, commit_message=message,
                                  commit_description=description)
     except Exception as e:  # noqa: BLE001 - HTTP, token and network errors alike: one line each
-        raise _hub_error(step, e, repo_id) from None
+        raise _hub_error(step, e, repo_id, api.endpoint) from None
     return str(info.commit_url)
 
 
@@ -367,12 +358,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--references", type=Path, default=DEFAULT_REFERENCES)
     args = ap.parse_args(argv)
     try:
-        if "/" not in args.repo_id:
-            raise HFValidationError("expected NAMESPACE/NAME")
-        validate_repo_id(args.repo_id)
-    except HFValidationError as e:
-        print(f"error: --repo-id {args.repo_id!r} is not a Hub repo id ({str(e).splitlines()[0]}); "
-              "use e.g. `make publish REPO_ID=orcasound/orcahello-srkw`", file=sys.stderr)
+        validate_repo_id(args.repo_id if "/" in args.repo_id else "")
+    except HFValidationError:
+        print(f"error: --repo-id {args.repo_id!r} is not NAMESPACE/NAME on the Hub; use e.g. "
+              "`make publish REPO_ID=orcasound/orcahello-srkw`", file=sys.stderr)
         return EXIT_USAGE
     if args.license_file is not None and not args.license_file.is_file():
         print(f"error: --license-file {args.license_file} does not exist", file=sys.stderr)
@@ -382,15 +371,17 @@ def main(argv: list[str] | None = None) -> int:
     except GateError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_GATE
-    staging = args.staging or default_staging(args.repo_id)
+    staging = args.staging or Path("staging") / args.repo_id.replace("/", "--")
     try:
-        stage(args.model, gated, args.repo_id, staging, args.license_file)
+        skipped = stage(args.model, gated, args.repo_id, staging, args.license_file)
     except Exception as e:  # noqa: BLE001 - any staging failure leaves no staging behind
         print(f"error: staging failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})",
               file=sys.stderr)
         return EXIT_STAGING
     print(f"staged {len(staged_files(staging))} files in {staging} "
           f"(weights {gated.data['weights_sha256']}, parity PASSED)")
+    for name, why in skipped.items():
+        print(f"not shipped in {RUNTIME_PACKAGE}/: {name} ({why})")
     if args.dry_run:
         print("dry run: nothing uploaded")
         return 0

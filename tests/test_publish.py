@@ -1,0 +1,474 @@
+"""`make publish`: the parity gate, the staging folder, the card, upload and download through a
+fake Hub on 127.0.0.1, offline loading, and that the token never leaks.
+
+Uploads and downloads run the real CLI / loader in a subprocess, because huggingface_hub reads
+HF_ENDPOINT, HF_HUB_DISABLE_XET and HF_HUB_OFFLINE once, at import time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from huggingface_hub import ModelCard
+
+from parity import gate, publish
+from parity.gate import GateError, check_report
+from parity.references import load_references
+from tests.fake_hub import FakeHub
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = ROOT / "reference_outputs" / "fixture"
+REFS = ROOT / "reference_outputs" / "stages"
+CORPUS = ROOT / "reference_outputs" / "corpus"
+REPO = "orcasound/orcahello-srkw-test"
+TOKEN = "hf_FAKEtoken123456789abcdefghijklmnopqrstu"
+TIMEOUT = 300
+DETECT_FILES = ("stereo_44k1_16_10s5.wav", "hires_96k_24_3s2.wav")   # downmix + two resample ratios
+
+
+# ----------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="session")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real passing parity.json for the fixture: reports/parity.json when it is current,
+    else a fresh parity run (about 30 s) into a temp folder."""
+    out = tmp_path_factory.mktemp("report")
+    dst = out / "parity.json"
+    src = ROOT / "reports" / "parity.json"
+    if src.is_file():
+        shutil.copyfile(src, dst)   # copy once: other runs may rewrite reports/
+        try:
+            check_report(dst, FIXTURE, REFS)
+            return dst
+        except GateError:
+            pass
+    run = subprocess.run([sys.executable, "-m", "parity", "--model", str(FIXTURE), "--references",
+                          str(REFS), "--corpus", str(CORPUS), "--reports", str(out)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    check_report(dst, FIXTURE, REFS)
+    return dst
+
+
+def _publish_args(report: Path, staging: Path, *extra: str, model: Path = FIXTURE,
+                  refs: Path = REFS) -> list[str]:
+    return ["--model", str(model), "--report", str(report), "--repo-id", REPO, "--staging",
+            str(staging), "--references", str(refs), *extra]
+
+
+@pytest.fixture(scope="session")
+def staged(report: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`make publish DRY_RUN=1` on the fixture, in-process, with a LICENSE."""
+    root = tmp_path_factory.mktemp("staged")
+    license_file = root / "LICENSE.txt"
+    license_file.write_text("MIT License\n\nCopyright (c) 2026 orcaport test\n\nPermission is hereby "
+                            "granted, free of charge, to any person obtaining a copy...\n")
+    staging = root / "repo"
+    assert publish.main(_publish_args(report, staging, "--dry-run", "--license-file",
+                                      str(license_file))) == 0
+    return staging
+
+
+def _env(tmp: Path, hub: FakeHub | None, token: str | None = TOKEN, **extra: str) -> dict[str, str]:
+    """A subprocess env that can only reach the fake Hub, with its own HF_HOME (no login cache)."""
+    env = {k: v for k, v in os.environ.items()
+           if "proxy" not in k.lower() and not k.startswith(("HF_", "HUGGING"))}
+    env |= {"HF_HOME": str(tmp / "hf_home"), "HF_HUB_DISABLE_XET": "1",
+            "HF_HUB_DISABLE_TELEMETRY": "1", "NO_PROXY": "127.0.0.1,localhost",
+            "PYTHONPATH": str(ROOT), **extra}
+    if hub is not None:
+        env["HF_ENDPOINT"] = hub.endpoint
+    if token is not None:
+        env["HF_TOKEN"] = token
+    return env
+
+
+def _run_publish(report: Path, tmp: Path, hub: FakeHub,
+                 token: str | None = TOKEN) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "parity.publish", *_publish_args(report, tmp / "staging")],
+                          cwd=ROOT, env=_env(tmp, hub, token), capture_output=True, text=True,
+                          timeout=TIMEOUT)
+
+
+def _staged_bytes(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _assert_no_token(stdout: str, stderr: str, folder: Path) -> None:
+    """Not in the output, not in any file the run left (staging, HF_HOME, anything under tmp)."""
+    assert TOKEN not in stdout and TOKEN not in stderr
+    for name, data in _staged_bytes(folder).items():
+        assert TOKEN.encode() not in data, f"token written into {name}"
+
+
+def _one_line_error(stderr: str) -> str:
+    lines = [ln for ln in stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, stderr[-2000:]
+    return lines[0]
+
+
+# ----------------------------------------------------------------------------- staging + card
+def test_dry_run_stages_hub_folder_with_verified_hashes(staged: Path, report: Path) -> None:
+    files = _staged_bytes(staged)
+    runtime = {n for n in files if n.startswith("orcaport_runtime/")}
+    assert set(files) - runtime == {"README.md", "SHA256SUMS", "LICENSE", "config.json",
+                                    "model.safetensors", "parity.json"}
+    assert {f"orcaport_runtime/{m}.py" for m in ("__init__",) + publish.RUNTIME_MODULES} <= runtime
+    assert {n.split("/")[1] for n in runtime} <= {p.name for p in (ROOT / "model").glob("*.py")}
+    assert files["model.safetensors"] == (FIXTURE / "model.safetensors").read_bytes()
+    assert files["config.json"] == (FIXTURE / "config.json").read_bytes()
+    assert files["parity.json"] == report.read_bytes()
+    sums = dict(reversed(ln.split("  ", 1)) for ln in files["SHA256SUMS"].decode().splitlines())
+    assert set(sums) == set(files) - {"SHA256SUMS"}
+    for name, digest in sums.items():
+        assert hashlib.sha256(files[name]).hexdigest() == digest, name
+    assert not list(staged.parent.glob(".repo.*")), "temp siblings left behind"
+    assert oct(staged.stat().st_mode & 0o777) == "0o755"
+
+
+def test_card_front_matter_table_hashes_and_provenance(staged: Path, report: Path) -> None:
+    text = (staged / "README.md").read_text()
+    card = ModelCard(text)   # huggingface_hub's own parser: the front matter is valid
+    assert card.data.license == "mit" and card.data.pipeline_tag == "audio-classification"
+    assert card.data.library_name == "pytorch"
+    assert {"audio-classification", "bioacoustics", "killer-whale", "orcahello",
+            "fastai-port"} <= set(card.data.tags)
+    data = json.loads(report.read_text())
+    assert "**Parity: PASSED**" in text and data["weights_sha256"] in text
+    assert hashlib.sha256(report.read_bytes()).hexdigest() in text
+    for row in data["summary"]:   # every summary row is rendered
+        assert re.search(rf"\| ✓ \| {row['stage']} \| {row['mode']} \| {row['checks']} \| "
+                         rf"{row['failed']} \|", text), row
+    config = json.loads((staged / "config.json").read_text())
+    for key in ("n_fft", "hop_length", "n_mels", "resample_to", "top_db"):
+        assert re.search(rf"\| {key} \| {config['frontend'][key]} \|", text), key
+    sums = (staged / "SHA256SUMS").read_text()
+    for digest, name in (ln.split("  ", 1) for ln in sums.splitlines()):
+        if name != "README.md":
+            assert f"| `{name}` |" in text and f"`{digest}`" in text, name
+    assert config["provenance"]["source_sha256"] in text
+    assert f'snapshot_download("{REPO}")' in text and "pip install" in text
+    assert "from orcaport_runtime import detect, load" in text
+
+
+def test_staged_runtime_is_standalone_and_reproduces_reference_probs(staged: Path) -> None:
+    """Import from a clean sys.path (staging dir + stdlib + site-packages, no repo, no .pth
+    editable finder) and run detection on corpus files; compare with legacy's recorded probs."""
+    site = sysconfig.get_paths()["purelib"]
+    code = f"""
+import importlib.util, json, sys
+sys.path[:] = [{str(staged)!r}] + [p for p in sys.path if p] + [{site!r}]
+assert importlib.util.find_spec("model") is None and importlib.util.find_spec("parity") is None
+import importlib, pathlib
+import orcaport_runtime as rt
+assert rt.__file__.startswith({str(staged)!r}), rt.__file__
+for f in sorted(pathlib.Path(rt.__file__).parent.glob("*.py")):   # every shipped module stands alone
+    importlib.import_module("orcaport_runtime." + f.stem)
+art = rt.load({str(staged)!r})
+out = {{}}
+for name in {DETECT_FILES!r}:
+    d = rt.detect(art, {str(CORPUS)!r} + "/" + name)
+    out[name] = {{"probs": d.probs.tolist(), "confidence": d.aggregate.confidence.tolist(),
+                  "global": d.global_prediction, "global_confidence": d.global_confidence}}
+bad = sorted(m for m in sys.modules if m.split(".")[0] in ("model", "parity", "fastai", "torchaudio"))
+print("RESULT", json.dumps({{"results": out, "bad_modules": bad, "weights": art.weights_sha256}}))
+"""
+    run = subprocess.run([sys.executable, "-I", "-S", "-B", "-c", code], cwd=staged.parent,
+                         capture_output=True, text=True, timeout=TIMEOUT)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.split("RESULT ", 1)[1])
+    assert result["bad_modules"] == []
+    refs = load_references(REFS)
+    for name in DETECT_FILES:
+        t, got = refs.file(name).tensors, result["results"][name]
+        np.testing.assert_allclose(np.array(got["probs"], np.float32), t["all/probs"], rtol=0, atol=1e-5)
+        np.testing.assert_allclose(got["confidence"], t["aggregate/confidence"], rtol=0, atol=1e-5)
+        assert got["global"] == int(t["aggregate/global_prediction"][0])
+    assert not list(staged.rglob("__pycache__")), "importing must not litter the staged folder"
+
+
+def test_load_model_from_staged_folder_uses_its_own_runtime(staged: Path) -> None:
+    loaded = publish.load_model(staged)
+    assert loaded.artifact.weights_sha256 == gate.sha256_file(FIXTURE / "model.safetensors")
+    assert Path(loaded.runtime.__file__).parent == staged / "orcaport_runtime"
+    assert not list(staged.rglob("__pycache__"))
+
+
+def test_load_refuses_a_corrupted_staged_file(staged: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "copy"
+    shutil.copytree(staged, bad)
+    (bad / "config.json").write_text((bad / "config.json").read_text() + " ")
+    with pytest.raises(ValueError, match="does not match SHA256SUMS"):
+        publish.load_model(bad)
+
+
+def test_staging_is_atomic_and_never_clobbers_other_folders(staged: Path, report: Path,
+                                                            tmp_path: Path, monkeypatch) -> None:
+    staging = tmp_path / "repo"
+    shutil.copytree(staged, staging)
+    before = _staged_bytes(staging)
+    gated = check_report(report, FIXTURE, REFS)
+
+    def boom(*a: Any, **k: Any) -> str:
+        raise RuntimeError("disk full while rendering")
+    monkeypatch.setattr(publish, "render_card", boom)
+    with pytest.raises(RuntimeError, match="disk full"):
+        publish.stage(FIXTURE, gated, REPO, staging)
+    assert _staged_bytes(staging) == before   # the previous staging folder is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["repo"]   # no temp siblings
+    monkeypatch.undo()
+    (staging / "leftover.txt").write_text("from an older staging")
+    publish.stage(FIXTURE, gated, REPO, staging)   # a successful restage replaces it whole
+    after = _staged_bytes(staging)
+    assert "leftover.txt" not in after and "LICENSE" not in after   # nothing of the old one
+    assert set(publish.staged_files(staging)) == set(after)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["repo"]
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    with pytest.raises(publish.PublishError, match="not a staging folder"):
+        publish.stage(FIXTURE, gated, REPO, precious)
+    assert (precious / "notes.txt").read_text() == "keep me"
+
+
+def test_runtime_copy_ships_only_what_stands_alone(tmp_path: Path) -> None:
+    src = tmp_path / "model"
+    src.mkdir()
+    (src / "a.py").write_text("from model.b import f\n\ndef g():\n    from model import b\n    return b\n")
+    (src / "b.py").write_text("import numpy\n\ndef f():\n    return 1\n")
+    (src / "cli.py").write_text("from model.a import g\nfrom rich.console import Console\n")
+    (src / "__main__.py").write_text("from model.cli import main\n")
+    skipped = publish.copy_runtime(tmp_path / "out", src, required=("a",))
+    assert (tmp_path / "out" / "a.py").read_text().startswith("from .b import f")
+    assert "    from . import b" in (tmp_path / "out" / "a.py").read_text()
+    assert "def detect(" in (tmp_path / "out" / "__init__.py").read_text()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["__init__.py", "a.py", "b.py"]
+    assert skipped == {"cli.py": "model/cli.py imports rich.console (line 2)",
+                       "__main__.py": "model/cli.py imports rich.console (line 2), needed by "
+                                      "model/__main__.py"}
+    (src / "b.py").write_text("import pandas\n")   # now the entry point itself cannot ship
+    with pytest.raises(publish.PublishError, match=r"model/b.py imports pandas .*needed by model/a.py"):
+        publish.copy_runtime(tmp_path / "out2", src, required=("a",))
+
+
+# ----------------------------------------------------------------------------- the gate
+def _tampered_report(report: Path, tmp_path: Path, edit: Any) -> Path:
+    data = json.loads(report.read_text())
+    edit(data)
+    path = tmp_path / "parity.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _fail_mel(d: dict[str, Any]) -> None:
+    d["passed"] = False
+    d["first_failure"] = {"file": "stereo_44k1_16_10s5.wav", "mode": "isolated", "stage": "mel",
+                          "clip": 3, "layer": None}
+
+
+def _claim_pass_with_failed_check(d: dict[str, Any]) -> None:
+    d["files"][0]["checks"][0]["passed"] = False
+
+
+@pytest.mark.parametrize("edit, expect", [
+    (_fail_mel, "FAILED parity run: first failing stage mel (isolated, file stereo_44k1_16_10s5.wav, "
+                "clip 3)"),
+    (_claim_pass_with_failed_check, "claims to pass but holds a failing stage"),
+    (lambda d: d.update(schema_version=99), "schema_version 99"),
+    (lambda d: d.update(weights_check="diagnostic: other weights"), "diagnostic run"),
+    (lambda d: d.pop("summary"), "missing field(s) summary"),
+    (lambda d: d.update(files=[]), "holds no checks"),
+    (lambda d: d.update(runtime_files={"audio.py": "0" * 64}), "other runtime code (audio.py)"),
+])
+def test_gate_refuses_bad_reports(report: Path, tmp_path: Path, edit: Any, expect: str) -> None:
+    bad = _tampered_report(report, tmp_path, edit)
+    with pytest.raises(GateError) as e:
+        check_report(bad, FIXTURE, REFS)
+    msg = str(e.value)
+    assert expect in msg and "\n" not in msg and "`make parity`" in msg, msg
+
+
+def test_gate_refuses_a_report_made_with_other_runtime_code(report: Path, tmp_path: Path) -> None:
+    runtime = tmp_path / "model"
+    shutil.copytree(ROOT / "model", runtime, ignore=shutil.ignore_patterns("__pycache__"))
+    recorded = {"spectrogram.py": gate.sha256_file(runtime / "spectrogram.py")}
+    fresh = _tampered_report(report, tmp_path, lambda d: d.update(runtime_files=recorded))
+    check_report(fresh, FIXTURE, REFS, runtime=runtime)   # unchanged: fine
+    (runtime / "spectrogram.py").write_text((runtime / "spectrogram.py").read_text() + "# edit\n")
+    with pytest.raises(GateError, match=r"other runtime code \(spectrogram.py\).*stale; run `make parity`"):
+        check_report(fresh, FIXTURE, REFS, runtime=runtime)
+
+
+def test_gate_refuses_missing_and_unreadable_reports(tmp_path: Path) -> None:
+    with pytest.raises(GateError, match=r"does not exist.*run `make parity`"):
+        check_report(tmp_path / "nope.json", FIXTURE, REFS)
+    (tmp_path / "garbage.json").write_bytes(b"\x00{not json")
+    with pytest.raises(GateError, match=r"unreadable.*run `make parity`"):
+        check_report(tmp_path / "garbage.json", FIXTURE, REFS)
+
+
+def _model_copy(tmp_path: Path) -> Path:
+    model = tmp_path / "model"
+    model.mkdir()
+    for name in ("model.safetensors", "config.json"):
+        shutil.copyfile(FIXTURE / name, model / name)
+    return model
+
+
+def test_gate_refuses_weights_changed_after_the_report(report: Path, tmp_path: Path) -> None:
+    model = _model_copy(tmp_path)
+    check_report(report, model, REFS)   # an exact copy is fine
+    blob = bytearray((model / "model.safetensors").read_bytes())
+    blob[-1] ^= 0x01                     # one bit of one weight
+    (model / "model.safetensors").write_bytes(bytes(blob))
+    with pytest.raises(GateError, match=r"other weights .*stale; run `make parity`"):
+        check_report(report, model, REFS)
+    (model / "model.safetensors").unlink()
+    with pytest.raises(GateError, match="missing"):
+        check_report(report, model, REFS)
+
+
+def test_gate_refuses_changed_config_and_references(report: Path, tmp_path: Path) -> None:
+    model = _model_copy(tmp_path)
+    (model / "config.json").write_text((model / "config.json").read_text().replace("0.5", "0.6"))
+    with pytest.raises(GateError, match="other config"):
+        check_report(report, model, REFS)
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    manifest = json.loads((REFS / "manifest.json").read_text())
+    manifest["command"] = "re-recorded with something else"
+    (refs / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(GateError, match=r"other references .*run `make parity`"):
+        check_report(report, FIXTURE, refs)
+
+
+def test_cli_gate_applies_to_dry_run(report: Path, tmp_path: Path, capsys) -> None:
+    model = _model_copy(tmp_path)
+    (model / "model.safetensors").write_bytes(b"\x00" * 64)
+    staging = tmp_path / "staging"
+    for rep, mdl, expect in ((tmp_path / "missing.json", FIXTURE, "does not exist"),
+                             (report, model, "other weights")):
+        assert publish.main(_publish_args(rep, staging, "--dry-run", model=mdl)) == publish.EXIT_GATE
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: refusing to publish") and expect in err and "\n" not in err
+        assert not staging.exists()
+    assert publish.main(["--model", str(FIXTURE), "--repo-id", "", "--dry-run"]) == publish.EXIT_USAGE
+    assert "--repo-id" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- upload (fake Hub)
+def test_upload_sends_one_commit_with_the_staged_files(report: Path, tmp_path: Path) -> None:
+    with FakeHub() as hub:
+        hub.seed(REPO, {".gitattributes": b"*.bin lfs\n", "stale.txt": b"from an older publish"})
+        run = _run_publish(report, tmp_path, hub)
+    assert run.returncode == 0, run.stderr[-3000:]
+    staging = tmp_path / "staging"
+    assert len(hub.commits) == 1
+    commit = hub.commits[0]
+    weights = gate.sha256_file(FIXTURE / "model.safetensors")
+    assert commit.repo_id == REPO and weights in commit.summary and "parity PASSED" in commit.summary
+    assert hashlib.sha256(report.read_bytes()).hexdigest() in commit.description
+    assert commit.files == _staged_bytes(staging)             # exactly the staged files, byte for byte
+    assert commit.lfs_paths == {"model.safetensors"}           # the weights took the LFS path
+    assert commit.deleted == ["stale.txt"]                     # the repo now equals the staging folder
+    assert set(hub.repos[REPO].files) == set(commit.files) | {".gitattributes"}
+    assert len(hub.validated_yaml) == 1 and hub.validated_yaml[0] == commit.files["README.md"].decode()
+    names = [f"{m} {p}" for m, p, _s, _a in hub.requests]
+    for pattern in ("GET /api/whoami-v2", "POST /api/repos/create", r"preupload/main",
+                    r"info/lfs/objects/batch", r"PUT /__lfs/", r"commit/main"):
+        assert any(re.search(pattern, n) for n in names), pattern
+    assert all(a for m, p, _s, a in hub.requests if not p.startswith("/__lfs/") or m == "POST")
+    assert f"published {REPO}" in run.stdout
+    _assert_no_token(run.stdout, run.stderr, tmp_path)
+
+
+def test_server_error_gives_clear_message_and_publishes_nothing(report: Path, tmp_path: Path) -> None:
+    with FakeHub() as hub:
+        hub.fail["commit"] = 500
+        run = _run_publish(report, tmp_path, hub)
+    assert run.returncode == publish.EXIT_HUB
+    err = _one_line_error(run.stderr)
+    assert "HTTP 500" in err and "at commit" in err and "nothing was published" in err, err
+    assert hub.commits == [] and set(hub.repos[REPO].files) == {".gitattributes"}
+    _assert_no_token(run.stdout, run.stderr, tmp_path)
+
+
+def test_unreachable_hub_gives_clear_message(report: Path, tmp_path: Path) -> None:
+    hub = FakeHub().start()
+    hub.stop()   # a port that was just ours and now refuses connections
+    run = _run_publish(report, tmp_path, hub)
+    assert run.returncode == publish.EXIT_HUB
+    err = _one_line_error(run.stderr)
+    assert "cannot reach the Hub at http://127.0.0.1:" in err and "nothing was published" in err, err
+
+
+def test_refused_token_gives_clear_message(report: Path, tmp_path: Path) -> None:
+    with FakeHub(token="hf_theOnlyTokenTheServerAccepts") as hub:
+        run = _run_publish(report, tmp_path, hub)
+    assert run.returncode == publish.EXIT_HUB
+    err = _one_line_error(run.stderr)
+    assert "refused the token" in err and "HTTP 401" in err and "HF_TOKEN" in err, err
+    assert hub.repos == {} and hub.commits == []
+    _assert_no_token(run.stdout, run.stderr, tmp_path)
+
+
+def test_missing_token_is_named_before_any_request(report: Path, tmp_path: Path) -> None:
+    with FakeHub() as hub:
+        run = _run_publish(report, tmp_path, hub, None)
+    assert run.returncode == publish.EXIT_HUB
+    assert "no Hugging Face token" in _one_line_error(run.stderr)
+    assert hub.requests == []
+
+
+# ----------------------------------------------------------------------------- download (fake Hub)
+LOAD = """
+import json, sys
+from parity.publish import load_model
+m = load_model(sys.argv[1])
+d = m.detect(sys.argv[2])
+if len(sys.argv) > 3:   # the model card's usage snippet, verbatim but for the audio path
+    exec(sys.argv[3].replace('"hydrophone.wav"', repr(sys.argv[2])), {})
+print("RESULT", json.dumps({"weights": m.artifact.weights_sha256, "folder": str(m.folder),
+                            "runtime": m.runtime.__file__, "probs": d.probs.tolist()}))
+"""
+
+
+def _load(tmp: Path, hub: FakeHub | None, *snippet: str, **env: str) -> tuple[str, dict[str, Any]]:
+    run = subprocess.run([sys.executable, "-c", LOAD, REPO, str(CORPUS / DETECT_FILES[1]), *snippet],
+                         cwd=ROOT, env=_env(tmp, hub, None, **env), capture_output=True, text=True,
+                         timeout=TIMEOUT)
+    assert run.returncode == 0, run.stderr[-3000:]
+    printed, result = run.stdout.split("RESULT ", 1)
+    return printed, json.loads(result)
+
+
+def test_load_from_hub_through_the_cache_then_offline(staged: Path, tmp_path: Path) -> None:
+    weights = gate.sha256_file(FIXTURE / "model.safetensors")
+    ref = load_references(REFS).file(DETECT_FILES[1]).tensors
+    with FakeHub() as hub:
+        commit = hub.seed(REPO, _staged_bytes(staged))
+        _, online = _load(tmp_path, hub)
+        assert any("/resolve/" in p for _m, p, _s, _a in hub.requests)
+    assert online["weights"] == weights and commit in online["folder"]
+    assert online["runtime"].startswith(online["folder"])   # the downloaded runtime, not model/
+    np.testing.assert_allclose(np.array(online["probs"], np.float32), ref["all/probs"], rtol=0, atol=1e-5)
+    # The server is gone: HF_HUB_OFFLINE=1 must serve the same snapshot from the cache, to
+    # load_model and to the card's own usage snippet alike.
+    snippet = re.search(r"```python\n(.*?)```", (staged / "README.md").read_text(), re.S)[1]
+    printed, offline = _load(tmp_path, None, snippet, HF_HUB_OFFLINE="1",
+                             HF_ENDPOINT="http://127.0.0.1:9")
+    assert offline == online
+    prediction, confidence = printed.splitlines()[0].split()   # print(global_prediction, ..._confidence)
+    assert int(prediction) == int(ref["aggregate/global_prediction"][0]), printed
+    assert abs(float(confidence) - float(ref["aggregate/global_confidence"][0])) < 1e-3, printed
