@@ -123,6 +123,8 @@ def convert(model_pkl: Path, out_dir: Path, sha256: str | None = None, frontend:
     with tempfile.TemporaryDirectory() as tmp:
         weights_tmp = Path(tmp) / WEIGHTS_FILE
         save_network_state(state, weights_tmp, {"source_sha256": source_sha, "format": "orcaport-1"})
+        # config.json pins the exact weights bytes: the runtime refuses a tampered or swapped file.
+        cfg.provenance["weights_sha256"] = sha256_file(weights_tmp)
         write_atomically(out_dir, {WEIGHTS_FILE: weights_tmp, CONFIG_FILE: cfg.to_json().encode()})
     return {"body": cfg.architecture.body, "tensors": len(state), "classes": list(cfg.classes),
             "positive_index": cfg.positive_index, "max_logit_diff": diff,

@@ -36,17 +36,28 @@ class Artifact:
 def load_artifact(root: str | Path) -> Artifact:
     """Load and cross-check config.json and model.safetensors from `root`.
 
-    The pair must come from one conversion: both carry the source pickle's sha256, so a folder
-    where one file was replaced (or a conversion interrupted between them) is refused.
+    The pair must come from one conversion: config.json pins the weights' sha256 and both carry the
+    source pickle's sha256, so a folder where one file was altered or replaced is refused before
+    a byte of the weights is parsed.
     """
     root = Path(root)
     config = ModelConfig.load(root / CONFIG_FILE)
     weights = root / WEIGHTS_FILE
+    if not weights.is_file():
+        raise WeightsError(f"{weights} not found; run `make convert` to create it")
+    want = config.provenance.get("weights_sha256")
+    if not want:
+        raise WeightsError(f"{root / CONFIG_FILE} does not pin its weights (provenance.weights_sha256); "
+                           "re-run `make convert`")
+    got = sha256_file(weights)
+    if got != want:
+        raise WeightsError(f"{weights} is not the file config.json was written with (sha256 {got[:12]}... "
+                           f"!= {want[:12]}...): tampered, truncated or swapped; re-run `make convert`")
     meta = read_metadata(weights)
     source = config.provenance.get("source_sha256")
     if meta.get("source_sha256") != source:
         raise WeightsError(f"{weights} and {root / CONFIG_FILE} come from different conversions "
                            f"(source sha256 {meta.get('source_sha256')} vs {source}); re-run `make convert`")
     network = load_network(weights, config)
-    return Artifact(config=config, network=network, weights_sha256=sha256_file(weights),
+    return Artifact(config=config, network=network, weights_sha256=got,
                     config_sha256=sha256_file(root / CONFIG_FILE), root=root)

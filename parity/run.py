@@ -16,6 +16,7 @@ import torch
 
 from model.artifact import Artifact, load_artifact
 from model.stages import STAGES
+from parity.gate import runtime_files
 from parity.metrics import Tolerance
 from parity.references import ReferenceError, References, load_references
 from parity.replay import Heatmaps, replay_file
@@ -121,4 +122,6 @@ def run_parity(model_dir: Path, refs_dir: Path, corpus: Path, tolerances: Path =
         "files_selected": "all" if not only else sorted(only),
         "environment": environment(), "passed": failure is None and real["passed"] is not False,
         "first_failure": failure, "files": files, "summary": summarize(files), "real_data": real,
+        # the model/ code this run exercised: the publish gate refuses once any of it changes
+        "runtime_files": runtime_files(),
     }, heatmaps

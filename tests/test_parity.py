@@ -89,11 +89,23 @@ def _copy_fixture(tmp: Path) -> Path:
     return dst
 
 
+def test_a_tampered_weights_file_is_refused_before_use(tmp_path: Path) -> None:
+    model = _copy_fixture(tmp_path)
+    blob = bytearray((model / "model.safetensors").read_bytes())
+    blob[-100] ^= 0x01                     # a data byte: the safetensors header cannot notice
+    (model / "model.safetensors").write_bytes(bytes(blob))
+    code, out, report = parity_cli(tmp_path, "--model", str(model))
+    assert code == 2 and "not the file config.json was written with" in out and report is None
+
+
 def test_one_perturbed_weight_is_localised_to_its_block(tmp_path: Path) -> None:
     model = _copy_fixture(tmp_path)
     state = {k: torch.from_numpy(v) for k, v in load_file(str(model / "model.safetensors")).items()}
     state["body.layer3.1.conv2.weight"][0, 0, 1, 1] += 0.5
     save_network_state(state, model / "model.safetensors", read_metadata(FIXTURE / "model.safetensors"))
+    cfg = json.loads((model / "config.json").read_text())   # as a real re-conversion would pin it
+    cfg["provenance"]["weights_sha256"] = hashlib.sha256((model / "model.safetensors").read_bytes()).hexdigest()
+    (model / "config.json").write_text(json.dumps(cfg))
     code, out, _ = parity_cli(tmp_path, "--model", str(model), "--only", FLAGSHIP)
     assert code == 2 and "references were recorded for weights" in out   # never silently accepted
     code, out, report = parity_cli(tmp_path, "--model", str(model), "--only", FLAGSHIP,
