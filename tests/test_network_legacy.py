@@ -6,18 +6,11 @@ neither fastai nor torchvision); skipped with the reason when no legacy env is a
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-LEGACY_PYTHON = ROOT / ".venvs" / "legacy" / "bin" / "python"
+from tests.conftest import run_legacy
+
 TOLERANCE = 1e-5
-RESULT_MARK = "RESULT "
 
 # Executed by the legacy interpreter with the repo root on sys.path; prints one JSON line.
 SCRIPT = r'''
@@ -108,33 +101,9 @@ print("RESULT " + json.dumps(results))
 '''
 
 
-def _legacy_interpreter() -> str:
-    """This interpreter if it has fastai, else the project's legacy venv; skip when neither."""
-    try:
-        import fastai  # noqa: F401
-        import torchvision  # noqa: F401
-        return sys.executable
-    except ImportError:
-        pass
-    if not LEGACY_PYTHON.exists():
-        pytest.skip(f"no legacy env: {LEGACY_PYTHON} missing (run `make env-legacy`)")
-    probe = subprocess.run([str(LEGACY_PYTHON), "-c", "import fastai, torchvision, audio"],
-                           capture_output=True, text=True)
-    if probe.returncode != 0:
-        pytest.skip(f"legacy env cannot `import fastai, torchvision, audio`: "
-                    f"{probe.stderr.strip().splitlines()[-1:]}")
-    return str(LEGACY_PYTHON)
-
-
 @pytest.fixture(scope="module")
-def legacy_results() -> dict:
-    python = _legacy_interpreter()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HOME": os.environ.get("HOME", str(ROOT))}
-    out = subprocess.run([python, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    line = [ln for ln in out.stdout.splitlines() if ln.startswith(RESULT_MARK)][-1]
-    return json.loads(line[len(RESULT_MARK):])
+def legacy_results(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    return run_legacy(["-c", SCRIPT], timeout=600, home=tmp_path_factory.mktemp("home"))
 
 
 @pytest.mark.legacy
