@@ -20,7 +20,7 @@ DRY_RUN ?=
 .PHONY: help envs env-clean env-legacy fixture convert corpus references parity test test-legacy bench publish
 
 help:  ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
+	@grep -hE '^[a-z-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | sed -E 's/:.*## /\t/' | expand -t 14
 
 envs: env-clean env-legacy  ## build both virtualenvs (no-op when up to date)
 env-clean:  ## build the clean env (.venvs/clean)
