@@ -11,6 +11,7 @@ atomically. Any failure writes nothing.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -25,7 +26,8 @@ from convert.keymap import KeyMapError, fastai_to_clean_keys
 from convert.legacy import ConvertError, legacy_versions, load_trusted_learner, sha256_file
 from model.config import ConfigError, FrontendConfig, ModelConfig, build_config
 from model.network import OrcaNet
-from model.weights import save_network_state
+from model.weights import WeightsError, serialize_state
+from parity.atomic import TEMP_SUFFIX, fsync_dir, remove_stale_temps, temp_prefix
 
 TOOL_VERSION = "orcaport 0.1.0"
 LOGIT_ATOL = 1e-5          # the issue's bar for "zero loss": max |clean - learner| on one batch
@@ -82,22 +84,33 @@ def check_logits(learn: Any, net: OrcaNet, cfg: ModelConfig) -> float:
 
 
 def write_atomically(out_dir: Path, files: dict[str, bytes | Path]) -> None:
-    """Write every file to a temp sibling first, then os.replace them in: no half-written outputs."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Write every file to a temp sibling first, then os.replace them in, in the given order (put
+    the file that pins the others last): no half-written outputs. Temps left by a killed earlier
+    run are removed first (parity/atomic.py)."""
+    for name in files:
+        if Path(name).name != name or name in (".", ".."):
+            raise ConvertError(f"refusing to write {name!r}: not a plain file name inside {out_dir}")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConvertError(f"cannot create output folder {out_dir} ({e.strerror or e}); pass a "
+                           "writable folder") from None
+    remove_stale_temps(out_dir, files)
     umask = os.umask(0)
     os.umask(umask)
     staged: list[tuple[Path, Path]] = []
     try:
         for name, content in files.items():
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=out_dir)
+            fd, tmp = tempfile.mkstemp(prefix=temp_prefix(name), suffix=TEMP_SUFFIX, dir=out_dir)
+            staged.append((Path(tmp), out_dir / name))
             with os.fdopen(fd, "wb") as f:
                 f.write(content.read_bytes() if isinstance(content, Path) else content)
                 f.flush()
                 os.fsync(f.fileno())
             os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make artifacts private
-            staged.append((Path(tmp), out_dir / name))
         for tmp, final in staged:
             os.replace(tmp, final)
+        fsync_dir(out_dir)
     finally:
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)
@@ -105,9 +118,9 @@ def write_atomically(out_dir: Path, files: dict[str, bytes | Path]) -> None:
 
 def convert(model_pkl: Path, out_dir: Path, sha256: str | None = None, frontend: str | None = None,
             positive_class: str | None = None) -> dict[str, Any]:
+    fe, fe_source = load_frontend(frontend)   # a bad frontend.json is refused before unpickling
     learn = load_trusted_learner(model_pkl, sha256)
     spec = introspect_learner(learn, positive_class)
-    fe, fe_source = load_frontend(frontend)
     source_sha = sha256_file(model_pkl)
     cfg = ModelConfig(
         architecture=spec.architecture, classes=spec.classes, positive_index=spec.positive_index,
@@ -120,12 +133,11 @@ def convert(model_pkl: Path, out_dir: Path, sha256: str | None = None, frontend:
     state = clean_state_dict(learn, spec.head_layout, net)
     net.load_state_dict(state, strict=True)
     diff = check_logits(learn, net, cfg)
-    with tempfile.TemporaryDirectory() as tmp:
-        weights_tmp = Path(tmp) / WEIGHTS_FILE
-        save_network_state(state, weights_tmp, {"source_sha256": source_sha, "format": "orcaport-1"})
-        # config.json pins the exact weights bytes: the runtime refuses a tampered or swapped file.
-        cfg.provenance["weights_sha256"] = sha256_file(weights_tmp)
-        write_atomically(out_dir, {WEIGHTS_FILE: weights_tmp, CONFIG_FILE: cfg.to_json().encode()})
+    # In memory, not in a scratch folder: a killed run leaves nothing behind in /tmp.
+    weights = serialize_state(state, {"source_sha256": source_sha, "format": "orcaport-1"})
+    # config.json pins the exact weights bytes: the runtime refuses a tampered or swapped file.
+    cfg.provenance["weights_sha256"] = hashlib.sha256(weights).hexdigest()
+    write_atomically(out_dir, {WEIGHTS_FILE: weights, CONFIG_FILE: cfg.to_json().encode()})
     return {"body": cfg.architecture.body, "tensors": len(state), "classes": list(cfg.classes),
             "positive_index": cfg.positive_index, "max_logit_diff": diff,
             "weights_sha256": sha256_file(out_dir / WEIGHTS_FILE), "out": str(out_dir)}
@@ -141,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         summary = convert(args.model, args.out, args.sha256, args.frontend, args.positive_class)
-    except (ConvertError, KeyMapError, ConfigError) as e:
+    except (ConvertError, KeyMapError, ConfigError, WeightsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(json.dumps(summary, indent=2))

@@ -32,13 +32,17 @@ from convert.capture import recording
 from convert.cli import write_atomically
 from convert.legacy import ConvertError, ffmpeg_version, isolated_home, legacy_versions, load_trusted_learner, sha256_file
 from convert.production import predict_file
-from model.config import ModelConfig
+from model.artifact import load_artifact
+from model.config import ConfigError, ModelConfig
 from model.stages import ACTIVATION_LAYERS, CLIP_STAGES
+from model.weights import WeightsError
+from parity.atomic import remove_stale_scratch, scratch_prefix
 
 SCHEMA_VERSION = 1
 FLAGSHIP = "hydrophone_48k_mono16_60s.wav"
 WAVE_STAGES = ("load", "downmix", "resample", "mel", "db", "input")
 SCRATCH = "clips"   # relative; error messages are sanitised to it so manifests are byte-stable
+SCRATCH_KIND = "orcaport-refs"   # $TMPDIR/orcaport-refs-<pid>-*: fastai's HOME cache and clips
 
 
 def digest(a: np.ndarray) -> str:
@@ -134,20 +138,60 @@ def noise_floor(learn: Any, wav: Path, work: Path, cfg: ModelConfig, first: dict
     return dict(sorted(floor.items()))
 
 
+def verified_model(model_dir: Path) -> ModelConfig:
+    """config.json, after checking it and model.safetensors come from this folder's model.pkl:
+    config.json names the pickle's sha256 (itself checked against model.pkl.sha256 before
+    unpickling) and pins the weights' sha256, so references are never made from a mixed folder."""
+    cfg = load_artifact(model_dir).config   # refuses unpinned/tampered/swapped weights
+    pkl = model_dir / "model.pkl"
+    if not pkl.is_file():
+        raise ConvertError(f"{pkl} not found; the references are recorded from the legacy pickle")
+    if cfg.provenance.get("source_sha256") != sha256_file(pkl):
+        raise ConvertError(f"{model_dir / 'config.json'} was not converted from {pkl} (source_sha256 "
+                           "differs); re-run `make convert` on this model.pkl")
+    return cfg
+
+
+def corpus_files(corpus: Path) -> list[dict[str, Any]]:
+    """corpus.json's entries, each a plain file name in `corpus` with a sha256 (names from a
+    manifest never reach outside its folder)."""
+    path = corpus / "corpus.json"
+    try:
+        entries = json.loads(path.read_text())["files"]
+        names = [e["name"] for e in entries]
+        well_formed = all(isinstance(n, str) and isinstance(e["sha256"], str)
+                          for n, e in zip(names, entries))
+    except FileNotFoundError:
+        raise ConvertError(f"{path} not found; run `make corpus` or pass --corpus") from None
+    except (OSError, ValueError, KeyError, TypeError):
+        well_formed = False
+    if not well_formed:
+        raise ConvertError(f"{path} is not a corpus manifest (a 'files' list of name/sha256 "
+                           "entries); run `make corpus`")
+    bad = [n for n in names if Path(n).name != n or n.startswith(".")]
+    if bad:
+        raise ConvertError(f"{path} names {bad[0]!r}, not a plain file name inside {corpus}; "
+                           "run `make corpus`")
+    stems = [Path(n).stem for n in names]
+    if len(set(stems)) != len(stems):
+        raise ConvertError(f"{path} lists two files with one stem; their references would collide")
+    return entries
+
+
 def build(model_dir: Path, corpus: Path, out: Path, work: Path) -> dict[str, Any]:
     if ffmpeg_version() is None:
         raise ConvertError("ffmpeg/ffprobe not found: production images install ffmpeg and pydub "
                            "decodes float WAVs through it; `apt-get install ffmpeg`, then retry")
-    cfg = ModelConfig.load(model_dir / "config.json")
-    learn = load_trusted_learner(model_dir / "model.pkl")
+    entries = corpus_files(corpus)
+    learn = load_trusted_learner(model_dir / "model.pkl")   # hash-gated: refuses a tampered pickle
+    cfg = verified_model(model_dir)
     torch.set_num_threads(1)
-    corpus_manifest = json.loads((corpus / "corpus.json").read_text())
     files: list[dict[str, Any]] = []
     staged: dict[str, bytes] = {}
     flagship_run = None
-    for spec in corpus_manifest["files"]:
+    for spec in entries:
         wav = corpus / spec["name"]
-        if sha256_file(wav) != spec["sha256"]:
+        if not wav.is_file() or sha256_file(wav) != spec["sha256"]:
             raise ConvertError(f"{wav} does not match corpus.json; run `make corpus` first")
         run = run_file(learn, wav, work, cfg)
         tensors, entry = pack_file(spec["name"], run)
@@ -190,10 +234,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     try:
-        with tempfile.TemporaryDirectory(prefix="orcaport-refs-") as tmp:
+        remove_stale_scratch(Path(tempfile.gettempdir()), SCRATCH_KIND)   # left by a killed run
+        with tempfile.TemporaryDirectory(prefix=scratch_prefix(SCRATCH_KIND)) as tmp:
             with isolated_home(Path(tmp) / "home"):
                 manifest = build(args.model, args.corpus, args.out, Path(tmp))
-    except ConvertError as e:
+    except (ConvertError, ConfigError, WeightsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(json.dumps({"files": len(manifest["files"]), "noise_floor": manifest["noise_floor"]}, indent=2))

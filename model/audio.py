@@ -39,10 +39,31 @@ INT_DTYPES = {1: np.dtype("<i1"), 2: np.dtype("<i2"), 4: np.dtype("<i4")}
 PCM_BITS = {"PCM_U8": 8, "PCM_S8": 8, "PCM_16": 16, "PCM_24": 24, "PCM_32": 32}
 CACHE_BITS = {"PCM_16": 16, "PCM_24": 24, "PCM_32": 32}   # plus "FLOAT"
 FIX = "convert it with `sox in.wav -b 16 -e signed-integer out.wav`"
+# Rates outside this range are refused rather than replayed: below 1 kHz a 2 s window holds too
+# few samples for the mel frontend; above 768 kHz no audio interface records. Legacy accepts them.
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1_000, 768_000
 
 
 class AudioDecodeError(ValueError):
     """The file cannot be decoded the way the legacy pipeline would (message names the fix)."""
+
+
+def check_sample_rate(path: str | Path, rate: int) -> None:
+    """Refuse a sample rate outside [MIN_SAMPLE_RATE, MAX_SAMPLE_RATE] (AudioDecodeError)."""
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise AudioDecodeError(f"{path}: sample rate {rate} Hz is outside {MIN_SAMPLE_RATE}.."
+                               f"{MAX_SAMPLE_RATE} Hz, not a hydrophone recording; resample it, e.g. "
+                               "`sox in.wav -r 48000 out.wav`")
+
+
+def check_finite(path: str | Path, x: np.ndarray) -> None:
+    """Refuse NaN/Inf float samples (AudioDecodeError). Legacy's ffmpeg turns each into a
+    full-scale negative click (INT32_MIN) and detects on that; we refuse instead."""
+    bad = np.flatnonzero(~np.isfinite(x).all(axis=-1)) if x.ndim > 1 else np.flatnonzero(~np.isfinite(x))
+    if bad.size:
+        raise AudioDecodeError(f"{path}: {bad.size} frame(s) hold NaN/Inf samples (first at frame "
+                               f"{int(bad[0])}); legacy would turn them into full-scale clicks -- fix "
+                               "or re-export the recording")
 
 
 class SliceError(ValueError):
@@ -178,6 +199,9 @@ def decode_pcm(path: str | Path) -> PcmAudio:
       IEEE float32 (format 3)               pydub's parser refuses it and shells out to ffmpeg
                                             (`-acodec pcm_s32le`); without ffmpeg it raises
                                             FileNotFoundError('ffprobe')      -> ffmpeg's int32
+      ... holding NaN / Inf samples         ffmpeg makes each a full-scale click (INT32_MIN)
+                                                                              -> error (divergence)
+      sample rate < 1 kHz or > 768 kHz      decoded as is                     -> error (divergence)
       odd-sized or > 10 chunks before 'data'
                                             ffmpeg path, same PCM ints        -> same ints
       big-endian RIFX                       ffmpeg's WAV demuxer refuses it (CouldntDecodeError)
@@ -207,6 +231,7 @@ def decode_pcm(path: str | Path) -> PcmAudio:
     if container not in WAV_CONTAINERS + ("FLAC",):
         raise AudioDecodeError(f"{path}: {container} files are not read by the legacy pipeline "
                                f"(WAV only); {FIX}")
+    check_sample_rate(path, info.samplerate)
     with open(path, "rb") as f:
         if f.read(4) == b"RIFX":
             raise AudioDecodeError(f"{path}: big-endian (RIFX) WAV, which legacy fails to decode "
@@ -232,6 +257,7 @@ def decode_pcm(path: str | Path) -> PcmAudio:
         samples, width = _pydub_ints(path, subtype)
     elif subtype == "FLOAT" and container == "WAV":
         x = sf.read(str(path), dtype="float32", always_2d=True)[0]
+        check_finite(path, x)
         samples, width = _ffmpeg_float_to_s32(x), 4
     else:
         raise AudioDecodeError(f"{path}: legacy cannot turn {container}/{subtype} audio into PCM "

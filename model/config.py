@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 CONFIG_SCHEMA_VERSION = 1
 SUPPORTED_BODIES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
@@ -46,8 +49,8 @@ class FrontendConfig:
     use_spectro: bool = True
     # SpectrogramConfig
     f_min: float = 0.0
-    f_max: float = 10000.0
-    hop_length: int = 256
+    f_max: float | None = 10000.0       # None: half the filterbank rate (torchaudio's default)
+    hop_length: int | None = 256        # None: win_length // 2 (only without a duration)
     n_fft: int = 2560
     n_mels: int = 256
     pad: int = 0
@@ -156,11 +159,90 @@ class ModelConfig:
             raise ConfigError(f"{path} is not valid JSON ({e}); re-run `make convert`") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path} must hold a JSON object; re-run `make convert`")
-        return cls.from_dict(data)
+        try:
+            return cls.from_dict(data)
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
+
+
+# Value rules beyond the type, per (dataclass, field); tuples are checked element by element.
+# A config.json that breaks one would crash deep inside torch or silently change a detection.
+_POSITIVE = (lambda v: v > 0, "> 0")
+_NON_NEGATIVE = (lambda v: v >= 0, ">= 0")
+_UNIT = (lambda v: 0 <= v <= 1, "in [0, 1]")
+_RULES: dict[tuple[str, str], tuple[Callable[[Any], bool], str]] = {
+    **{("FrontendConfig", f): _POSITIVE for f in (
+        "duration", "resample_to", "f_max", "hop_length", "n_fft", "n_mels", "win_length", "n_mfcc",
+        "filterbank_sample_rate", "max_to_pad", "segment_size")},
+    **{("FrontendConfig", f): _NON_NEGATIVE for f in ("f_min", "pad", "top_db")},
+    ("HeadConfig", "lin_ftrs"): _POSITIVE, ("HeadConfig", "dropout"): _UNIT,
+    ("ArchitectureConfig", "in_channels"): _POSITIVE,
+    ("NormalizationConfig", "std"): _POSITIVE,
+    ("WindowingConfig", "clip_seconds"): _POSITIVE, ("WindowingConfig", "hop_seconds"): _POSITIVE,
+    ("AggregationConfig", "threshold"): _UNIT,
+    ("AggregationConfig", "min_positive"): (lambda v: v >= 1, ">= 1"),
+    ("ModelConfig", "positive_index"): _NON_NEGATIVE,
+    ("ModelConfig", "classes"): (lambda v: v != "", "a non-empty name"),
+}
+_NON_EMPTY = {("HeadConfig", "lin_ftrs"), ("ModelConfig", "classes"),
+              ("NormalizationConfig", "mean"), ("NormalizationConfig", "std")}
+_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}
+_PLURALS = {bool: "booleans", int: "integers", float: "finite numbers", str: "strings"}
+
+
+def _describe(hint: Any) -> str:
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (types.UnionType, typing.Union):
+        return " or ".join("null" if a is type(None) else _describe(a) for a in args)
+    if typing.get_origin(hint) is tuple:
+        return f"a list of {_PLURALS.get(args[0], 'values')}"
+    if typing.get_origin(hint) is dict or dataclasses.is_dataclass(hint):
+        return "an object"
+    return _TYPE_NAMES.get(hint, str(hint))
+
+
+def _is(hint: type, value: Any) -> bool:
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:   # JSON writes 100.0 as 100 and accepts NaN/Infinity: neither may pass
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, hint)
+
+
+def _checked(hint: Any, value: Any, where: str) -> Any:
+    """`value` if it has type `hint` (JSON lists become tuples), else ConfigError naming `where`."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1:
+            return _checked(inner[0], value, where) if value is not None else _bad(hint, value, where)
+        return _bad(hint, value, where)
+    if dataclasses.is_dataclass(hint):
+        return build_config(hint, value, where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            return _bad(hint, value, where)
+        return tuple(_checked(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        return value if isinstance(value, dict) else _bad(hint, value, where)
+    if hint is Any or _is(hint, value):
+        return value
+    return _bad(hint, value, where)
+
+
+def _bad(hint: Any, value: Any, where: str) -> Any:
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+    raise ConfigError(f"{where} must be {_describe(hint)}, got {shown}; fix that field or re-run "
+                      "`make convert`")
 
 
 def build_config(cls: type, data: Any, where: str) -> Any:
-    """Strictly build dataclass `cls` from `data`: unknown and missing fields are errors."""
+    """Strictly build dataclass `cls` from `data`: unknown and missing fields are errors, and so is
+    a value of the wrong type (n_fft "2560") or out of range (n_fft -1), naming the field."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where} must be an object, got {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -171,18 +253,18 @@ def build_config(cls: type, data: Any, where: str) -> Any:
     missing = sorted(n for n, f in fields.items() if n not in data)
     if missing:
         raise ConfigError(f"{where}: missing field(s) {', '.join(missing)}; re-run `make convert`")
+    hints = typing.get_type_hints(cls)
     kwargs = {}
-    hints = {
-        "architecture": ArchitectureConfig, "head": HeadConfig, "frontend": FrontendConfig,
-        "windowing": WindowingConfig, "aggregation": AggregationConfig,
-        "normalization": NormalizationConfig,
-    }
     for name, value in data.items():
-        sub = hints.get(name)
-        if sub is not None and value is not None:
-            value = build_config(sub, value, f"{where}.{name}")
-        elif isinstance(value, list):
-            value = tuple(value)
+        value = _checked(hints[name], value, f"{where}.{name}")
+        key = (cls.__name__, name)
+        items = value if isinstance(value, tuple) else (value,)
+        if key in _NON_EMPTY and not items:
+            raise ConfigError(f"{where}.{name} must not be empty; fix that field or re-run `make convert`")
+        rule = _RULES.get(key)
+        if rule is not None and value is not None and not all(rule[0](v) for v in items):
+            raise ConfigError(f"{where}.{name} must be {rule[1]}, got {value!r}; fix that field or "
+                              "re-run `make convert`")
         kwargs[name] = value
     try:
         return cls(**kwargs)

@@ -11,13 +11,14 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from model.config import ConfigError
 from model.weights import WeightsError
 from parity.references import ReferenceError
 from parity.report import print_report, write_reports
-from parity.run import DEFAULT_TOLERANCES, run_parity
+from parity.run import DEFAULT_TOLERANCES, ToleranceError, run_parity
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,10 +53,16 @@ def main(argv: list[str] | None = None) -> int:
                                           diagnose_other_weights=args.diagnose_other_weights,
                                           only=args.only)
             bar.update(task, completed=n_files)
-    except (ReferenceError, WeightsError, ConfigError, FileNotFoundError) as e:
-        console.print(f"[red]error:[/] {e}")
+    except (ReferenceError, WeightsError, ConfigError, ToleranceError, FileNotFoundError) as e:
+        # soft_wrap: one line whatever the terminal width; escape: "[...]" in it is not markup
+        console.print(f"[red]error:[/] {escape(str(e))}", soft_wrap=True)
         return 2
-    paths = write_reports(result, heatmaps, args.reports)
+    try:
+        paths = write_reports(result, heatmaps, args.reports)
+    except OSError as e:   # nothing was replaced: every report is renamed only once all are written
+        console.print(f"[red]error:[/] cannot write reports to {escape(str(args.reports))} "
+                      f"({escape(e.strerror or str(e))}); pass a writable --reports folder", soft_wrap=True)
+        return 2
     print_report(result, Console())
     console.print("reports: " + ", ".join(str(p) for p in paths.values()))
     return 0 if result["passed"] else 1

@@ -38,6 +38,7 @@ from huggingface_hub.utils import validate_repo_id
 
 from parity.gate import (CONFIG_FILE, DEFAULT_REFERENCES, RUNTIME_SOURCES, WEIGHTS_FILE,
                          GatedReport, GateError, check_report, sha256_file)
+from parity.atomic import is_stale
 from parity.model_card import RUNTIME_PACKAGE, detect_license, render_card
 
 EXIT_USAGE, EXIT_GATE, EXIT_STAGING, EXIT_HUB = 1, 2, 3, 4
@@ -86,8 +87,11 @@ class Detection:
 
 def verify(folder):
     """Check every file SHA256SUMS lists (sha256sum's "<hex>  <path>" lines)."""
+    root = _Path(folder).resolve()
     for line in (_Path(folder) / "SHA256SUMS").read_text().splitlines():
         digest, name = line.split("  ", 1)
+        if ".." in _Path(name).parts or not (root / name).resolve().is_relative_to(root):
+            raise IntegrityError(f"SHA256SUMS names {name!r}, outside {folder}; download it again")
         if not (_Path(folder) / name).is_file() or sha256_file(_Path(folder) / name) != digest:
             raise IntegrityError(f"{_Path(folder) / name} does not match SHA256SUMS; download it again")
 
@@ -210,22 +214,38 @@ def _is_ours(path: Path) -> bool:
     return not any(path.iterdir()) or ((path / SUMS).is_file() and (path / RUNTIME_PACKAGE).is_dir())
 
 
+def recover_staging(staging: Path) -> None:
+    """Undo what a killed earlier `stage` left beside `staging`: put back the previous staging
+    folder it had moved aside (when no new one replaced it), then delete its temp folders."""
+    parent = staging.parent
+    for kind in ("old", "tmp"):
+        prefix = f".{staging.name}.{kind}-"
+        for entry in sorted(os.listdir(parent)) if parent.is_dir() else []:
+            if not entry.startswith(prefix) or not is_stale(entry, prefix):
+                continue
+            if kind == "old" and not staging.exists() and (parent / entry / "previous").is_dir():
+                os.replace(parent / entry / "previous", staging)
+            shutil.rmtree(parent / entry, ignore_errors=True)
+
+
 def stage(model_dir: Path, gated: GatedReport, repo_id: str, staging: Path,
           license_file: Path | None = None) -> dict[str, str]:
     """Build, verify by loading, then atomically move the staging folder into place.
 
     Returns the model/ files left out of the runtime, with why (see copy_runtime)."""
+    recover_staging(staging)
     if staging.exists() and (not staging.is_dir() or not _is_ours(staging)):
         raise PublishError(f"{staging} exists and is not a staging folder; pass another --staging")
     staging.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{staging.name}.tmp-", dir=staging.parent))
+    pid = os.getpid()   # in the temp names, so a later run can tell a killed run's leftovers
+    tmp = Path(tempfile.mkdtemp(prefix=f".{staging.name}.tmp-{pid}-", dir=staging.parent))
     old = None
     try:
         skipped = _build(tmp, model_dir, gated, repo_id, license_file)
         tmp.chmod(0o755)  # mkdtemp makes it 0700; the published folder should read like any other
         load_model(tmp)   # what we ship must load through what we ship
         if staging.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{staging.name}.old-", dir=staging.parent))
+            old = Path(tempfile.mkdtemp(prefix=f".{staging.name}.old-{pid}-", dir=staging.parent))
             os.replace(staging, old / "previous")
         os.replace(tmp, staging)
     except BaseException:
@@ -240,8 +260,13 @@ def stage(model_dir: Path, gated: GatedReport, repo_id: str, staging: Path,
 
 
 def staged_files(staging: Path) -> list[str]:
-    """Exactly what gets uploaded: the files SHA256SUMS lists, plus SHA256SUMS itself."""
+    """Exactly what gets uploaded: the files SHA256SUMS lists, plus SHA256SUMS itself. A name that
+    would reach outside the staging folder (and upload, say, a token file) is refused."""
     names = [line.split("  ", 1)[1] for line in (staging / SUMS).read_text().splitlines() if line]
+    root = staging.resolve()
+    for name in names:
+        if ".." in Path(name).parts or not (root / name).resolve().is_relative_to(root):
+            raise PublishError(f"{staging / SUMS} names {name!r}, outside {staging}; stage again")
     return sorted(names + [SUMS])
 
 

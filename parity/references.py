@@ -74,7 +74,7 @@ def _sha256(data: bytes) -> str:
 
 def _load_tensors(root: Path, name: str, spec: dict[str, Any]) -> dict[str, np.ndarray]:
     path = root / spec["file"]
-    if path.name != spec["file"] or path.resolve().parent != root.resolve():
+    if not _plain_name(spec["file"]) or path.resolve().parent != root.resolve():
         raise ReferenceError(f"{name}: tensor file name {spec['file']!r} escapes {root}; {FIX}")
     try:
         blob = path.read_bytes()
@@ -119,6 +119,60 @@ def _check_entry(root: Path, ref: FileReference) -> None:
         raise ReferenceError(f"{ref.name}: clip count disagrees between manifest and tensors; {FIX}")
 
 
+def _schema_error(path: Path, where: str, want: str) -> ReferenceError:
+    return ReferenceError(f"{path}: {where} must be {want} (wrong manifest schema); {FIX}")
+
+
+def _plain_name(name: Any) -> bool:
+    """A file name that stays inside its folder: no separator, not '.', '..' or hidden."""
+    return isinstance(name, str) and name != "" and Path(name).name == name and not name.startswith(".")
+
+
+def check_manifest(path: Path, manifest: Any) -> None:
+    """The manifest's structure, before any of it is used: every field the loader and the replay
+    read has its type, and every file name is plain (a manifest cannot point outside its folder
+    or the corpus)."""
+    if not isinstance(manifest, dict) or manifest.get("schema_version") != SCHEMA_VERSION:
+        raise ReferenceError(f"{path}: schema_version is not {SCHEMA_VERSION}; {FIX}")
+    for key in ("files", "model", "legacy_versions", "command"):
+        if key not in manifest:
+            raise ReferenceError(f"{path}: missing field {key!r}; {FIX}")
+    if not isinstance(manifest["model"], dict) or not isinstance(manifest["model"].get("weights_sha256"), str):
+        raise _schema_error(path, "model.weights_sha256", "a sha256 string")
+    files = manifest["files"]
+    if not isinstance(files, list) or not all(isinstance(e, dict) for e in files):
+        raise _schema_error(path, "files", "a list of objects")
+    seen: set[str] = set()
+    for i, e in enumerate(files):
+        if not _plain_name(e.get("name")):
+            raise ReferenceError(f"{path}: files[{i}].name {e.get('name')!r} is not a plain file "
+                                 f"name (it escapes the corpus folder); {FIX}")
+        if e["name"] in seen:
+            raise _schema_error(path, f"files[{i}].name {e['name']!r}", "unique")
+        seen.add(e["name"])
+        if not isinstance(e.get("audio_sha256"), str):
+            raise _schema_error(path, f"files[{i}].audio_sha256", "a sha256 string")
+        if "error" in e and not isinstance(e["error"], dict):
+            raise _schema_error(path, f"files[{i}].error", "an object")
+        t = e.get("tensors")
+        if t is None:
+            continue
+        if isinstance(t, dict) and not _plain_name(t.get("file")):
+            raise ReferenceError(f"{path}: files[{i}].tensors.file {t.get('file')!r} escapes "
+                                 f"{path.parent}; {FIX}")
+        if not (isinstance(t, dict) and isinstance(t.get("sha256"), str)
+                and isinstance(t.get("keys"), dict)
+                and all(isinstance(d, dict) and isinstance(d.get("shape"), list) for d in t["keys"].values())):
+            raise _schema_error(path, f"files[{i}].tensors", "{file: plain name, sha256, keys: {key: "
+                                "{shape, dtype}}}")
+        ints = {k: e.get(k) for k in ("clips", "full_clips", "activation_clips")}
+        if not (isinstance(ints["clips"], int) and all(isinstance(ints[k], list) and all(isinstance(v, int) for v in ints[k])
+                                                       for k in ("full_clips", "activation_clips"))
+                and isinstance(e.get("clip_sha256"), list) and isinstance(e.get("clip_windows"), list)):
+            raise _schema_error(path, f"files[{i}] (clips, full_clips, activation_clips, clip_sha256, "
+                                "clip_windows)", "integers and lists")
+
+
 def load_references(root: str | Path) -> References:
     root = Path(root)
     path = root / MANIFEST
@@ -130,11 +184,7 @@ def load_references(root: str | Path) -> References:
         manifest = json.loads(raw)
     except json.JSONDecodeError as e:
         raise ReferenceError(f"{path} is not valid JSON ({e}); {FIX}") from None
-    if not isinstance(manifest, dict) or manifest.get("schema_version") != SCHEMA_VERSION:
-        raise ReferenceError(f"{path}: schema_version is not {SCHEMA_VERSION}; {FIX}")
-    for key in ("files", "model", "legacy_versions", "command"):
-        if key not in manifest:
-            raise ReferenceError(f"{path}: missing field {key!r}; {FIX}")
+    check_manifest(path, manifest)
     files = []
     for entry in manifest["files"]:
         ref = FileReference(name=entry["name"], entry=entry)

@@ -26,6 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 from model.stages import ACTIVATION_LAYERS, STAGES
+from parity.atomic import TEMP_SUFFIX, fsync_dir, remove_stale_temps, temp_prefix
 
 PASS_MARK, FAIL_MARK, NONE_MARK = "✓", "✗", "–"
 MODES = ("isolated", "chained")      # stage-local error first, then the accumulated one
@@ -381,10 +382,12 @@ def _atomic_write_many(items: list[tuple[Path, str]]) -> list[Path]:
     removed if anything fails. mkstemp creates 0600 files: the report keeps the mode of the file it
     replaces, or gets 0644, so whoever reviews it can read it."""
     temps: list[tuple[str, Path]] = []
+    for path, _ in items:   # temps a killed earlier run left behind (parity/atomic.py)
+        remove_stale_temps(path.parent, [path.name])
     try:
         for path, text in items:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=TEMP_SUFFIX, dir=path.parent)
             temps.append((tmp, path))
             with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
                 fh.write(text)
@@ -393,6 +396,8 @@ def _atomic_write_many(items: list[tuple[Path, str]]) -> list[Path]:
             os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o644)
         for tmp, path in temps:
             os.replace(tmp, path)
+        for parent in {path.parent for _, path in temps}:
+            fsync_dir(parent)
     finally:
         for tmp, _ in temps:
             if os.path.exists(tmp):
@@ -411,5 +416,7 @@ def write_reports(result: Mapping[str, Any], heatmaps: Mapping[tuple, tuple],
     texts = {"json": render_json(result), "md": render_markdown(result),
              "html": render_html(result, heatmaps)}
     paths = {k: out / REPORT_NAMES[k] for k in texts}
-    _atomic_write_many([(paths[k], texts[k]) for k in texts])
+    # parity.json (what the publish gate reads) is renamed last: it never describes a run whose
+    # Markdown/HTML are not in place yet.
+    _atomic_write_many([(paths[k], texts[k]) for k in ("md", "html", "json")])
     return paths

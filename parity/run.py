@@ -18,7 +18,7 @@ from model.artifact import Artifact, load_artifact
 from model.stages import STAGES
 from parity.gate import runtime_files
 from parity.metrics import Tolerance
-from parity.references import ReferenceError, References, load_references
+from parity.references import FileReference, ReferenceError, load_references
 from parity.replay import Heatmaps, replay_file
 from parity.upstream import DEFAULT_PATH as UPSTREAM_REFERENCE, check_upstream
 
@@ -28,14 +28,25 @@ PROFILE = "legacy-exact"
 DEFAULT_TOLERANCES = Path(__file__).with_name("tolerances.json")
 
 
+class ToleranceError(ValueError):
+    """The tolerances file is missing or malformed (one line, naming the fix)."""
+
+
 def load_tolerances(path: Path = DEFAULT_TOLERANCES) -> tuple[dict[str, Any], dict[str, Tolerance]]:
-    raw = path.read_bytes()
-    data = json.loads(raw)
-    tols = {name: Tolerance.from_dict(d) for name, d in data["stages"].items()}
+    fix = "restore parity/tolerances.json from git or fix --tolerances"
+    try:
+        raw = path.read_bytes()
+        data = json.loads(raw)
+        tols = {name: Tolerance.from_dict(d) for name, d in data["stages"].items()}
+        info = {"version": data["version"], "sha256": hashlib.sha256(raw).hexdigest()}
+    except OSError as e:
+        raise ToleranceError(f"cannot read tolerances {path} ({e.strerror or e}); {fix}") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ToleranceError(f"{path} is not a tolerances file ({type(e).__name__}: {e}); {fix}") from None
     missing = [s for s in STAGES + ("pooled",) if s not in tols]
     if missing:
-        raise ValueError(f"{path} has no tolerance for stage(s) {missing}")
-    return {"version": data["version"], "sha256": hashlib.sha256(raw).hexdigest()}, tols
+        raise ToleranceError(f"{path} has no tolerance for stage(s) {missing}; {fix}")
+    return info, tols
 
 
 def environment() -> dict[str, Any]:
@@ -74,8 +85,9 @@ def first_failure(files: list[dict[str, Any]]) -> dict[str, Any] | None:
     return {"file": name, "mode": c["mode"], "stage": c["stage"], "clip": c["clip"], "layer": c["layer"]}
 
 
-def check_corpus(refs: References, corpus: Path) -> None:
-    for f in refs.files:
+def check_corpus(files: list[FileReference], corpus: Path) -> None:
+    """Every audio file the run reads must be the one the references were recorded from."""
+    for f in files:
         path = corpus / f.name
         if not path.is_file():
             raise ReferenceError(f"{path} is missing; restore reference_outputs/corpus or run `make corpus`")
@@ -97,12 +109,14 @@ def run_parity(model_dir: Path, refs_dir: Path, corpus: Path, tolerances: Path =
     if refs_weights != art.weights_sha256 and not diagnose_other_weights:
         raise ReferenceError(f"references were recorded for weights {refs.manifest['model']['weights_sha256']}"
                              f", not {art.weights_sha256} in {model_dir}; re-run `make references`")
+    # the real-data check reads the flagship even when --only leaves it out: verify it too
+    flagship = [f for f in refs.files if f.name == FLAGSHIP]
     if only:
         unknown = sorted(set(only) - {f.name for f in refs.files})
         if unknown:
             raise ReferenceError(f"no reference for {unknown}; known: {[f.name for f in refs.files]}")
         refs.files = [f for f in refs.files if f.name in only]
-    check_corpus(refs, corpus)
+    check_corpus(refs.files + [f for f in flagship if f not in refs.files], corpus)
     tol_info, tols = load_tolerances(tolerances)
     files, heatmaps = [], {}
     for f in refs.files:
