@@ -105,12 +105,14 @@ def load_trusted_learner(model_pkl: str | Path, sha256: str | None = None) -> An
     try:
         learn = load_learner(str(model_pkl.parent), model_pkl.name)
     except Exception as e:  # noqa: BLE001 - anything fastai raises means "not a learner we can load"
+        why = (str(e).splitlines() or [""])[0].split(". ")[0][:160]
         raise ConvertError(f"{model_pkl} is not a fastai 1.0.61 learner export ({type(e).__name__}: "
-                           f"{str(e).splitlines()[0] if str(e) else ''})") from None
+                           f"{why}); export the learner with fastai 1.0.61 `learn.export()`") from None
     finally:
         torch.load = real_load
     if not isinstance(learn, Learner):
-        raise ConvertError(f"{model_pkl} unpickled to {type(learn).__name__}, not a fastai Learner")
+        raise ConvertError(f"{model_pkl} unpickled to {type(learn).__name__}, not a fastai Learner; "
+                           "export the learner with fastai 1.0.61 `learn.export()`")
     learn.model.eval()
     return learn
 

@@ -153,8 +153,8 @@ def verified_model(model_dir: Path) -> ModelConfig:
 
 
 def corpus_files(corpus: Path) -> list[dict[str, Any]]:
-    """corpus.json's entries, each a plain file name in `corpus` with a sha256 (names from a
-    manifest never reach outside its folder)."""
+    """corpus.json's entries, each a plain file name in `corpus` (names from a manifest never
+    reach outside its folder) whose audio matches its sha256."""
     path = corpus / "corpus.json"
     try:
         entries = json.loads(path.read_text())["files"]
@@ -175,6 +175,10 @@ def corpus_files(corpus: Path) -> list[dict[str, Any]]:
     stems = [Path(n).stem for n in names]
     if len(set(stems)) != len(stems):
         raise ConvertError(f"{path} lists two files with one stem; their references would collide")
+    for e in entries:   # all of them before any legacy run: no minutes spent on a stale corpus
+        wav = corpus / e["name"]
+        if not wav.is_file() or sha256_file(wav) != e["sha256"]:
+            raise ConvertError(f"{wav} does not match corpus.json; run `make corpus` first")
     return entries
 
 
@@ -191,8 +195,6 @@ def build(model_dir: Path, corpus: Path, out: Path, work: Path) -> dict[str, Any
     flagship_run = None
     for spec in entries:
         wav = corpus / spec["name"]
-        if not wav.is_file() or sha256_file(wav) != spec["sha256"]:
-            raise ConvertError(f"{wav} does not match corpus.json; run `make corpus` first")
         run = run_file(learn, wav, work, cfg)
         tensors, entry = pack_file(spec["name"], run)
         entry = {"name": spec["name"], "audio_sha256": spec["sha256"], **entry}

@@ -58,7 +58,7 @@ def check_sample_rate(path: str | Path, rate: int) -> None:
 
 def check_finite(path: str | Path, x: np.ndarray) -> None:
     """Refuse NaN/Inf float samples (AudioDecodeError). Legacy's ffmpeg turns each into a
-    full-scale negative click (INT32_MIN) and detects on that; we refuse instead."""
+    full-scale click (NaN/+inf -> INT32_MAX, -inf -> INT32_MIN) and detects on that; we refuse."""
     bad = np.flatnonzero(~np.isfinite(x).all(axis=-1)) if x.ndim > 1 else np.flatnonzero(~np.isfinite(x))
     if bad.size:
         raise AudioDecodeError(f"{path}: {bad.size} frame(s) hold NaN/Inf samples (first at frame "
@@ -180,13 +180,12 @@ def _pydub_ints(path: Path, subtype: str) -> tuple[np.ndarray, int]:
 
 
 def _ffmpeg_float_to_s32(x: np.ndarray) -> np.ndarray:
-    """libswresample flt -> s32: av_clipl_int32(llrintf(x * 2^31)); NaN/inf/|x| >= 2^32 give the
-    x86 'integer indefinite' (INT64_MIN), which clips to INT32_MIN."""
+    """libswresample flt -> s32 as the production ffmpeg (x86 SIMD) computes it: round(x * 2^31)
+    half to even, saturated to int32 at any magnitude; NaN and +inf give INT32_MAX, -inf INT32_MIN
+    (measured against pydub + ffmpeg 5.1 in tests/test_bad_inputs_legacy.py)."""
     s = x.astype(np.float64) * 2.0**31
-    out = np.full(s.shape, np.iinfo(np.int32).min, dtype=np.int64)
-    ok = np.isfinite(s) & (np.abs(s) < 2.0**63)
-    out[ok] = np.clip(np.rint(s[ok]), -(2**31), 2**31 - 1).astype(np.int64)
-    return out.astype("<i4")
+    out = np.where(np.isnan(s), 2.0**31 - 1, np.clip(np.rint(s), -(2.0**31), 2.0**31 - 1))
+    return out.astype(np.int64).astype("<i4")
 
 
 def decode_pcm(path: str | Path) -> PcmAudio:
@@ -199,7 +198,7 @@ def decode_pcm(path: str | Path) -> PcmAudio:
       IEEE float32 (format 3)               pydub's parser refuses it and shells out to ffmpeg
                                             (`-acodec pcm_s32le`); without ffmpeg it raises
                                             FileNotFoundError('ffprobe')      -> ffmpeg's int32
-      ... holding NaN / Inf samples         ffmpeg makes each a full-scale click (INT32_MIN)
+      ... holding NaN / Inf samples         ffmpeg makes each a full-scale click (+-2^31)
                                                                               -> error (divergence)
       sample rate < 1 kHz or > 768 kHz      decoded as is                     -> error (divergence)
       odd-sized or > 10 chunks before 'data'
