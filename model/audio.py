@@ -42,6 +42,7 @@ FIX = "convert it with `sox in.wav -b 16 -e signed-integer out.wav`"
 # Rates outside this range are refused rather than replayed: below 1 kHz a 2 s window holds too
 # few samples for the mel frontend; above 768 kHz no audio interface records. Legacy accepts them.
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1_000, 768_000
+FLOAT_LIMIT = 2.0**32       # |float sample| from which ffmpeg's s32 conversion is position-dependent
 
 
 class AudioDecodeError(ValueError):
@@ -56,14 +57,16 @@ def check_sample_rate(path: str | Path, rate: int) -> None:
                                "`sox in.wav -r 48000 out.wav`")
 
 
-def check_finite(path: str | Path, x: np.ndarray) -> None:
-    """Refuse NaN/Inf float samples (AudioDecodeError). Legacy's ffmpeg turns each into a
-    full-scale click (NaN/+inf -> INT32_MAX, -inf -> INT32_MIN) and detects on that; we refuse."""
-    bad = np.flatnonzero(~np.isfinite(x).all(axis=-1)) if x.ndim > 1 else np.flatnonzero(~np.isfinite(x))
-    if bad.size:
-        raise AudioDecodeError(f"{path}: {bad.size} frame(s) hold NaN/Inf samples (first at frame "
-                               f"{int(bad[0])}); legacy would turn them into full-scale clicks -- fix "
-                               "or re-export the recording")
+def check_float_range(path: str | Path, x: np.ndarray) -> None:
+    """Refuse float samples that are NaN/Inf or |x| >= 2^32 (AudioDecodeError). Legacy's ffmpeg
+    turns each into a full-scale click whose sign depends on the sample's position in its buffers
+    (SIMD block or scalar tail), which no runtime can replay; we refuse instead."""
+    bad = ~(np.abs(x) < FLOAT_LIMIT)           # NaN compares False: caught too
+    frames = np.flatnonzero(bad.any(axis=-1) if bad.ndim > 1 else bad)
+    if frames.size:
+        raise AudioDecodeError(f"{path}: {frames.size} frame(s) hold NaN, Inf or |x| >= 2^32 float "
+                               f"samples (first at frame {int(frames[0])}); legacy turns them into "
+                               "full-scale clicks -- fix or re-export the recording")
 
 
 class SliceError(ValueError):
@@ -180,12 +183,15 @@ def _pydub_ints(path: Path, subtype: str) -> tuple[np.ndarray, int]:
 
 
 def _ffmpeg_float_to_s32(x: np.ndarray) -> np.ndarray:
-    """libswresample flt -> s32 as the production ffmpeg (x86 SIMD) computes it: round(x * 2^31)
-    half to even, saturated to int32 at any magnitude; NaN and +inf give INT32_MAX, -inf INT32_MIN
-    (measured against pydub + ffmpeg 5.1 in tests/test_bad_inputs_legacy.py)."""
+    """libswresample flt -> s32: round(x * 2^31) half to even, saturated to int32 for |x| < 2^32.
+    Beyond that, and for NaN/inf, ffmpeg's answer depends on where the sample sits in its buffers
+    (SIMD blocks saturate to INT32_MAX, the scalar tail gives INT32_MIN): `check_float_range`
+    refuses such files, and here they give the scalar path's INT32_MIN."""
     s = x.astype(np.float64) * 2.0**31
-    out = np.where(np.isnan(s), 2.0**31 - 1, np.clip(np.rint(s), -(2.0**31), 2.0**31 - 1))
-    return out.astype(np.int64).astype("<i4")
+    out = np.full(s.shape, np.iinfo(np.int32).min, dtype=np.int64)
+    ok = np.isfinite(s) & (np.abs(s) < 2.0**63)
+    out[ok] = np.clip(np.rint(s[ok]), -(2**31), 2**31 - 1).astype(np.int64)
+    return out.astype("<i4")
 
 
 def decode_pcm(path: str | Path) -> PcmAudio:
@@ -198,8 +204,8 @@ def decode_pcm(path: str | Path) -> PcmAudio:
       IEEE float32 (format 3)               pydub's parser refuses it and shells out to ffmpeg
                                             (`-acodec pcm_s32le`); without ffmpeg it raises
                                             FileNotFoundError('ffprobe')      -> ffmpeg's int32
-      ... holding NaN / Inf samples         ffmpeg makes each a full-scale click (+-2^31)
-                                                                              -> error (divergence)
+      ... holding NaN / Inf / |x| >= 2^32   ffmpeg makes each a full-scale click of a
+                                            position-dependent sign           -> error (divergence)
       sample rate < 1 kHz or > 768 kHz      decoded as is                     -> error (divergence)
       odd-sized or > 10 chunks before 'data'
                                             ffmpeg path, same PCM ints        -> same ints
@@ -256,7 +262,7 @@ def decode_pcm(path: str | Path) -> PcmAudio:
         samples, width = _pydub_ints(path, subtype)
     elif subtype == "FLOAT" and container == "WAV":
         x = sf.read(str(path), dtype="float32", always_2d=True)[0]
-        check_finite(path, x)
+        check_float_range(path, x)
         samples, width = _ffmpeg_float_to_s32(x), 4
     else:
         raise AudioDecodeError(f"{path}: legacy cannot turn {container}/{subtype} audio into PCM "
