@@ -124,8 +124,8 @@ class ModelConfig:
                 f"config.json schema_version {self.schema_version} is not {CONFIG_SCHEMA_VERSION}; "
                 "re-run `make convert` with this version of the toolkit")
         if self.architecture.body not in SUPPORTED_BODIES:
-            raise ConfigError(f"unsupported body {self.architecture.body!r}; "
-                              f"supported: {', '.join(SUPPORTED_BODIES)}")
+            raise ConfigError(f"unsupported body {self.architecture.body!r}; supported: "
+                              f"{', '.join(SUPPORTED_BODIES)} (`make convert` writes only those)")
         if self.architecture.head.lin_ftrs[-1] != len(self.classes):
             raise ConfigError(f"head has {self.architecture.head.lin_ftrs[-1]} outputs but "
                               f"{len(self.classes)} classes are named")
@@ -248,8 +248,9 @@ def build_config(cls: type, data: Any, where: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}; "
-                          "this config was written by another toolkit version or edited by hand")
+        raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}; this config was written "
+                          "by another toolkit version or edited by hand: remove them or re-run "
+                          "`make convert`")
     missing = sorted(n for n, f in fields.items() if n not in data)
     if missing:
         raise ConfigError(f"{where}: missing field(s) {', '.join(missing)}; re-run `make convert`")
