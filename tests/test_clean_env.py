@@ -64,3 +64,18 @@ def test_importing_every_clean_module_loads_no_forbidden_module() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_parity_runs_end_to_end_with_unpickling_disabled(tmp_path: Path) -> None:
+    """At runtime too: `python -m parity` on the fixture, with pickle.load/loads/Unpickler made to
+    raise before anything is imported, still loads weights/references and passes."""
+    code = (
+        "import pickle, runpy, sys\n"
+        "def _refuse(*a, **k): raise AssertionError('clean code unpickled something')\n"
+        "pickle.load = pickle.loads = pickle.Unpickler = _refuse\n"
+        f"sys.argv = ['parity', '--reports', {str(tmp_path)!r}]\n"
+        "runpy.run_module('parity', run_name='__main__', alter_sys=True)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+    assert "PARITY PASSED" in out.stdout and (tmp_path / "parity.json").is_file()
