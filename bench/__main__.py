@@ -1,0 +1,221 @@
+"""`make bench`: legacy fastai pipeline vs the fastai-free Detector, same machine, same files, one run.
+
+Never run in CI or tests. Every measurement runs in its own subprocess (its peak RSS is its own):
+legacy in .venvs/legacy (`convert.production.predict_file`, skipped when that env is missing),
+clean in this interpreter. Legacy and clean runs are interleaved round by round so that load from
+other jobs on a shared machine hits both alike; figures are medians. Writes bench/results.json and
+bench/results.md and prints the markdown.
+
+    python -m bench [--rounds 2] [--repeats 3] [--skip-legacy] [--skip-hour] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from bench.report import markdown, median, network_figures, summarize, verdicts
+
+# No torch here: Linux carries this process's RSS high-water mark into every worker it starts, so
+# it stays small for the workers' ru_maxrss to be their own.
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = ROOT / "reference_outputs" / "fixture"
+CORPUS = ROOT / "reference_outputs" / "corpus"
+STAGES = ROOT / "reference_outputs" / "stages"
+WAV = CORPUS / "hydrophone_48k_mono16_60s.wav"
+LEGACY_PYTHON = ROOT / ".venvs" / "legacy" / "bin" / "python"
+RESULT_MARK = "RESULT "
+HOUR_S = 3600
+
+
+def worker(python: str, module: str, args: list[str], timeout: int = 3600) -> dict[str, Any]:
+    """Run `python -m module args` from the repo root; return its RESULT json."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    load = os.getloadavg()[0]
+    out = subprocess.run([python, "-m", module, *map(str, args)], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=timeout)
+    at = out.stdout.rfind(RESULT_MARK + "{")
+    if out.returncode != 0 or at < 0:
+        raise SystemExit(f"bench: {module} {' '.join(map(str, args))} failed:\n{out.stderr[-3000:]}")
+    res = json.loads(out.stdout[at + len(RESULT_MARK):].splitlines()[0])
+    res["loadavg_before"] = load
+    shown = " ".join(Path(str(a)).name if "/" in str(a) else str(a) for a in args)
+    timing = res.get("times_s") or res.get("fp32_gflops") or res.get("local_agreement") or res.get("flops")
+    print(f"  {module.split('.')[-1]} {shown}: {timing}", file=sys.stderr, flush=True)
+    return res
+
+
+def clean(mode: str, *args: Any) -> dict[str, Any]:
+    return worker(sys.executable, "bench.clean_worker", [mode, *args])
+
+
+def write_tiled(src: Path, dest: Path, seconds: int) -> Path:
+    """`dest`: `src` repeated to `seconds` long, written block by block (never held whole)."""
+    data, rate = sf.read(str(src), dtype="int16", always_2d=True)
+    with sf.SoundFile(str(dest), "w", samplerate=rate, channels=data.shape[1], subtype="PCM_16") as f:
+        left = seconds * rate
+        while left > 0:
+            f.write(data[:left])
+            left -= min(left, len(data))
+    return dest
+
+
+def parity_check(run: dict[str, Any]) -> dict[str, Any]:
+    """The fixture's legacy-exact result on the flagship vs the committed legacy references."""
+    from parity.references import load_references
+
+    t = load_references(STAGES).file(WAV.name).tensors
+    probs = np.asarray(run["clip_confidence"])
+    return {"max_abs_prob_diff": float(np.abs(probs - t["all/probs"][:, 1]).max()),
+            "local_identical": run["local_prediction"] == t["aggregate/local_prediction"].tolist(),
+            "global_identical": run["global_prediction"] == int(t["aggregate/global_prediction"][0])}
+
+
+def torch_version(python: str) -> str | None:
+    if not Path(python).exists():
+        return None
+    out = subprocess.run([python, "-c", "import torch; print(torch.__version__)"], capture_output=True, text=True)
+    return out.stdout.strip() or None
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+VARIANTS = {   # ResNet50 network alone: the design choices, each measured (flags for clean_worker)
+    "fp32, oneDNN (BN folded), batch 4, 2 workers x 1 thread [legacy-exact default]": [],
+    "fp32, oneDNN (BN folded), batch 16, 2 workers x 1 thread": ["--batch-size", 16],
+    "fp32, oneDNN (BN folded), batch 4, 1 worker x 2 threads": ["--workers", 1, "--intra", 2],
+    "fp32, plain OrcaNet channels_last, batch 4, 2 workers x 1 thread": ["--engine", "channels_last"],
+    "fp32, plain OrcaNet NCHW, batch 16, 2 workers x 1 thread": ["--engine", "nchw", "--batch-size", 16],
+    "fp32, plain OrcaNet NCHW, batch 1, 1 worker x 2 threads (legacy's way)":
+        ["--engine", "nchw", "--batch-size", 1, "--workers", 1, "--intra", 2],
+    "bf16, oneDNN (BN folded), batch 4, 2 workers x 1 thread [fast default]": ["--profile", "fast"],
+    "bf16 autocast, plain OrcaNet channels_last, batch 4, 2 workers x 1 thread":
+        ["--profile", "fast", "--engine", "channels_last"],
+}
+
+
+def measure_rounds(models: dict[str, Path], rounds: int, repeats: int, use_legacy: bool
+                   ) -> tuple[dict[str, dict[str, list]], dict[str, dict[str, list]], list[dict]]:
+    """Interleaved rounds: peak, then per model legacy -> legacy-exact -> fast (whole pipeline and
+    network alone). -> (pipeline runs, network runs, peak runs)"""
+    runs = {m: {"legacy": [], "legacy-exact": [], "fast": []} for m in models}
+    nets = {m: {"legacy-exact": [], "fast": []} for m in models}
+    peaks = []
+    rep = ["--repeats", repeats]
+    for r in range(rounds):
+        print(f"bench: round {r + 1}/{rounds}", file=sys.stderr, flush=True)
+        peaks.append(clean("peak", "--repeats", 5))
+        for name, folder in models.items():
+            if use_legacy:
+                runs[name]["legacy"].append(worker(str(LEGACY_PYTHON), "bench.legacy_worker",
+                                                   ["--model", name, "--wav", WAV, *rep]))
+            for profile in ("legacy-exact", "fast"):
+                common = ["--model", folder, "--wav", WAV, "--profile", profile, *rep]
+                runs[name][profile].append(clean("detect", *common))
+                nets[name][profile].append(clean("network", *common))
+    peaks.append(clean("peak", "--repeats", 5))
+    return runs, nets, peaks
+
+
+def peak_figures(peaks: list[dict]) -> dict[str, Any]:
+    out: dict[str, Any] = {"threads": peaks[0]["threads"], "size": peaks[0]["size"]}
+    for key in ("fp32", "bf16", "onednn_fp32"):
+        samples = [g for p in peaks for g in p.get(f"{key}_gflops", [])]
+        out[f"{key}_gflops"] = median(samples) if samples else None
+        out[f"{key}_samples"] = samples
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=2, help="interleaved legacy/clean rounds")
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs per worker (after a warm-up)")
+    ap.add_argument("--skip-legacy", action="store_true")
+    ap.add_argument("--skip-hour", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="1 round x 1 repeat, no 1-hour file")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.rounds, args.repeats, args.skip_hour = 1, 1, True
+    use_legacy = LEGACY_PYTHON.exists() and not args.skip_legacy
+    if not use_legacy:
+        print(f"bench: legacy pipeline skipped ({LEGACY_PYTHON} missing or --skip-legacy)", file=sys.stderr)
+    res: dict[str, Any] = {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": {"cpu": cpu_name(), "cpus": len(os.sched_getaffinity(0)), "python": platform.python_version(),
+                    "torch": torch_version(sys.executable), "legacy_torch": torch_version(str(LEGACY_PYTHON)),
+                    "loadavg_start": round(os.getloadavg()[0], 2)},
+        "wav": WAV.name, "settings": {"rounds": args.rounds, "repeats": args.repeats},
+    }
+    with tempfile.TemporaryDirectory(prefix="orcaport-bench-") as tmp:
+        models = {"resnet50": Path(tmp) / "resnet50", "fixture": FIXTURE}
+        flops = clean("prepare", "--wav", WAV, "--out", models["resnet50"])["flops"]
+        res["machine"]["orchestrator_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        res["flops_gflop"] = {k: v / 1e9 for k, v in flops.items()}
+        runs, nets, peaks = measure_rounds(models, args.rounds, args.repeats, use_legacy)
+        res["peak"] = peak = peak_figures(peaks)
+        first = runs["fixture"]["legacy-exact"][0]
+        res["audio_s"], res["clips"] = first["audio_s"], first["clips"]
+        res["figures"] = {
+            name: {p: summarize(rs, flops[name], peak, merge_runs(nets[name].get(p)), runs[name]["legacy"])
+                   for p, rs in runs[name].items() if rs}
+            for name in models}
+        print("bench: network variants", file=sys.stderr, flush=True)
+        res["network_variants"] = {
+            label: network_figures(clean("network", "--model", models["resnet50"], "--wav", WAV,
+                                         "--repeats", args.repeats, *extra), flops["resnet50"], peak)
+            for label, extra in VARIANTS.items()}
+        res["parity"] = parity_check(first)
+        print("bench: fast vs fp32 agreement on the corpus", file=sys.stderr, flush=True)
+        res["agreement"] = {name: clean("corpus", "--model", folder, "--corpus", CORPUS)
+                            for name, folder in models.items()}
+        if not args.skip_hour:
+            print("bench: 1-hour file", file=sys.stderr, flush=True)
+            hour = write_tiled(WAV, Path(tmp) / "hydrophone_48k_1h.wav", HOUR_S)
+            res["hour"] = {profile: summarize([clean("detect", "--model", FIXTURE, "--wav", hour, "--profile",
+                                                     profile, "--repeats", 1, "--warmup", 0)],
+                                              flops["fixture"], peak)
+                           for profile in ("legacy-exact", "fast")}
+    res["machine"]["loadavg_end"] = round(os.getloadavg()[0], 2)
+    res["targets"] = verdicts(res)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(res, indent=2) + "\n")   # before rendering
+    table = markdown(res)
+    (args.out / "results.md").write_text(table)
+    print(table)
+    return 0
+
+
+def merge_runs(nets: list[dict] | None) -> dict[str, Any] | None:
+    """Several `network` worker runs as one (times pooled across rounds)."""
+    if not nets:
+        return None
+    peaks = [n.get("adjacent_peak", {}) for n in nets]
+    return {**nets[0], "times_s": [t for n in nets for t in n["times_s"]],
+            "cpu_s": [c for n in nets for c in n.get("cpu_s", [])],
+            "adjacent_peak": {k: [g for p in peaks for g in p.get(k, [])] for k in peaks[0]}}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

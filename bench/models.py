@@ -1,0 +1,104 @@
+"""Benchmark inputs: an OrcaHello-shaped ResNet50 model folder with random weights, analytic
+FLOP counts, and the 1-hour hydrophone file. Clean env only (no fastai).
+
+The ResNet50 has OrcaHello's layout (1-channel conv1, concat pool, head 4096 -> 512 -> 2) and
+random conv/linear weights; its BatchNorm statistics are *calibrated* on real frontend inputs
+(train-mode passes with a cumulative average), so activations stay in a realistic range and its
+probabilities are spread out rather than saturated at 0/1 -- which keeps the fast-vs-fp32
+decision agreement measured on it meaningful.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from torch import nn
+
+from model.config import ArchitectureConfig, HeadConfig, ModelConfig
+from model.network import OrcaNet
+from model.weights import save_network_state, sha256_file
+
+RESNET50_SOURCE = "bench-random-resnet50-seed0"   # stands in for a source pickle's sha256
+SEED = 0
+
+
+def resnet50_config() -> ModelConfig:
+    """OrcaHello production's network shape with the fixture's frontend and aggregation."""
+    return ModelConfig(
+        architecture=ArchitectureConfig(body="resnet50", in_channels=1,
+                                        head=HeadConfig(lin_ftrs=(4096, 512, 2))),
+        classes=("negative", "positive"), positive_index=1,
+        provenance={"source_sha256": RESNET50_SOURCE,
+                    "note": "random weights, BN calibrated on the corpus: for `make bench` only"})
+
+
+def write_random_resnet50(out: Path, calibration: torch.Tensor, batch: int = 16) -> Path:
+    """Write model.safetensors + config.json for a random ResNet50 to `out`.
+
+    calibration: (N, 1, n_mels, width) frontend inputs used to set the BN running statistics.
+    """
+    cfg = resnet50_config()
+    torch.manual_seed(SEED)
+    net = OrcaNet(cfg.architecture)
+    for m in net.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None                     # cumulative average over all batches
+    net.train()
+    with torch.no_grad():
+        for start in range(0, len(calibration) - 1, batch):
+            net(calibration[start:start + batch])
+    for m in net.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.momentum = 0.1
+    out.mkdir(parents=True, exist_ok=True)
+    weights = save_network_state(net.eval().state_dict(), out / "model.safetensors",
+                                 metadata={"source_sha256": RESNET50_SOURCE})
+    # config.json pins its weights, as `make convert` writes it
+    cfg = dataclasses.replace(cfg, provenance={**cfg.provenance, "weights_sha256": sha256_file(weights)})
+    (out / "config.json").write_text(cfg.to_json())
+    return out
+
+
+def network_flops(arch: ArchitectureConfig, n_mels: int, width: int) -> int:
+    """Multiply-adds x 2 of every Conv2d and Linear for one (1, C, n_mels, width) input.
+
+    Analytic: output shapes come from a forward pass on the `meta` device (no data, no compute),
+    FLOPs from the layer formulas (conv: 2 * out_elems * C_in/groups * kh * kw; linear:
+    2 * out_elems * in_features). BN, ReLU, pooling and adds are not counted (they are < 1 %).
+    """
+    with torch.device("meta"):
+        net = OrcaNet(arch).eval()
+    total = 0
+
+    def hook(m: nn.Module, _inp: tuple, out: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(m, nn.Conv2d):
+            total += 2 * out.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+        elif isinstance(m, nn.Linear):
+            total += 2 * out.numel() * m.in_features
+
+    for m in net.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            m.register_forward_hook(hook)
+    with torch.no_grad():
+        net(torch.empty(1, arch.in_channels, n_mels, width, device="meta"))
+    return total
+
+
+def corpus_files(corpus: Path) -> list[Path]:
+    """Corpus files long enough to detect on (>= 2 s), in corpus.json order."""
+    import json
+
+    names = [f["name"] for f in json.loads((corpus / "corpus.json").read_text())["files"]]
+    return [corpus / n for n in names if sf.info(str(corpus / n)).duration >= 2.0]
+
+
+def agreement(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+    """Fraction of equal entries over several per-file decision arrays."""
+    same = sum(int(np.sum(x == y)) for x, y in zip(a, b))
+    return same / max(sum(len(x) for x in a), 1)

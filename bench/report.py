@@ -1,0 +1,156 @@
+"""Turn raw bench measurements into derived figures, target verdicts and a markdown table."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+PIPELINES = ("legacy", "legacy-exact", "fast")
+LABELS = {"legacy": "legacy fastai (FastAIModel.predict)", "legacy-exact": "orcaport legacy-exact (fp32)",
+          "fast": "orcaport fast (bf16)"}
+TARGETS = {"exact_speedup": 1.5, "exact_peak_fraction": 0.65, "fast_speedup": 4.0,
+           "fast_local_agreement": 0.995, "fast_global_agreement": 1.0, "hour_rss_mb": 1536.0}
+
+
+def median(xs: list[float]) -> float:
+    return float(statistics.median(xs)) if xs else float("nan")
+
+
+def network_figures(run: dict[str, Any], flops: int, peak: dict[str, Any]) -> dict[str, Any]:
+    """A `network` worker run -> its median, GFLOP/s and fractions of the measured peaks."""
+    t = median(run["times_s"])
+    gflops = flops * run["clips"] / t / 1e9
+    # Prefer the peak measured in the same process right before/after (same machine load).
+    near = {k: median(v) for k, v in run.get("adjacent_peak", {}).items()}
+    fp32 = near.get("fp32_gflops") or peak["fp32_gflops"]
+    onednn = near.get("onednn_fp32_gflops") or peak.get("onednn_fp32_gflops")
+    out = {**run, "median_s": t, "gflops": gflops, "peak_used_gflops": {"fp32": fp32, "onednn_fp32": onednn},
+           "fraction_of_fp32_peak": gflops / fp32, "cpu_s_per_clip": median(run.get("cpu_s", [])) / run["clips"]}
+    if onednn:
+        out["fraction_of_onednn_fp32_peak"] = gflops / onednn
+    return out
+
+
+def paired_speedup(legacy: list[dict[str, Any]], runs: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    """legacy / clean per round (the two ran back to back, under about the same load), then the
+    median over rounds: steadier on a shared machine than a ratio of overall medians."""
+    ratios = [median(lg[key]) / median(r[key]) for lg, r in zip(legacy, runs) if lg.get(key) and r.get(key)]
+    return {"median": median(ratios) if ratios else None, "per_round": ratios}
+
+
+def summarize(runs: list[dict[str, Any]], flops: int, peak: dict[str, Any],
+              network: dict[str, Any] | None = None, legacy: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Median over every timed run of every round. -> the figures one table row shows."""
+    times = [t for r in runs for t in r["times_s"]]
+    clips, audio_s = runs[0]["clips"], runs[0].get("audio_s", 60.0)
+    t = median(times)
+    out = {"runs_s": times, "median_s": t, "clips": clips, "clips_per_s": clips / t,
+           "s_per_audio_hour": t * 3600.0 / audio_s, "x_realtime": audio_s / t,
+           "cpu_s_per_clip": median([c for r in runs for c in r.get("cpu_s", [])]) / clips,
+           "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+           "end_to_end_gflops": flops * clips / t / 1e9}
+    if network is not None:
+        out["network"] = network_figures(network, flops, peak)
+    if legacy and legacy is not runs:
+        out["speedup_vs_legacy"] = paired_speedup(legacy, runs, "times_s")       # wall clock
+        out["cpu_speedup_vs_legacy"] = paired_speedup(legacy, runs, "cpu_s")     # CPU seconds
+    return out
+
+
+def verdicts(res: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's targets, for the ResNet50 shape, each with its measured value and met/missed."""
+    r50 = res["figures"].get("resnet50", {})
+    out: list[dict[str, Any]] = []
+
+    def add(name: str, measured: float | None, target: float, op: str = ">=") -> None:
+        met = None if measured is None else (measured >= target if op == ">=" else measured < target)
+        out.append({"target": name, "goal": f"{op} {target:g}", "measured": measured, "met": met})
+
+    for profile, key in (("legacy-exact", "exact_speedup"), ("fast", "fast_speedup")):
+        fig = r50.get(profile, {})
+        add(f"ResNet50 {profile} clips/s vs legacy (x, wall clock, paired per round)",
+            fig.get("speedup_vs_legacy", {}).get("median"), TARGETS[key])
+        add(f"ResNet50 {profile} vs legacy (x, CPU seconds per clip, paired per round)",
+            fig.get("cpu_speedup_vs_legacy", {}).get("median"), TARGETS[key])
+    net = r50.get("legacy-exact", {}).get("network")
+    add("ResNet50 legacy-exact network GFLOP/s / fp32 torch.mm peak",
+        net["fraction_of_fp32_peak"] if net else None, TARGETS["exact_peak_fraction"])
+    add("(stricter) ResNet50 legacy-exact network GFLOP/s / fp32 oneDNN GEMM peak",
+        net.get("fraction_of_onednn_fp32_peak") if net else None, TARGETS["exact_peak_fraction"])
+    parity = res.get("parity", {})
+    add("fixture legacy-exact vs legacy references: max abs prob diff (parity bar 1e-5)",
+        parity.get("max_abs_prob_diff"), 1e-5, "<")
+    for model in ("fixture", "resnet50"):
+        agr = res.get("agreement", {}).get(model)
+        add(f"{model} fast vs fp32 local decision agreement (corpus)",
+            agr["local_agreement"] if agr else None, TARGETS["fast_local_agreement"])
+        add(f"{model} fast vs fp32 global decision agreement (corpus)",
+            agr["global_agreement"] if agr else None, TARGETS["fast_global_agreement"])
+    for profile, hour in res.get("hour", {}).items():
+        add(f"1-hour 48 kHz file, {profile}: peak RSS (MB)", hour["peak_rss_mb"], TARGETS["hour_rss_mb"], "<")
+    return out
+
+
+def _f(x: float | None, fmt: str) -> str:
+    return "n/a" if x is None else format(x, fmt)
+
+
+def markdown(res: dict[str, Any]) -> str:
+    m = res["machine"]
+    lines = [f"### `make bench` ({res['date']})", "",
+             f"{m['cpu']}, {m['cpus']} CPUs, torch {m['torch']} (clean) / {m.get('legacy_torch', 'n/a')} "
+             f"(legacy); load average {m['loadavg_start']} at start, {m['loadavg_end']} at end "
+             "(the machine is shared: other jobs compete for the same CPUs, so absolute rates vary "
+             "run to run; legacy and clean were interleaved round by round).", "",
+             f"Workload: `{res['wav']}` ({res['audio_s']:.0f} s, {res['clips']} clips), median of "
+             f"{res['settings']['rounds']} rounds x {res['settings']['repeats']} timed runs after a warm-up. "
+             f"fp32 matmul peak (torch.mm {res['peak']['size']}^2, {res['peak']['threads']} threads, MKL): "
+             f"**{res['peak']['fp32_gflops']:.0f} GFLOP/s**; the same fp32 GEMM through oneDNN: "
+             f"{_f(res['peak'].get('onednn_fp32_gflops'), '.0f')} GFLOP/s; bf16 torch.mm: "
+             f"{res['peak']['bf16_gflops']:.0f} GFLOP/s.", "",
+             "| model | pipeline | clips/s | s per audio hour | x realtime | vs legacy (wall) | CPU-s per clip "
+             "| vs legacy (CPU) | peak RSS MB | network GFLOP/s | % torch.mm fp32 peak | % oneDNN fp32 peak |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for model, figs in res["figures"].items():
+        for p in PIPELINES:
+            f = figs.get(p)
+            if not f:
+                continue
+            net = f.get("network")
+            speedup = f.get("speedup_vs_legacy", {}).get("median") if p != "legacy" else 1.0
+            cpu_speedup = f.get("cpu_speedup_vs_legacy", {}).get("median") if p != "legacy" else 1.0
+            lines.append(
+                f"| {model} ({res['flops_gflop'][model]:.1f} GFLOP/clip) | {LABELS[p]} | {f['clips_per_s']:.2f} "
+                f"| {f['s_per_audio_hour']:.0f} | {f['x_realtime']:.1f} "
+                f"| {_f(speedup, '.2f')}x | {f['cpu_s_per_clip']:.3f} | {_f(cpu_speedup, '.2f')}x "
+                f"| {f['peak_rss_mb']:.0f} | {_f(net['gflops'] if net else None, '.0f')} "
+                f"| {_f(100 * net['fraction_of_fp32_peak'] if net else None, '.0f')} "
+                f"| {_f(100 * net['fraction_of_onednn_fp32_peak'] if net and 'fraction_of_onednn_fp32_peak' in net else None, '.0f')} |")
+    if res.get("network_variants"):
+        lines += ["", "Network alone (ResNet50, the file's 59 inputs; the design choices, measured):", "",
+                  "| variant | wall ms/clip | CPU ms/clip | GFLOP/s | % torch.mm fp32 peak | % oneDNN fp32 peak |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for name, v in res["network_variants"].items():
+            lines.append(f"| {name} | {1000 * v['median_s'] / v['clips']:.1f} | {1000 * v['cpu_s_per_clip']:.1f} "
+                         f"| {v['gflops']:.0f} | {100 * v['fraction_of_fp32_peak']:.0f} "
+                         f"| {_f(100 * v['fraction_of_onednn_fp32_peak'] if 'fraction_of_onednn_fp32_peak' in v else None, '.0f')} |")
+    if res.get("hour"):
+        lines += ["", "1-hour 48 kHz mono file (fixture model, streamed from disk):", "",
+                  "| profile | wall s | x realtime | clips/s | peak RSS MB |", "|---|---:|---:|---:|---:|"]
+        for profile, h in res["hour"].items():
+            lines.append(f"| {profile} | {h['median_s']:.0f} | {h['x_realtime']:.1f} | {h['clips_per_s']:.1f} "
+                         f"| {h['peak_rss_mb']:.0f} |")
+    if res.get("agreement"):
+        lines += ["", "fast vs legacy-exact decisions on the whole corpus (files >= 2 s). Probe: the fp32 network "
+                  "fed inputs merely rounded to bf16 -- a model that flips there is too sensitive for any bf16 "
+                  "scheme:", "", "| model | files | seconds | local agreement | global agreement "
+                  "| max abs prob diff | probe local | probe global |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for model, a in res["agreement"].items():
+            lines.append(f"| {model} | {a['files']} | {a['seconds']} | {100 * a['local_agreement']:.2f} % "
+                         f"| {100 * a['global_agreement']:.1f} % | {a['max_abs_prob_diff']:.4f} "
+                         f"| {100 * a['probe_local_agreement']:.2f} % | {100 * a['probe_global_agreement']:.1f} % |")
+    lines += ["", "| target | goal | measured | met |", "|---|---|---:|---|"]
+    for v in res["targets"]:
+        met = {True: "yes", False: "**no**", None: "not measured"}[v["met"]]
+        lines.append(f"| {v['target']} | {v['goal']} | {_f(v['measured'], '.4g')} | {met} |")
+    return "\n".join(lines) + "\n"

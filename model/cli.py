@@ -1,0 +1,210 @@
+"""`orcaport` command line: `orcaport detect FILE|DIR... [options]` (also `python -m model`).
+
+Subcommands live in `COMMANDS`; another module adds one with `register(name, help, configure, run)`
+(configure(parser) adds its arguments, run(args) -> exit code), so `main()` never changes.
+Exit codes: 0 ok, 1 some files failed (the others are still reported), 2 bad usage or inputs.
+Progress goes to stderr, results to stdout (or --output), so `> result.json` stays valid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MODEL = ROOT / "reference_outputs" / "fixture"
+AUDIO_SUFFIXES = (".wav", ".flac")
+FORMATS = ("table", "json", "csv")
+CSV_FIELDS = ("wav_filename", "start_time_s", "duration_s", "confidence", "local_prediction",
+              "global_prediction", "global_confidence", "profile")
+
+
+class UsageError(ValueError):
+    """Bad command-line input: reported as one line, exit code 2."""
+
+
+@dataclass(frozen=True)
+class Command:
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def register(name: str, help: str, configure: Callable[[argparse.ArgumentParser], None],
+             run: Callable[[argparse.Namespace], int]) -> None:
+    """Add a subcommand (e.g. `parity`, `publish`) without touching `main`."""
+    COMMANDS[name] = Command(help, configure, run)
+
+
+# -- detect --------------------------------------------------------------------------------------
+def _threshold(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"threshold must be within [0, 1], got {value}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def configure_detect(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="+", type=Path, metavar="FILE|DIR",
+                   help="audio files, or folders scanned (recursively) for .wav/.flac")
+    p.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
+    p.add_argument("--threshold", type=_threshold, default=None,
+                   help="per-second decision threshold (default: the model's, 0.5 for OrcaHello)")
+    p.add_argument("--min-positive", type=_positive_int, default=None,
+                   help="positive seconds needed for a global call (default: the model's, 3)")
+    p.add_argument("--profile", choices=("legacy-exact", "fast"), default="legacy-exact",
+                   help="legacy-exact: fp32, identical to legacy; fast: bf16 (CPU) / fp16 (CUDA)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--batch-size", type=_positive_int, default=None,
+                   help="clips per network call (default: 4 on CPU, 64 on CUDA)")
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL,
+                   help="model folder with model.safetensors + config.json (default: %(default)s)")
+    p.add_argument("--output", type=Path, default=None, help="write results here instead of stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def collect_audio(inputs: Sequence[Path]) -> list[Path]:
+    """Files as given, folders expanded to their .wav/.flac files (sorted); raises UsageError."""
+    files: list[Path] = []
+    for path in inputs:
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+            if not found:
+                raise UsageError(f"{path}: folder holds no .wav or .flac files")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise UsageError(f"{path}: no such file or folder")
+    return list(dict.fromkeys(files))     # a file named twice is run once
+
+
+def render_table(results: list[Any], errors: list[tuple[Path, str]], console: Console) -> None:
+    table = Table(title="OrcaHello detections", title_justify="left")
+    for name, justify in (("File", "left"), ("Duration (s)", "right"), ("Clips", "right"),
+                          ("Global decision", "left"), ("Confidence (%)", "right"),
+                          ("Positive seconds", "right")):
+        table.add_column(name, justify=justify, no_wrap=True)
+    for d in results:
+        decision = "[bold green]CALL[/]" if d.global_prediction else "no call"
+        table.add_row(d.wav_filename, f"{d.duration_s:.1f}", str(d.clips), decision,
+                      f"{d.global_confidence:.1f}", f"{d.positive_seconds}/{len(d.local_prediction)}")
+    for path, _ in errors:
+        table.add_row(path.name, "", "", "[red]error[/] (see stderr)", "", "")
+    console.print(table)
+
+
+def render_json(results: list[Any], errors: list[tuple[Path, str]], args: argparse.Namespace) -> str:
+    doc = {"model": str(args.model), "profile": args.profile, "device": args.device,
+           "files": [d.to_dict() for d in results],
+           "errors": [{"path": str(p), "error": m} for p, m in errors]}
+    return json.dumps(doc, indent=2) + "\n"
+
+
+def render_csv(results: list[Any]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for d in results:
+        for row in d.rows():
+            writer.writerow({**row, "global_prediction": d.global_prediction,
+                             "global_confidence": d.global_confidence, "profile": d.profile})
+    return buf.getvalue()
+
+
+def run_detect(args: argparse.Namespace) -> int:
+    # Imported here so `orcaport --help` stays instant (torch takes a second to import).
+    from model.audio import AudioDecodeError, SliceError
+    from model.config import ConfigError
+    from model.detector import Detector, DetectorError
+    from model.spectrogram import FrontendError
+    from model.weights import WeightsError
+
+    files = collect_audio(args.inputs)
+    try:
+        detector = Detector.from_folder(args.model, profile=args.profile, device=args.device,
+                                        batch_size=args.batch_size)
+    except (DetectorError, ConfigError, WeightsError, FrontendError) as e:
+        raise UsageError(str(e)) from None
+    err = Console(stderr=True)
+    results, errors = [], []
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=err, transient=True,
+                  disable=args.quiet or not err.is_terminal) as bar:
+        files_task = bar.add_task("files", total=len(files))
+        clips_task = bar.add_task("clips", total=None)
+        for path in files:
+            bar.update(clips_task, description=f"clips of {path.name}", completed=0, total=None)
+            progress = lambda done, total: bar.update(clips_task, completed=done, total=total)  # noqa: E731
+            try:
+                results.append(detector.detect(path, args.threshold, args.min_positive, progress))
+            except (DetectorError, AudioDecodeError, SliceError, FrontendError, OSError) as e:
+                message = str(e).splitlines()[0] if str(e) else type(e).__name__
+                errors.append((path, message))
+                err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+            bar.advance(files_task)
+    out = args.output.open("w", encoding="utf-8", newline="") if args.output else sys.stdout
+    try:
+        if args.format == "json":
+            out.write(render_json(results, errors, args))
+        elif args.format == "csv":
+            out.write(render_csv(results))
+        else:
+            # Off a terminal rich assumes 80 columns; widen so file names are never cut.
+            names = [len(d.wav_filename) for d in results] + [len(p.name) for p, _ in errors]
+            console = Console(file=out, no_color=args.output is not None)
+            if not console.is_terminal:
+                console = Console(file=out, no_color=args.output is not None, width=max(names) + 90)
+            render_table(results, errors, console)
+    finally:
+        if args.output:
+            out.close()
+    return 1 if errors else 0
+
+
+register("detect", "detect SRKW calls in audio files, per second and per file", configure_detect, run_detect)
+
+
+# -- entry point ---------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="orcaport", description="fastai-free OrcaHello runtime")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, cmd in COMMANDS.items():
+        cmd.configure(sub.add_parser(name, help=cmd.help, description=cmd.help))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command].run(args)
+    except UsageError as e:
+        print(f"orcaport {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("orcaport: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
