@@ -1,7 +1,8 @@
 """SIGKILL harness for tests/test_kill.py and tests/test_kill_legacy.py.
 
 `kill_campaign` runs a command N times, each killed (the whole process group, as `kill -9` of a
-job) after a seeded random delay spread over the command's measured runtime, and after every kill
+job) after a seeded random delay spread over the command's runtime (measured under the same load),
+and after every kill
 checks the output folder: its files (hidden temps aside) are byte for byte the previous set or the
 complete new set, never a mix, never a partial file; the only other things left are temps (and
 scratch folders) named after the killed process. A last, uninterrupted run must then leave exactly
@@ -60,11 +61,13 @@ def run_once(cmd: list[str], env: dict[str, str], cwd: Path, delay: float | None
 
 @dataclass
 class Lane:
-    """One output folder and the kills run on it."""
+    """One output folder, the kills run on it, and (optionally) its own TMPDIR for scratch."""
 
     folder: Path
     reset: Callable[[Path], None]          # puts the previous outputs in place
+    scratch: Path | None = None            # TMPDIR of this lane's runs, checked for leftovers
     outcomes: list[dict] = field(default_factory=list)
+    killed: set[int] = field(default_factory=set)
 
 
 @dataclass
@@ -74,48 +77,70 @@ class Campaign:
     cwd: Path
     previous: Snapshot
     new: Snapshot
-    scratch: Path | None = None            # where scratch folders of killed runs may linger
-    scratch_kind: str = ""
+    scratch_kind: str = ""                 # scratch folders are <kind>-<pid>-*
+
+
+def _scratch(c: Campaign, lane: Lane) -> list[str]:
+    if lane.scratch is None:
+        return []
+    return sorted(p.name for p in lane.scratch.iterdir() if p.name.startswith(c.scratch_kind + "-"))
 
 
 def check_after_kill(c: Campaign, lane: Lane, pid: int, rc: int, delay: float) -> dict:
+    """Outputs are exactly the previous or the new set; temps and scratch folders are only those
+    of runs killed so far (a later run removes them when it gets that far)."""
+    lane.killed.add(pid)
     files = snapshot(lane.folder)
     temps = sorted(n for n in files if n.startswith(".") and n.endswith(".tmp"))
-    assert all(is_temp_of(n, pid) for n in temps), f"a temp not of the killed run {pid}: {temps}"
+    assert all(any(is_temp_of(n, k) for k in lane.killed) for n in temps), \
+        f"a temp not of a killed run {sorted(lane.killed)}: {temps}"
     outputs = {n: h for n, h in files.items() if n not in temps}
     state = "previous" if outputs == c.previous else "new" if outputs == c.new else None
     assert state is not None, (f"kill at {delay:.2f}s left a mixed or partial set: "
                                f"{sorted(n for n in outputs if outputs[n] != c.previous.get(n))}")
-    if c.scratch is not None:
-        left = [p.name for p in c.scratch.iterdir() if p.name.startswith(c.scratch_kind + "-")]
-        assert all(n.startswith(f"{c.scratch_kind}-{pid}-") for n in left), left
-    return {"delay": round(delay, 2), "rc": rc, "state": state, "temps": len(temps)}
+    scratch = _scratch(c, lane)
+    assert all(any(n.startswith(f"{c.scratch_kind}-{k}-") for k in lane.killed) for n in scratch), scratch
+    return {"delay": round(delay, 2), "rc": rc, "state": state, "temps": len(temps), "scratch": len(scratch)}
 
 
-def kill_campaign(c: Campaign, lanes: list[Lane], kills: int, runtime: float, seed: int) -> list[dict]:
-    """`kills` kills over all lanes (delays uniform in [0, 1.05 * runtime]); then each lane runs to
-    completion and must hold exactly the new set, with no temp and no scratch folder left."""
-    rng = random.Random(seed)
-    delays = [rng.uniform(0.0, 1.05 * runtime) for _ in range(kills)]
+def kill_campaign(c: Campaign, lanes: list[Lane], kills: int, seed: int) -> tuple[list[dict], float]:
+    """Each lane first runs the command to completion from the previous set (it must give exactly
+    the new set), all lanes at once: the slowest of those runs is the runtime, measured under the
+    same load as the kills. Then `kills` kills over all lanes, delays spread evenly (seeded jitter)
+over [0, 1.1 * runtime];
+    then each lane runs to completion and must hold exactly the new set, no temp, no scratch.
+    -> (outcomes, runtime)."""
+    def complete(lane: Lane) -> float:
+        _, _, seconds = run_once(c.cmd(lane.folder), _env(c, lane), c.cwd)
+        assert snapshot(lane.folder) == c.new, "the completing run left temps or a wrong set"
+        assert not _scratch(c, lane), f"scratch folders left after a completing run: {_scratch(c, lane)}"
+        return seconds
 
-    def work(i: int, lane: Lane) -> None:
+    def warm_up(lane: Lane) -> float:
         lane.reset(lane.folder)
-        for delay in delays[i::len(lanes)]:
+        return complete(lane)
+
+    def work(lane: Lane, delays: list[float]) -> None:
+        for delay in delays:
             # each kill starts from the previous outputs, keeping whatever temps earlier kills left
             if {n: h for n, h in snapshot(lane.folder).items() if n in c.previous} != c.previous:
                 lane.reset(lane.folder)
-            pid, rc, _ = run_once(c.cmd(lane.folder), c.env, c.cwd, delay)
+            pid, rc, _ = run_once(c.cmd(lane.folder), _env(c, lane), c.cwd, delay)
             lane.outcomes.append(check_after_kill(c, lane, pid, rc, delay))
-        run_once(c.cmd(lane.folder), c.env, c.cwd)
-        assert snapshot(lane.folder) == c.new, "the completing run left temps or a wrong set"
+        complete(lane)
 
     with ThreadPoolExecutor(len(lanes)) as pool:
-        for f in [pool.submit(work, i, lane) for i, lane in enumerate(lanes)]:
+        runtime = max(pool.map(warm_up, lanes))
+        rng = random.Random(seed)   # stratified: one delay in each 1/kills of the span, jittered
+        delays = [(i + rng.random()) / kills * 1.1 * runtime for i in range(kills)]
+        rng.shuffle(delays)
+        for f in [pool.submit(work, lane, delays[i::len(lanes)]) for i, lane in enumerate(lanes)]:
             f.result()
-    if c.scratch is not None:
-        left = [p.name for p in c.scratch.iterdir() if p.name.startswith(c.scratch_kind + "-")]
-        assert not left, f"scratch folders left after a completing run: {left}"
-    return [o for lane in lanes for o in lane.outcomes]
+    return [o for lane in lanes for o in lane.outcomes], runtime
+
+
+def _env(c: Campaign, lane: Lane) -> dict[str, str]:
+    return c.env if lane.scratch is None else {**c.env, "TMPDIR": str(lane.scratch)}
 
 
 KILL_ON_RENAME = """
