@@ -121,7 +121,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.schema_version != CONFIG_SCHEMA_VERSION:
             raise ConfigError(
-                f"config.json schema_version {self.schema_version} is not {CONFIG_SCHEMA_VERSION}; "
+                f"schema_version {self.schema_version} is not {CONFIG_SCHEMA_VERSION}; "
                 "re-run `make convert` with this version of the toolkit")
         if self.architecture.body not in SUPPORTED_BODIES:
             raise ConfigError(f"unsupported body {self.architecture.body!r}; supported: "
