@@ -137,7 +137,8 @@ def check_manifest(path: Path, manifest: Any) -> None:
     for key in ("files", "model", "legacy_versions", "command"):
         if key not in manifest:
             raise ReferenceError(f"{path}: missing field {key!r}; {FIX}")
-    if not isinstance(manifest["model"], dict) or not isinstance(manifest["model"].get("weights_sha256"), str):
+    model = manifest["model"]
+    if not isinstance(model, dict) or not isinstance(model.get("weights_sha256"), str):
         raise _schema_error(path, "model.weights_sha256", "a sha256 string")
     files = manifest["files"]
     if not isinstance(files, list) or not all(isinstance(e, dict) for e in files):
@@ -157,18 +158,19 @@ def check_manifest(path: Path, manifest: Any) -> None:
         t = e.get("tensors")
         if t is None:
             continue
-        if isinstance(t, dict) and not _plain_name(t.get("file")):
+        if not isinstance(t, dict):
+            raise _schema_error(path, f"files[{i}].tensors", "an object")
+        if not _plain_name(t.get("file")):
             raise ReferenceError(f"{path}: files[{i}].tensors.file {t.get('file')!r} escapes "
                                  f"{path.parent}; {FIX}")
-        if not (isinstance(t, dict) and isinstance(t.get("sha256"), str)
-                and isinstance(t.get("keys"), dict)
-                and all(isinstance(d, dict) and isinstance(d.get("shape"), list) for d in t["keys"].values())):
-            raise _schema_error(path, f"files[{i}].tensors", "{file: plain name, sha256, keys: {key: "
-                                "{shape, dtype}}}")
-        ints = {k: e.get(k) for k in ("clips", "full_clips", "activation_clips")}
-        if not (isinstance(ints["clips"], int) and all(isinstance(ints[k], list) and all(isinstance(v, int) for v in ints[k])
-                                                       for k in ("full_clips", "activation_clips"))
-                and isinstance(e.get("clip_sha256"), list) and isinstance(e.get("clip_windows"), list)):
+        keys = t.get("keys") if isinstance(t, dict) else None
+        if not (isinstance(t.get("sha256"), str) and isinstance(keys, dict) and all(
+                isinstance(d, dict) and isinstance(d.get("shape"), list) for d in keys.values())):
+            raise _schema_error(path, f"files[{i}].tensors", "{file, sha256, keys: {key: {shape, dtype}}}")
+        int_lists = [e.get(k) for k in ("full_clips", "activation_clips")]
+        if not (isinstance(e.get("clips"), int) and isinstance(e.get("clip_sha256"), list)
+                and isinstance(e.get("clip_windows"), list)
+                and all(isinstance(v, list) and all(isinstance(x, int) for x in v) for v in int_lists)):
             raise _schema_error(path, f"files[{i}] (clips, full_clips, activation_clips, clip_sha256, "
                                 "clip_windows)", "integers and lists")
 

@@ -84,3 +84,22 @@ def test_a_kill_between_renames_never_leaves_a_new_json_beside_old_views(
     assert left["parity.md"] == new["parity.md"] and left["parity.html"] == new["parity.html"]
     run_once(_parity(folder), ENV, ROOT)
     assert snapshot(folder) == new
+
+
+def test_only_temps_of_writers_that_are_gone_are_removed(tmp_path: Path) -> None:
+    """parity/atomic.py: a live writer's temp (this process) is never touched; a dead writer's
+    and a pid-less one (an older toolkit's) are; other files are never touched."""
+    import subprocess
+
+    from parity.atomic import remove_stale_temps
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    names = {f".parity.json.{gone.pid}-ab12.tmp", ".parity.json.x7y8z9.tmp",
+             f".parity.json.{os.getpid()}-cd34.tmp", "parity.json", ".other.json.1-ef.tmp", "notes.tmp"}
+    for n in names:
+        (tmp_path / n).write_text(n)
+    removed = remove_stale_temps(tmp_path, ["parity.json"])
+    assert sorted(p.name for p in removed) == sorted([f".parity.json.{gone.pid}-ab12.tmp", ".parity.json.x7y8z9.tmp"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f".parity.json.{os.getpid()}-cd34.tmp", "parity.json", ".other.json.1-ef.tmp", "notes.tmp"])
