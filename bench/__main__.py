@@ -6,7 +6,7 @@ clean in this interpreter. Legacy and clean runs are interleaved round by round 
 other jobs on a shared machine hits both alike; figures are medians. Writes bench/results.json and
 bench/results.md and prints the markdown.
 
-    python -m bench [--rounds 2] [--repeats 3] [--skip-legacy] [--skip-hour] [--quick]
+    python -m bench [--rounds 2] [--repeats 3] [--skip-legacy] [--skip-hour] [--quick] [--render]
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from bench.report import markdown, median, network_figures, summarize, verdicts
+from bench.report import markdown, median, network_figures, refresh, summarize, verdicts
 
 # No torch here: Linux carries this process's RSS high-water mark into every worker it starts, so
 # it stays small for the workers' ru_maxrss to be their own.
@@ -155,7 +155,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-hour", action="store_true")
     ap.add_argument("--quick", action="store_true", help="1 round x 1 repeat, no 1-hour file")
     ap.add_argument("--out", type=Path, default=ROOT / "bench")
+    ap.add_argument("--render", action="store_true", help="re-render OUT/results.json, measure nothing")
     args = ap.parse_args(argv)
+    if args.render:
+        res = refresh(json.loads((args.out / "results.json").read_text()))
+        return write(res, args.out)
     if args.quick:
         args.rounds, args.repeats, args.skip_hour = 1, 1, True
     use_legacy = LEGACY_PYTHON.exists() and not args.skip_legacy
@@ -199,10 +203,14 @@ def main(argv: list[str] | None = None) -> int:
                            for profile in ("legacy-exact", "fast")}
     res["machine"]["loadavg_end"] = round(os.getloadavg()[0], 2)
     res["targets"] = verdicts(res)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(res, indent=2) + "\n")   # before rendering
+    return write(res, args.out)
+
+
+def write(res: dict[str, Any], out: Path) -> int:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(res, indent=2) + "\n")   # before rendering
     table = markdown(res)
-    (args.out / "results.md").write_text(table)
+    (out / "results.md").write_text(table)
     print(table)
     return 0
 
