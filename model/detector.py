@@ -33,7 +33,7 @@ from torch import nn
 from model.aggregate import aggregate
 from model.artifact import CONFIG_FILE, WEIGHTS_FILE, Artifact, load_artifact
 from model.audio import (FIX, PCM_BITS, WAV_CONTAINERS, AudioDecodeError, PcmAudio, _ffmpeg_float_to_s32,
-                         _riff_view, cache_round_trip, clip_windows, decode_pcm, downmix, load_clip, resample)
+                         _riff_view, cache_round_trip, check_float_range, check_sample_rate, clip_windows, decode_pcm, downmix, load_clip, resample)
 from model.network import OrcaNet
 from model.spectrogram import amplitude_to_db, check_supported, frontend_stages, mel_spectrogram, pad_or_crop, standardize
 
@@ -140,6 +140,7 @@ class AudioSource:
                     raise AudioDecodeError(f"{self.path}: data ends at frame {a + x.shape[0]} but the "
                                            f"header promises {self.frames}; {FIX}")
                 if self.float_input:            # as decode_pcm: ffmpeg's flt -> s32
+                    check_float_range(self.path, x)
                     x = _ffmpeg_float_to_s32(x)
                 elif bits == 8:                 # unsigned on disk, signed in pydub
                     x = (x >> 8).astype("<i1")
@@ -167,6 +168,7 @@ def open_audio(path: str | Path, stream_bytes: int = STREAM_BYTES) -> AudioSourc
     if container not in WAV_CONTAINERS + ("FLAC",):
         raise AudioDecodeError(f"{path}: {container} files are not read by the legacy pipeline "
                                f"(WAV only); {FIX}")
+    check_sample_rate(path, int(info.samplerate))
     with open(path, "rb") as f:
         if f.read(4) == b"RIFX":
             raise AudioDecodeError(f"{path}: big-endian (RIFX) WAV, which legacy fails to decode "

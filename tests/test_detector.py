@@ -168,3 +168,18 @@ def test_bad_arguments_are_refused(exact: Detector) -> None:
     if not torch.cuda.is_available():
         with pytest.raises(DetectorError, match="no CUDA GPU; use --device cpu"):
             Detector(exact.artifact, device="cuda")
+
+
+@pytest.mark.parametrize("kind", ["rate", "nan"])
+def test_streamed_files_get_the_same_refusals_as_whole_decodes(tmp_path: Path, kind: str) -> None:
+    """Above STREAM_BYTES the detector reads the file itself: it must refuse what decode_pcm does."""
+    path = tmp_path / f"{kind}.wav"
+    if kind == "rate":
+        sf.write(str(path), np.zeros(3000, dtype=np.int16), 500, subtype="PCM_16")
+    else:
+        x = np.zeros(48000 * 3, dtype=np.float32)
+        x[1234] = np.nan
+        sf.write(str(path), x, 48000, subtype="FLOAT")
+    with pytest.raises(AudioDecodeError, match="sample rate|NaN"):
+        src = open_audio(path, stream_bytes=0)        # force the streaming path
+        list(src.segments(int(src.duration_s)))
