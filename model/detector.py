@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import ctypes
 import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -45,6 +46,8 @@ ENGINES = ("onednn", "channels_last", "nchw")
 DEFAULT_BATCH = {"cpu": 4, "cuda": 64}
 STREAM_BYTES = 64 << 20         # files above this are streamed from disk, never held whole
 MAX_WORKERS = 4                 # more concurrent batches only add activation memory
+TRIM_EVERY = 64                 # batches between malloc_trim calls (each takes < 20 ms)
+_LIBC = ctypes.CDLL(None) if os.name == "posix" else None
 ProgressFn = Callable[[int, int], None]   # (clips done, clips total)
 
 
@@ -193,6 +196,15 @@ def open_audio(path: str | Path, stream_bytes: int = STREAM_BYTES) -> AudioSourc
     width = 4 if float_input else {8: 1, 16: 2}.get(PCM_BITS[subtype], 4)
     return AudioSource(path, int(info.samplerate), int(info.channels), int(info.frames), width,
                        subtype, float_input)
+
+
+def _release_free_memory() -> None:
+    """glibc keeps freed activation buffers in fragmented heaps (its mmap threshold adapts upward),
+    so RSS crept up ~70 MB per hour of audio (measured on a 2 h file); malloc_trim(0) returns them.
+    A no-op where the C library has no malloc_trim."""
+    trim = getattr(_LIBC, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
 
 
 @contextlib.contextmanager
@@ -423,10 +435,15 @@ class Detector:
         out: list[torch.Tensor] = []
         pending: deque[Future] = deque()
 
+        done = [0]
+
         def collect() -> None:
             out.append(pending.popleft().result())
+            done[0] += len(out[-1])
+            if len(out) % TRIM_EVERY == 0:
+                _release_free_memory()
             if progress is not None:
-                progress(sum(len(p) for p in out), n_clips)
+                progress(done[0], n_clips)
 
         # As many batches as a multiple of `workers`, sizes within 1 of each other: no worker idles
         # through a lone last batch.
