@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -223,6 +224,40 @@ def decode_pcm(path: str | Path) -> PcmAudio:
       empty / not audio / no 'data' chunk   ffmpeg path then CouldntDecodeError -> error
     """
     path = Path(path)
+    header = inspect_header(path)
+    info, view, subtype = header.info, header.view, header.info.subtype
+    tail = b""
+    if view is not None:                # pydub's native parser accepts the header
+        samples, width = _pydub_ints(path, subtype)
+        frame_bytes = view.channels * (view.bits_per_sample // 8)
+        seen = (view.channels, view.sample_rate, view.data_bytes // frame_bytes)
+        got = (info.channels, info.samplerate, samples.shape[0])
+        if seen != got:
+            raise AudioDecodeError(f"{path}: header inconsistent (pydub sees channels/rate/frames "
+                                   f"{seen}, soundfile {got}); {FIX}")
+        tail = _pydub_tail(path, view)
+    elif subtype in PCM_BITS:           # ffmpeg path (or FLAC): PCM ints come out unchanged
+        samples, width = _pydub_ints(path, subtype)
+    else:                               # IEEE float WAV (inspect_header let nothing else through)
+        x = sf.read(str(path), dtype="float32", always_2d=True)[0]
+        check_float_range(path, x)
+        samples, width = _ffmpeg_float_to_s32(x), 4
+    return PcmAudio(np.ascontiguousarray(samples), int(info.samplerate), width, tail)
+
+
+@dataclass(frozen=True)
+class AudioHeader:
+    """What `inspect_header` learned: soundfile's info, and pydub's own view of the RIFF header
+    (None when pydub would hand the file to ffmpeg: float WAV, FLAC, unusual chunk layouts)."""
+
+    info: Any
+    view: _RiffView | None
+
+
+def inspect_header(path: str | Path) -> AudioHeader:
+    """Every acceptance rule `decode_pcm` applies before reading a sample, in its order (the
+    detector's streaming reader applies the same rules through this). Raises AudioDecodeError."""
+    path = Path(path)
     size = path.stat().st_size          # FileNotFoundError as is: nothing to decode
     if size == 0:
         raise AudioDecodeError(f"{path}: empty file (0 bytes); legacy fails on it too -- "
@@ -242,32 +277,17 @@ def decode_pcm(path: str | Path) -> PcmAudio:
             raise AudioDecodeError(f"{path}: big-endian (RIFX) WAV, which legacy fails to decode "
                                    f"or misreads; {FIX}")
     view = _riff_view(path, size) if container in WAV_CONTAINERS else None
-    tail = b""
-    if view is not None:                # pydub's native parser accepts the header
+    if view is not None:
         if view.bits_per_sample not in (8, 16, 24, 32) or subtype not in PCM_BITS \
                 or PCM_BITS[subtype] != view.bits_per_sample:
             what = (f"{subtype} samples" if subtype not in PCM_BITS
                     else f"{view.bits_per_sample}-bit samples")
             raise AudioDecodeError(f"{path}: legacy pydub misreads {what} as "
                                    f"{view.bits_per_sample // 8}-byte integers; {FIX}")
-        samples, width = _pydub_ints(path, subtype)
-        frame_bytes = view.channels * (view.bits_per_sample // 8)
-        seen = (view.channels, view.sample_rate, view.data_bytes // frame_bytes)
-        got = (info.channels, info.samplerate, samples.shape[0])
-        if seen != got:
-            raise AudioDecodeError(f"{path}: header inconsistent (pydub sees channels/rate/frames "
-                                   f"{seen}, soundfile {got}); {FIX}")
-        tail = _pydub_tail(path, view)
-    elif subtype in PCM_BITS:           # ffmpeg path (or FLAC): PCM ints come out unchanged
-        samples, width = _pydub_ints(path, subtype)
-    elif subtype == "FLOAT" and container == "WAV":
-        x = sf.read(str(path), dtype="float32", always_2d=True)[0]
-        check_float_range(path, x)
-        samples, width = _ffmpeg_float_to_s32(x), 4
-    else:
+    elif subtype not in PCM_BITS and not (subtype == "FLOAT" and container == "WAV"):
         raise AudioDecodeError(f"{path}: legacy cannot turn {container}/{subtype} audio into PCM "
                                f"samples; {FIX}")
-    return PcmAudio(np.ascontiguousarray(samples), int(info.samplerate), width, tail)
+    return AudioHeader(info=info, view=view)
 
 
 def _ms_to_frame(pcm: PcmAudio, ms: float) -> int:

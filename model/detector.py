@@ -33,8 +33,8 @@ from torch import nn
 
 from model.aggregate import aggregate
 from model.artifact import CONFIG_FILE, WEIGHTS_FILE, Artifact, load_artifact
-from model.audio import (FIX, PCM_BITS, WAV_CONTAINERS, AudioDecodeError, PcmAudio, _ffmpeg_float_to_s32,
-                         _riff_view, cache_round_trip, check_float_range, check_sample_rate, clip_windows, decode_pcm, downmix, load_clip, resample)
+from model.audio import (FIX, PCM_BITS, AudioDecodeError, PcmAudio, _ffmpeg_float_to_s32,
+                         cache_round_trip, check_float_range, inspect_header, clip_windows, decode_pcm, downmix, load_clip, resample)
 from model.network import OrcaNet
 from model.spectrogram import amplitude_to_db, check_supported, frontend_stages, mel_spectrogram, pad_or_crop, standardize
 
@@ -162,37 +162,15 @@ def open_audio(path: str | Path, stream_bytes: int = STREAM_BYTES) -> AudioSourc
     if size <= stream_bytes:
         pcm = decode_pcm(path)
         return AudioSource(path, pcm.sample_rate, pcm.channels, pcm.frames, pcm.sample_width, pcm=pcm)
-    try:
-        info = sf.info(str(path))
-    except RuntimeError as e:           # soundfile's LibsndfileError, worded as decode_pcm does
-        reason = str(e).rsplit("': ", 1)[-1].strip()
-        raise AudioDecodeError(f"{path}: not decodable audio ({reason}); {FIX}") from None
-    container, subtype = info.format, info.subtype
-    if container not in WAV_CONTAINERS + ("FLAC",):
-        raise AudioDecodeError(f"{path}: {container} files are not read by the legacy pipeline "
-                               f"(WAV only); {FIX}")
-    check_sample_rate(path, int(info.samplerate))
-    with open(path, "rb") as f:
-        if f.read(4) == b"RIFX":
-            raise AudioDecodeError(f"{path}: big-endian (RIFX) WAV, which legacy fails to decode "
-                                   f"or misreads; {FIX}")
-    view = _riff_view(path, size) if container in WAV_CONTAINERS else None
+    header = inspect_header(path)       # decode_pcm's acceptance rules, without reading samples
+    info, view, subtype = header.info, header.view, header.info.subtype
     if view is not None:
-        if view.bits_per_sample not in (8, 16, 24, 32) or subtype not in PCM_BITS \
-                or PCM_BITS[subtype] != view.bits_per_sample:
-            what = (f"{subtype} samples" if subtype not in PCM_BITS
-                    else f"{view.bits_per_sample}-bit samples")
-            raise AudioDecodeError(f"{path}: legacy pydub misreads {what} as "
-                                   f"{view.bits_per_sample // 8}-byte integers; {FIX}")
         seen = (view.channels, view.sample_rate, view.data_bytes // (view.channels * view.bits_per_sample // 8))
         got = (info.channels, info.samplerate, info.frames)
         if seen != got:
             raise AudioDecodeError(f"{path}: header inconsistent (pydub sees channels/rate/frames "
                                    f"{seen}, soundfile {got}); {FIX}")
-    float_input = subtype == "FLOAT" and container == "WAV" and view is None
-    if subtype not in PCM_BITS and not float_input:
-        raise AudioDecodeError(f"{path}: legacy cannot turn {container}/{subtype} audio into PCM "
-                               f"samples; {FIX}")
+    float_input = view is None and subtype == "FLOAT"
     width = 4 if float_input else {8: 1, 16: 2}.get(PCM_BITS[subtype], 4)
     return AudioSource(path, int(info.samplerate), int(info.channels), int(info.frames), width,
                        subtype, float_input)
