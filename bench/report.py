@@ -168,11 +168,13 @@ def markdown(res: dict[str, Any]) -> str:
                          f"| {v['gflops']:.0f} | {100 * v['fraction_of_fp32_peak']:.0f} "
                          f"| {_f(100 * v['fraction_of_same_precision_peak'] if 'fraction_of_same_precision_peak' in v else None, '.0f')} |")
     if res.get("hour"):
-        lines += ["", "1-hour 48 kHz mono file (fixture model, streamed from disk):", "",
-                  "| profile | wall s | x realtime | clips/s | peak RSS MB |", "|---|---:|---:|---:|---:|"]
+        lines += ["", "1-hour 48 kHz mono file (fixture model, streamed from disk, one run each):", "",
+                  "| profile | wall s | x realtime | clips/s | CPU-s per clip | peak RSS MB | measured (load avg after) |",
+                  "|---|---:|---:|---:|---:|---:|---|"]
         for profile, h in res["hour"].items():
             lines.append(f"| {profile} | {h['median_s']:.0f} | {h['x_realtime']:.1f} | {h['clips_per_s']:.1f} "
-                         f"| {h['peak_rss_mb']:.0f} |")
+                         f"| {h['cpu_s_per_clip']:.3f} | {h['peak_rss_mb']:.0f} "
+                         f"| {h.get('measured', res['date'])} ({h.get('loadavg_after', 'n/a')}) |")
     if res.get("agreement"):
         lines += ["", "fast vs legacy-exact decisions on the whole corpus (files >= 2 s). Probe: the fp32 network "
                   "fed inputs merely rounded to bf16 -- a model that flips there is too sensitive for any bf16 "

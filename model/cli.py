@@ -101,10 +101,10 @@ def collect_audio(inputs: Sequence[Path]) -> list[Path]:
 
 def render_table(results: list[Any], errors: list[tuple[Path, str]], console: Console) -> None:
     table = Table(title="OrcaHello detections", title_justify="left")
-    for name, justify in (("File", "left"), ("Duration (s)", "right"), ("Clips", "right"),
-                          ("Global decision", "left"), ("Confidence (%)", "right"),
-                          ("Positive seconds", "right")):
-        table.add_column(name, justify=justify, no_wrap=True)
+    # Numbers never wrap; a long file name folds (off a terminal the console is widened instead).
+    table.add_column("File", overflow="fold", min_width=12)
+    for name in ("Length s", "Clips", "Global decision", "Conf %", "Positive s"):
+        table.add_column(name, justify="left" if name == "Global decision" else "right", no_wrap=True)
     for d in results:
         decision = "[bold green]CALL[/]" if d.global_prediction else "no call"
         table.add_row(d.wav_filename, f"{d.duration_s:.1f}", str(d.clips), decision,

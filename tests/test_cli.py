@@ -40,7 +40,7 @@ def test_table_names_every_file(capsys, folder: Path) -> None:
     assert code == 0, err
     for name in FILES:
         assert name in out
-    assert "Global decision" in out and "Positive seconds" in out
+    assert "Global decision" in out and "Positive s" in out
 
 
 def test_json_parses_with_expected_fields(capsys, folder: Path) -> None:
