@@ -6,12 +6,15 @@ softmax -> rolling aggregation. Fast without leaving parity's bar in `legacy-exa
 - the frontend is legacy's bit for bit; each second is decoded, loaded, downmixed and round-tripped
   ONCE and shared by the two clips overlapping it (per-sample steps: tested bit-exact). resample_poly
   is not shared: a 2 s clip's first/last ~10 output samples differ from a longer signal's (edges);
-- files above STREAM_BYTES are streamed second by second, so memory does not grow with length;
-- the network runs in fp32 with BN folded into the convs under oneDNN (probabilities within 1e-5
-  of legacy, decisions identical: tests/test_detector.py), in small batches, `workers` threads each
-  running whole batches single-threaded: no OpenMP barrier per layer, so a shared machine's load
-  does not stall every layer (2 intra-op threads measured ~2x slower per clip under load).
+- files above STREAM_BYTES are streamed second by second and freed heap pages are handed back, so
+  memory does not grow with length;
+- the network runs in fp32 with BN folded and each conv (+ReLU, +residual) one oneDNN primitive
+  (probabilities within 1e-5 of legacy, decisions identical: tests/test_detector.py), in small
+  batches, `workers` threads each running whole batches single-threaded: no OpenMP barrier per
+  layer, so a shared machine's load does not stall every layer.
 `fast` changes only the network's arithmetic: bf16 on CPU (oneDNN), fp16 autocast on CUDA.
+File layout note: streaming source, oneDNN engine and detector share this file only because the
+task that wrote it owned no other runtime file; they split cleanly along the section boundaries.
 """
 
 from __future__ import annotations
