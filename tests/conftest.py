@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,10 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = ROOT / "reference_outputs" / "fixture"
+REFS = ROOT / "reference_outputs" / "stages"
+CORPUS = ROOT / "reference_outputs" / "corpus"
+FLAGSHIP = "hydrophone_48k_mono16_60s.wav"
 LEGACY_PYTHON = ROOT / ".venvs" / "legacy" / "bin" / "python"
 RESULT_MARK = "RESULT "
 
@@ -46,3 +51,12 @@ def run_legacy(args: list[str], timeout: int = 900, home: Path | None = None) ->
     at = out.stdout.rfind(RESULT_MARK + "{")
     assert at >= 0, f"no {RESULT_MARK!r} in output:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}"
     return json.loads(out.stdout[at + len(RESULT_MARK):].splitlines()[0])
+
+
+def copy_fixture(tmp: Path) -> Path:
+    """A scratch copy of the fixture's converted model (safetensors + config) under `tmp`/model."""
+    dst = tmp / "model"
+    dst.mkdir()
+    for name in ("model.safetensors", "config.json"):
+        shutil.copyfile(FIXTURE / name, dst / name)
+    return dst

@@ -15,12 +15,9 @@ from model.audio import AudioDecodeError, clip_windows, decode_pcm, slice_ms
 from model.detector import Detector, DetectorError, open_audio
 from model.spectrogram import frontend_stages
 from parity.references import load_references
+from tests.conftest import CORPUS, FIXTURE, FLAGSHIP, ROOT
+from tests.conftest import REFS as STAGES
 
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURE = ROOT / "reference_outputs" / "fixture"
-CORPUS = ROOT / "reference_outputs" / "corpus"
-STAGES = ROOT / "reference_outputs" / "stages"
-FLAGSHIP = "hydrophone_48k_mono16_60s.wav"
 STEREO = "stereo_44k1_16_10s5.wav"
 NARROW = "narrow_8k_16_10s5.wav"
 SCIPY_WAVS = sorted((Path(np.__file__).parents[1] / "scipy" / "io" / "tests" / "data").glob("*.wav"))

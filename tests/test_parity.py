@@ -17,12 +17,7 @@ from safetensors.numpy import load_file, save_file
 
 from model.weights import read_metadata, save_network_state
 from parity.run import run_parity
-
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURE = ROOT / "reference_outputs" / "fixture"
-REFS = ROOT / "reference_outputs" / "stages"
-CORPUS = ROOT / "reference_outputs" / "corpus"
-FLAGSHIP = "hydrophone_48k_mono16_60s.wav"
+from tests.conftest import CORPUS, FIXTURE, FLAGSHIP, REFS, ROOT, copy_fixture
 
 
 def parity_cli(tmp: Path, *args: str) -> tuple[int, str, dict[str, Any] | None]:
@@ -81,16 +76,8 @@ def test_real_upstream_data_pad_crop_and_quantization_account(full: dict[str, An
     assert real["explained_by_16bit_caches"]
 
 
-def _copy_fixture(tmp: Path) -> Path:
-    dst = tmp / "model"
-    dst.mkdir()
-    for name in ("model.safetensors", "config.json"):
-        shutil.copy(FIXTURE / name, dst / name)
-    return dst
-
-
 def test_a_tampered_weights_file_is_refused_before_use(tmp_path: Path) -> None:
-    model = _copy_fixture(tmp_path)
+    model = copy_fixture(tmp_path)
     blob = bytearray((model / "model.safetensors").read_bytes())
     blob[-100] ^= 0x01                     # a data byte: the safetensors header cannot notice
     (model / "model.safetensors").write_bytes(bytes(blob))
@@ -99,7 +86,7 @@ def test_a_tampered_weights_file_is_refused_before_use(tmp_path: Path) -> None:
 
 
 def test_one_perturbed_weight_is_localised_to_its_block(tmp_path: Path) -> None:
-    model = _copy_fixture(tmp_path)
+    model = copy_fixture(tmp_path)
     state = {k: torch.from_numpy(v) for k, v in load_file(str(model / "model.safetensors")).items()}
     state["body.layer3.1.conv2.weight"][0, 0, 1, 1] += 0.5
     save_network_state(state, model / "model.safetensors", read_metadata(FIXTURE / "model.safetensors"))
@@ -162,7 +149,7 @@ def test_a_flipped_byte_in_a_reference_is_refused(tmp_path: Path) -> None:
                                                 ("hop_length", 255, "mel")])
 def test_one_changed_frontend_parameter_is_localised(tmp_path: Path, field: str, value: Any,
                                                      stage: str) -> None:
-    model = _copy_fixture(tmp_path)
+    model = copy_fixture(tmp_path)
     cfg = json.loads((model / "config.json").read_text())
     cfg["frontend"][field] = value
     (model / "config.json").write_text(json.dumps(cfg))

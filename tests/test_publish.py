@@ -25,12 +25,9 @@ from huggingface_hub import ModelCard
 from parity import gate, publish
 from parity.gate import GateError, check_report
 from parity.references import load_references
+from tests.conftest import CORPUS, FIXTURE, REFS, ROOT, copy_fixture
 from tests.fake_hub import FakeHub
 
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURE = ROOT / "reference_outputs" / "fixture"
-REFS = ROOT / "reference_outputs" / "stages"
-CORPUS = ROOT / "reference_outputs" / "corpus"
 REPO = "orcasound/orcahello-srkw-test"
 TOKEN = "hf_FAKEtoken123456789abcdefghijklmnopqrstu"
 TIMEOUT = 300
@@ -318,16 +315,8 @@ def test_gate_refuses_missing_and_unreadable_reports(tmp_path: Path) -> None:
         check_report(tmp_path / "garbage.json", FIXTURE, REFS)
 
 
-def _model_copy(tmp_path: Path) -> Path:
-    model = tmp_path / "model"
-    model.mkdir()
-    for name in ("model.safetensors", "config.json"):
-        shutil.copyfile(FIXTURE / name, model / name)
-    return model
-
-
 def test_gate_refuses_weights_changed_after_the_report(report: Path, tmp_path: Path) -> None:
-    model = _model_copy(tmp_path)
+    model = copy_fixture(tmp_path)
     check_report(report, model, REFS)   # an exact copy is fine
     blob = bytearray((model / "model.safetensors").read_bytes())
     blob[-1] ^= 0x01                     # one bit of one weight
@@ -340,7 +329,7 @@ def test_gate_refuses_weights_changed_after_the_report(report: Path, tmp_path: P
 
 
 def test_gate_refuses_changed_config_and_references(report: Path, tmp_path: Path) -> None:
-    model = _model_copy(tmp_path)
+    model = copy_fixture(tmp_path)
     (model / "config.json").write_text((model / "config.json").read_text().replace("0.5", "0.6"))
     with pytest.raises(GateError, match="other config"):
         check_report(report, model, REFS)
@@ -354,7 +343,7 @@ def test_gate_refuses_changed_config_and_references(report: Path, tmp_path: Path
 
 
 def test_cli_gate_applies_to_dry_run(report: Path, tmp_path: Path, capsys) -> None:
-    model = _model_copy(tmp_path)
+    model = copy_fixture(tmp_path)
     (model / "model.safetensors").write_bytes(b"\x00" * 64)
     staging = tmp_path / "staging"
     for rep, mdl, expect in ((tmp_path / "missing.json", FIXTURE, "does not exist"),
