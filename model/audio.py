@@ -18,6 +18,7 @@ the transpose of soundfile's (samples, channels) array), so torch reductions see
 
 from __future__ import annotations
 
+import functools
 import math
 import struct
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-from scipy.signal import resample_poly
+from scipy.signal import firwin, resample_poly
 
 CLIP_SECONDS = 2
 HOP_SECONDS = 1
@@ -394,7 +395,21 @@ def resample(x: np.ndarray, sr: int, sr_new: int) -> np.ndarray:
     if sr == sr_new:
         return x
     g = math.gcd(sr, sr_new)
-    return resample_poly(x, int(sr_new / g), int(sr / g), axis=-1)
+    up, down = int(sr_new / g), int(sr / g)
+    if x.dtype != np.float32:
+        return resample_poly(x, up, down, axis=-1)
+    return resample_poly(x, up, down, axis=-1, window=_resample_filter(up, down))
+
+
+@functools.lru_cache(maxsize=16)
+def _resample_filter(up: int, down: int) -> np.ndarray:
+    """resample_poly's own default low-pass (firwin, Kaiser beta 5, 10 zero crossings per side)
+    as it builds it for float32 input, designed once per rate pair instead of once per clip; an
+    array window is used as is, so the output is the same bits (the parity references check it)."""
+    max_rate = max(up, down)
+    h = firwin(2 * 10 * max_rate + 1, 1.0 / max_rate, window=("kaiser", 5.0)).astype(np.float32)
+    h.flags.writeable = False           # shared between calls; resample_poly copies it
+    return h
 
 
 def clip_windows(duration_s: float) -> list[tuple[int, int]]:

@@ -18,6 +18,7 @@ upstream's own reference files use.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import numpy as np
@@ -70,10 +71,12 @@ def check_supported(cfg: FrontendConfig) -> FrontendConfig:
     return cfg
 
 
+@functools.lru_cache(maxsize=8)
 def mel_filterbank(n_freqs: int, f_min: float, f_max: float, n_mels: int,
                    sample_rate: int) -> torch.Tensor:
     """HTK triangular filterbank, no norm, as torchaudio.functional.melscale_fbanks builds it in
-    float32 (same ops, same order, so the same bits).   -> (n_freqs, n_mels)"""
+    float32 (same ops, same order, so the same bits).   -> (n_freqs, n_mels)
+    Cached per configuration (every clip uses the same one): treat the result as read-only."""
     def hz_to_mel(hz: float) -> float:
         return 2595.0 * math.log10(1.0 + hz / 700.0)
 
@@ -85,6 +88,11 @@ def mel_filterbank(n_freqs: int, f_min: float, f_max: float, n_mels: int,
     rising = (-1.0 * dist[:, :-2]) / width[:-1]
     falling = dist[:, 2:] / width[1:]
     return torch.minimum(rising, falling).clamp(min=0.0)
+
+
+@functools.lru_cache(maxsize=8)
+def _hann_window(length: int) -> torch.Tensor:
+    return torch.hann_window(length)
 
 
 def _as_wave(wave: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -107,7 +115,7 @@ def mel_spectrogram(wave: np.ndarray | torch.Tensor, cfg: FrontendConfig) -> tor
         x = torch.nn.functional.pad(x, (cfg.pad, cfg.pad), "constant")
     lead = x.shape[:-1]
     spec = torch.stft(x.reshape(-1, x.shape[-1]), n_fft=cfg.n_fft, hop_length=hop,
-                      win_length=win_length, window=torch.hann_window(win_length), center=True,
+                      win_length=win_length, window=_hann_window(win_length), center=True,
                       pad_mode="reflect", normalized=False, onesided=True, return_complex=True)
     power = spec.reshape(lead + spec.shape[-2:]).abs().pow(2.0)                 # (C, F, T)
     fb = mel_filterbank(cfg.n_fft // 2 + 1, cfg.f_min, f_max, cfg.n_mels, cfg.filterbank_sample_rate)
