@@ -37,6 +37,7 @@ CORPUS = ROOT / "reference_outputs" / "corpus"
 STAGES = ROOT / "reference_outputs" / "stages"
 WAV = CORPUS / "hydrophone_48k_mono16_60s.wav"
 LEGACY_PYTHON = ROOT / ".venvs" / "legacy" / "bin" / "python"
+TRAINED = ROOT / "build" / "bench" / "resnet50-trained"
 RESULT_MARK = "RESULT "
 HOUR_S = 3600
 
@@ -102,14 +103,17 @@ def cpu_name() -> str:
 
 
 VARIANTS = {   # ResNet50 network alone: the design choices, each measured (flags for clean_worker)
-    "fp32, oneDNN (BN folded), batch 4, 2 workers x 1 thread [legacy-exact default]": [],
-    "fp32, oneDNN (BN folded), batch 16, 2 workers x 1 thread": ["--batch-size", 16],
-    "fp32, oneDNN (BN folded), batch 4, 1 worker x 2 threads": ["--workers", 1, "--intra", 2],
+    "fp32, oneDNN (BN folded) + padding reuse, batch 4, 2 workers x 1 thread [legacy-exact default]": [],
+    "fp32, oneDNN (BN folded), no padding reuse, batch 4, 2 workers x 1 thread": ["--no-reuse"],
+    "fp32, oneDNN (BN folded) + padding reuse, batch 16, 2 workers x 1 thread": ["--batch-size", 16],
+    "fp32, oneDNN (BN folded) + padding reuse, batch 4, 1 worker x 2 threads": ["--workers", 1, "--intra", 2],
     "fp32, plain OrcaNet channels_last, batch 4, 2 workers x 1 thread": ["--engine", "channels_last"],
     "fp32, plain OrcaNet NCHW, batch 16, 2 workers x 1 thread": ["--engine", "nchw", "--batch-size", 16],
     "fp32, plain OrcaNet NCHW, batch 1, 1 worker x 2 threads (legacy's way)":
         ["--engine", "nchw", "--batch-size", 1, "--workers", 1, "--intra", 2],
-    "bf16, oneDNN (BN folded), batch 4, 2 workers x 1 thread [fast default]": ["--profile", "fast"],
+    "bf16, oneDNN (BN folded) + padding reuse, batch 4, 2 workers x 1 thread [fast default]": ["--profile", "fast"],
+    "bf16, oneDNN (BN folded), no padding reuse, batch 4, 2 workers x 1 thread": ["--profile", "fast", "--no-reuse"],
+    "bf16, oneDNN (BN folded) + padding reuse, batch 8, 2 workers x 1 thread": ["--profile", "fast", "--batch-size", 8],
     "bf16 autocast, plain OrcaNet channels_last, batch 4, 2 workers x 1 thread":
         ["--profile", "fast", "--engine", "channels_last"],
 }
@@ -190,8 +194,9 @@ def main(argv: list[str] | None = None) -> int:
         "wav": WAV.name, "settings": {"rounds": args.rounds, "repeats": args.repeats},
     }
     with tempfile.TemporaryDirectory(prefix="orcaport-bench-") as tmp:
-        models = {"resnet50": Path(tmp) / "resnet50", "fixture": FIXTURE}
-        flops = clean("prepare", "--wav", WAV, "--out", models["resnet50"])["flops"]
+        models = {"resnet50": trained_resnet50(), "fixture": FIXTURE}
+        probe = Path(tmp) / "resnet50-random"
+        flops = clean("prepare", "--wav", WAV, "--out", probe)["flops"]
         res["machine"]["orchestrator_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         res["flops_gflop"] = {k: v / 1e9 for k, v in flops.items()}
         runs, nets, peaks = measure_rounds(models, args.rounds, args.repeats, use_legacy)
@@ -210,12 +215,22 @@ def main(argv: list[str] | None = None) -> int:
         res["parity"] = parity_check(first)
         print("bench: fast vs fp32 agreement on the corpus", file=sys.stderr, flush=True)
         res["agreement"] = {name: clean("corpus", "--model", folder, "--corpus", CORPUS)
-                            for name, folder in models.items()}
+                            for name, folder in {**models, "resnet50-random": probe}.items()}
         if not args.skip_hour:
             res["hour"] = measure_hour(Path(tmp), flops["fixture"], peak)
     res["machine"]["loadavg_end"] = round(os.getloadavg()[0], 2)
     res["targets"] = verdicts(res)
     return write(res, args.out)
+
+
+def trained_resnet50() -> Path:
+    """The trained OrcaHello-shaped ResNet50 (bench/train.py), trained once (~7 min) and kept in
+    build/ (git-ignored): speed does not depend on the weights, decision agreement does, and
+    random weights say nothing about real ones (see bench/train.py)."""
+    if not (TRAINED / "config.json").is_file():
+        print(f"bench: training the ResNet50 stand-in into {TRAINED} (once, ~7 min)", file=sys.stderr, flush=True)
+        worker(sys.executable, "bench.train", ["--out", TRAINED], timeout=3600)
+    return TRAINED
 
 
 def write(res: dict[str, Any], out: Path) -> int:

@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.models import agreement, corpus_files, network_flops, resnet50_config, write_random_resnet50
+from bench.models import (agreement, corpus_files, detector_flops, network_flops, resnet50_config,
+                          write_random_resnet50)
 from model.aggregate import aggregate
 from model.detector import Detector, _intra_op_threads, open_audio
 
@@ -49,7 +50,8 @@ def peak_rss_mb() -> float:
 
 def make_detector(args: argparse.Namespace) -> Detector:
     return Detector.from_folder(args.model, profile=args.profile, batch_size=args.batch_size or None,
-                                workers=args.workers or None, engine=args.engine or None)
+                                workers=args.workers or None, engine=args.engine or None,
+                                reuse_padding=not args.no_reuse)
 
 
 def cmd_detect(args: argparse.Namespace) -> dict:
@@ -66,7 +68,12 @@ def cmd_detect(args: argparse.Namespace) -> dict:
             "local_prediction": result.local_prediction.tolist(),
             "global_prediction": result.global_prediction, "workers": det.workers,
             "intra_threads": det.intra_threads, "precision": det.precision,
-            "engine": det.engine, "batch_size": det.batch_size, "peak_rss_mb": peak_rss_mb()}
+            "engine": det.engine, "batch_size": det.batch_size, "peak_rss_mb": peak_rss_mb(),
+            "flops_per_clip": detector_flops(det), "padding_reuse": _reuse_plan(det) is not None}
+
+
+def _reuse_plan(det: Detector):
+    return getattr(det.network, "plan", None)
 
 
 def cmd_network(args: argparse.Namespace) -> dict:
@@ -76,6 +83,7 @@ def cmd_network(args: argparse.Namespace) -> dict:
     src = open_audio(args.wav)
     clips = list(det.clip_inputs(src))
     batches = [det.batch_inputs(clips[s:s + det.batch_size], src) for s in range(0, len(clips), det.batch_size)]
+    reused = _reuse_plan(det) is not None and all(det.network.reuses(b) for b in batches)
     # The machine is shared: the peak is measured right before and after, under the same load.
     peaks = [measure_peaks(2)]
     times, cpu = [], []
@@ -89,7 +97,8 @@ def cmd_network(args: argparse.Namespace) -> dict:
     peaks.append(measure_peaks(2))
     return {"times_s": times, "cpu_s": cpu, "clips": len(clips), "workers": det.workers,
             "intra_threads": det.intra_threads, "precision": det.precision,
-            "engine": det.engine, "batch_size": det.batch_size,
+            "engine": det.engine, "batch_size": det.batch_size, "padding_reuse": reused,
+            "flops_per_clip": detector_flops(det) if reused or _reuse_plan(det) is None else None,
             "adjacent_peak": {k: [g for p in peaks for g in p[k]] for k in peaks[0]}}
 
 
@@ -149,7 +158,8 @@ def cmd_corpus(args: argparse.Namespace) -> dict:
 
 
 def cmd_prepare(args: argparse.Namespace) -> dict:
-    """Write the random ResNet50 model folder to --out; count both networks' FLOPs per clip."""
+    """Write the random ResNet50 model folder to --out (the conditioning probe of the agreement
+    table); count the ResNet50's and the fixture's FLOPs per clip."""
     det = Detector.from_folder(FIXTURE)
     src = open_audio(args.wav)
     calibration = det.batch_inputs(list(det.clip_inputs(src)), src)
@@ -174,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=0, help="0: the Detector's default")
     ap.add_argument("--intra", type=int, default=0, help="intra-op threads (network mode); 0: default")
     ap.add_argument("--engine", default="", help="onednn | channels_last | nchw; empty: the Detector's default")
+    ap.add_argument("--no-reuse", action="store_true", help="oneDNN engine without padding reuse")
     args = ap.parse_args(argv)
     modes = {"detect": cmd_detect, "network": cmd_network, "peak": cmd_peak, "corpus": cmd_corpus,
              "prepare": cmd_prepare}

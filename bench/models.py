@@ -1,17 +1,18 @@
 """Benchmark inputs: an OrcaHello-shaped ResNet50 model folder with random weights, analytic
-FLOP counts, and the 1-hour hydrophone file. Clean env only (no fastai).
+FLOP counts, and corpus helpers. Clean env only (no fastai).
 
-The ResNet50 has OrcaHello's layout (1-channel conv1, concat pool, head 4096 -> 512 -> 2) and
-random conv/linear weights; its BatchNorm statistics are *calibrated* on real frontend inputs
-(train-mode passes with a cumulative average), so activations stay in a realistic range and its
-probabilities are spread out rather than saturated at 0/1 -- which keeps the fast-vs-fp32
-decision agreement measured on it meaningful.
+The random ResNet50 has OrcaHello's layout (1-channel conv1, concat pool, head 4096 -> 512 -> 2)
+and random conv/linear weights; its BatchNorm statistics are *calibrated* on real frontend inputs
+(train-mode passes with a cumulative average), so activations stay in a realistic range. It is the
+agreement table's conditioning probe: so sensitive that rounding its input to bf16 flips
+decisions. Speed and agreement figures use the trained stand-in (bench/train.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import soundfile as sf
@@ -19,7 +20,9 @@ import torch
 from torch import nn
 
 from model.config import ArchitectureConfig, HeadConfig, ModelConfig
+from model.detector import Detector
 from model.network import OrcaNet
+from model.onednn import engine_layers
 from model.weights import save_network_state, sha256_file
 
 RESNET50_SOURCE = "bench-random-resnet50-seed0"   # stands in for a source pickle's sha256
@@ -64,8 +67,11 @@ def write_random_resnet50(out: Path, calibration: torch.Tensor, batch: int = 16)
     return out
 
 
-def network_flops(arch: ArchitectureConfig, n_mels: int, width: int) -> int:
-    """Multiply-adds x 2 of every Conv2d and Linear for one (1, C, n_mels, width) input.
+def network_flops(arch: ArchitectureConfig, n_mels: int, width: int,
+                  windows: Sequence[int] | None = None) -> int:
+    """Multiply-adds x 2 of every Conv2d and Linear for one (1, C, n_mels, width) input; with
+    `windows` (a padding-reuse plan's `in_width`), what the engine executes: each body layer on
+    its column window only.
 
     Analytic: output shapes come from a forward pass on the `meta` device (no data, no compute),
     FLOPs from the layer formulas (conv: 2 * out_elems * C_in/groups * kh * kw; linear:
@@ -86,8 +92,22 @@ def network_flops(arch: ArchitectureConfig, n_mels: int, width: int) -> int:
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             m.register_forward_hook(hook)
     with torch.no_grad():
-        net(torch.empty(1, arch.in_channels, n_mels, width, device="meta"))
+        x = torch.empty(1, arch.in_channels, n_mels, width, device="meta")
+        if windows is None:
+            net(x)
+        else:
+            for layer, w in zip(engine_layers(net.body), windows):
+                x = layer(torch.empty(*x.shape[:-1], w, device="meta"))
+            net.head(x)
     return total
+
+
+def detector_flops(det: Detector) -> int:
+    """FLOPs per clip `det`'s network executes (padding reuse counted when its engine plans it)."""
+    fe, arch = det.frontend, det.artifact.config.architecture
+    width = int(fe.resample_to * fe.duration / 1000 / fe.hop_length)
+    plan = getattr(det.network, "plan", None)
+    return network_flops(arch, fe.n_mels, width, plan.in_width if plan is not None else None)
 
 
 def corpus_files(corpus: Path) -> list[Path]:

@@ -17,9 +17,11 @@ def median(xs: list[float]) -> float:
 
 
 def network_figures(run: dict[str, Any], flops: int, peak: dict[str, Any]) -> dict[str, Any]:
-    """A `network` worker run -> its median, GFLOP/s and fractions of the measured peaks."""
+    """A `network` worker run -> its median, GFLOP/s and fractions of the measured peaks.
+    flops: the whole network's per clip. GFLOP/s counts what ran (`flops_per_clip`: less with
+    padding reuse); `effective_gflops` counts the whole network, i.e. the throughput it amounts to."""
     t = median(run["times_s"])
-    gflops = flops * run["clips"] / t / 1e9
+    gflops = (run.get("flops_per_clip") or flops) * run["clips"] / t / 1e9
     # Prefer the peak measured in the same process right before/after (same machine load).
     near = {k: median(v) for k, v in run.get("adjacent_peak", {}).items()}
     fp32 = near.get("fp32_gflops") or peak["fp32_gflops"]
@@ -27,7 +29,7 @@ def network_figures(run: dict[str, Any], flops: int, peak: dict[str, Any]) -> di
     # the peak of the arithmetic the network actually runs: oneDNN fp32 GEMM, or bf16 torch.mm
     # (which oneDNN runs with AVX512-BF16 here) for the fast profile
     own = (near.get("bf16_gflops") or peak.get("bf16_gflops")) if "bfloat16" in run.get("precision", "") else onednn
-    out = {**run, "median_s": t, "gflops": gflops,
+    out = {**run, "median_s": t, "gflops": gflops, "effective_gflops": flops * run["clips"] / t / 1e9,
            "peak_used_gflops": {"fp32": fp32, "onednn_fp32": onednn, "same_precision": own},
            "fraction_of_fp32_peak": gflops / fp32, "cpu_s_per_clip": median(run.get("cpu_s", [])) / run["clips"]}
     if onednn:
@@ -101,6 +103,13 @@ def _f(x: float | None, fmt: str) -> str:
     return "n/a" if x is None else format(x, fmt)
 
 
+def _gf(net: dict[str, Any] | None) -> str:
+    if not net:
+        return "n/a"
+    eff = net.get("effective_gflops", net["gflops"])
+    return f"{net['gflops']:.0f}" + (f" ({eff:.0f})" if abs(eff - net["gflops"]) > 0.5 else "")
+
+
 def _ratio(r: dict[str, Any] | None) -> str:
     if not r or r.get("median") is None:
         return "n/a"
@@ -110,14 +119,13 @@ def _ratio(r: dict[str, Any] | None) -> str:
 def refresh(res: dict[str, Any]) -> dict[str, Any]:
     """Recompute the derived network figures and verdicts of a saved results.json (after a
     report change: `python -m bench --render`), without measuring anything again."""
-    for figs in res["figures"].values():
+    full = {model: int(g * 1e9) for model, g in res["flops_gflop"].items()}
+    for model, figs in res["figures"].items():
         for f in figs.values():
             if f.get("network"):
-                f["network"] = network_figures(f["network"], int(f["network"]["gflops"] * f["network"]["median_s"]
-                                                                  / f["network"]["clips"] * 1e9), res["peak"])
+                f["network"] = network_figures(f["network"], full[model], res["peak"])
     for name, v in res.get("network_variants", {}).items():
-        res["network_variants"][name] = network_figures(v, int(v["gflops"] * v["median_s"] / v["clips"] * 1e9),
-                                                        res["peak"])
+        res["network_variants"][name] = network_figures(v, full["resnet50"], res["peak"])
     res["targets"] = verdicts(res)
     return res
 
@@ -138,8 +146,10 @@ def markdown(res: dict[str, Any]) -> str:
              "Speed-ups are legacy/clean per round (back to back, same load), median over rounds; the "
              "per-round values are in brackets (a round where another job hit the legacy run shows up as "
              "an outlier). '% own peak': of the oneDNN fp32 GEMM for fp32, of bf16 torch.mm for bf16.", "",
+             "Network GFLOP/s count the FLOPs that ran (padding reuse skips ~18 % of them); in brackets, "
+             "the whole network's FLOPs per second of network time: the throughput it amounts to.", "",
              "| model | pipeline | clips/s | s per audio hour | x realtime | vs legacy (wall) | CPU-s per clip "
-             "| vs legacy (CPU) | peak RSS MB | network GFLOP/s | % torch.mm fp32 peak | % own peak |",
+             "| vs legacy (CPU) | peak RSS MB | network GFLOP/s (whole-network rate) | % torch.mm fp32 peak | % own peak |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for model, figs in res["figures"].items():
         for p in PIPELINES:
@@ -153,16 +163,16 @@ def markdown(res: dict[str, Any]) -> str:
                 f"| {model} ({res['flops_gflop'][model]:.1f} GFLOP/clip) | {LABELS[p]} | {f['clips_per_s']:.2f} "
                 f"| {f['s_per_audio_hour']:.0f} | {f['x_realtime']:.1f} "
                 f"| {speedup} | {f['cpu_s_per_clip']:.3f} | {cpu_speedup} "
-                f"| {f['peak_rss_mb']:.0f} | {_f(net['gflops'] if net else None, '.0f')} "
+                f"| {f['peak_rss_mb']:.0f} | {_gf(net)} "
                 f"| {_f(100 * net['fraction_of_fp32_peak'] if net else None, '.0f')} "
                 f"| {_f(100 * net['fraction_of_same_precision_peak'] if net and 'fraction_of_same_precision_peak' in net else None, '.0f')} |")
     if res.get("network_variants"):
         lines += ["", "Network alone (ResNet50, the file's 59 inputs; the design choices, measured):", "",
-                  "| variant | wall ms/clip | CPU ms/clip | GFLOP/s | % torch.mm fp32 peak | % own peak |",
+                  "| variant | wall ms/clip | CPU ms/clip | GFLOP/s (whole-network rate) | % torch.mm fp32 peak | % own peak |",
                   "|---|---:|---:|---:|---:|---:|"]
         for name, v in res["network_variants"].items():
             lines.append(f"| {name} | {1000 * v['median_s'] / v['clips']:.1f} | {1000 * v['cpu_s_per_clip']:.1f} "
-                         f"| {v['gflops']:.0f} | {100 * v['fraction_of_fp32_peak']:.0f} "
+                         f"| {_gf(v)} | {100 * v['fraction_of_fp32_peak']:.0f} "
                          f"| {_f(100 * v['fraction_of_same_precision_peak'] if 'fraction_of_same_precision_peak' in v else None, '.0f')} |")
     if res.get("hour"):
         lines += ["", "1-hour 48 kHz mono file (fixture model, streamed from disk, one run each):", "",
@@ -173,9 +183,10 @@ def markdown(res: dict[str, Any]) -> str:
                          f"| {h['cpu_s_per_clip']:.3f} | {h['peak_rss_mb']:.0f} "
                          f"| {h.get('measured', res['date'])} ({h.get('loadavg_after', 'n/a')}) |")
     if res.get("agreement"):
-        lines += ["", "fast vs legacy-exact decisions on the whole corpus (files >= 2 s). Probe: the fp32 network "
-                  "fed inputs merely rounded to bf16 -- a model that flips there is too sensitive for any bf16 "
-                  "scheme:", "", "| model | files | seconds | local agreement | global agreement "
+        lines += ["", "fast vs legacy-exact decisions on the whole corpus (files >= 2 s). resnet50: the trained "
+                  "stand-in (bench/train.py); resnet50-random: random weights, BN calibrated. Probe: the fp32 "
+                  "network fed inputs merely rounded to bf16 -- a model that flips there is too sensitive for "
+                  "any bf16 scheme:", "", "| model | files | seconds | local agreement | global agreement "
                   "| max abs prob diff | probe local | probe global |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for model, a in res["agreement"].items():
             lines.append(f"| {model} | {a['files']} | {a['seconds']} | {100 * a['local_agreement']:.2f} % "

@@ -8,19 +8,17 @@ softmax -> rolling aggregation. Fast without leaving parity's bar in `legacy-exa
   is not shared: a 2 s clip's first/last ~10 output samples differ from a longer signal's (edges);
 - files above STREAM_BYTES are streamed second by second and freed heap pages are handed back, so
   memory does not grow with length;
-- the network runs in fp32 with BN folded and each conv (+ReLU, +residual) one oneDNN primitive
-  (probabilities within 1e-5 of legacy, decisions identical: tests/test_detector.py), in small
-  batches, `workers` threads each running whole batches single-threaded: no OpenMP barrier per
-  layer, so a shared machine's load does not stall every layer.
+- the network (model/onednn.py) runs in fp32 with BN folded, each conv (+ReLU, +residual) one
+  oneDNN primitive, and the clips' shared 0 dB padding computed once (probabilities within 1e-5 of
+  legacy, decisions identical: tests/test_detector.py), in small batches, `workers` threads each
+  running whole batches single-threaded: no OpenMP barrier per layer, so a shared machine's load
+  does not stall every layer.
 `fast` changes only the network's arithmetic: bf16 on CPU (oneDNN), fp16 autocast on CUDA.
-File layout note: streaming source, oneDNN engine and detector share this file only because the
-task that wrote it owned no other runtime file; they split cleanly along the section boundaries.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -29,15 +27,14 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
-import soundfile as sf
 import torch
 from torch import nn
 
 from model.aggregate import aggregate
 from model.artifact import CONFIG_FILE, WEIGHTS_FILE, Artifact, load_artifact
-from model.audio import (CLIP_SECONDS, FIX, PCM_BITS, AudioDecodeError, PcmAudio, _ffmpeg_float_to_s32,
-                         cache_round_trip, check_float_range, inspect_header, clip_windows, decode_pcm, downmix, load_clip, resample)
+from model.audio import CLIP_SECONDS, PcmAudio, cache_round_trip, clip_windows, downmix, load_clip, resample
 from model.onednn import OneDnnNet
+from model.source import STREAM_BYTES, AudioSource, DetectorError, open_audio, release_free_memory
 from model.spectrogram import amplitude_to_db, check_supported, frontend_stages, mel_spectrogram, pad_or_crop, standardize
 
 PROFILES = ("legacy-exact", "fast")
@@ -46,15 +43,9 @@ ENGINES = ("onednn", "channels_last", "nchw")
 # Clips per network call. Small CPU batches keep a ResNet50's activations in cache: batch 4 ran
 # 1.2-1.5x faster per clip than 16 here (fp32 and bf16); a GPU wants big ones.
 DEFAULT_BATCH = {"cpu": 4, "cuda": 64}
-STREAM_BYTES = 64 << 20         # files above this are streamed from disk, never held whole
 MAX_WORKERS = 4                 # more concurrent batches only add activation memory
 TRIM_EVERY = 64                 # batches between malloc_trim calls (each takes < 20 ms)
-_LIBC = ctypes.CDLL(None) if os.name == "posix" else None
 ProgressFn = Callable[[int, int], None]   # (clips done, clips total)
-
-
-class DetectorError(ValueError):
-    """One-line, user-facing reason the detector cannot run (names the fix)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -100,93 +91,6 @@ class Detection:
                 "rows": [{k: v for k, v in r.items() if k != "wav_filename"} for r in self.rows()]}
 
 
-@dataclass
-class AudioSource:
-    """A file in pydub's integer view (what `decode_pcm` returns), handed out second by second.
-
-    Files up to `STREAM_BYTES` are decoded whole by `decode_pcm` itself (so they are accepted and
-    decoded exactly as parity's replay does); longer ones are streamed from disk with soundfile,
-    after `decode_pcm`'s acceptance rules are replayed on the header (tests check both agree).
-    """
-
-    path: Path
-    sample_rate: int
-    channels: int
-    frames: int
-    sample_width: int             # bytes per sample in pydub's view (1, 2 or 4)
-    subtype: str = ""
-    float_input: bool = False     # IEEE float WAV: pydub goes through ffmpeg's pcm_s32le
-    pcm: PcmAudio | None = None   # the whole decode, when not streaming
-
-    @property
-    def duration_s(self) -> float:
-        return float(self.frames) / self.sample_rate
-
-    def frame_at(self, second: int) -> int:
-        """pydub's `audio[ms:]` start frame for `second * 1000` ms (clamped to len(audio) in ms),
-        as model.audio.slice_ms computes it: int(ms * (rate / 1000.0))."""
-        length_ms = round(1000 * (float(self.frames) / self.sample_rate))
-        return int(min(second * 1000, length_ms) * (self.sample_rate / 1000.0))
-
-    def segments(self, count: int) -> Iterator[np.ndarray]:
-        """Seconds 0..count-1 as (frames, channels) ints, each read exactly once, in order."""
-        bounds = [(self.frame_at(j), self.frame_at(j + 1)) for j in range(count)]
-        if self.pcm is not None:
-            for a, b in bounds:
-                yield self.pcm.samples[a:b]
-            return
-        dtype = "float32" if self.float_input else ("int16" if self.sample_width <= 2 else "int32")
-        bits = PCM_BITS.get(self.subtype, 0)
-        with sf.SoundFile(str(self.path)) as f:
-            for a, b in bounds:
-                f.seek(a)
-                x = f.read(b - a, dtype=dtype, always_2d=True)
-                if x.shape[0] != b - a:
-                    raise AudioDecodeError(f"{self.path}: data ends at frame {a + x.shape[0]} but the "
-                                           f"header promises {self.frames}; {FIX}")
-                if self.float_input:            # as decode_pcm: ffmpeg's flt -> s32
-                    check_float_range(self.path, x)
-                    x = _ffmpeg_float_to_s32(x)
-                elif bits == 8:                 # unsigned on disk, signed in pydub
-                    x = (x >> 8).astype("<i1")
-                elif bits == 24:                # pydub sign-fills the low byte soundfile zeroes
-                    x |= (x >> 31) & 0xFF
-                yield np.ascontiguousarray(x)
-
-
-def open_audio(path: str | Path, stream_bytes: int = STREAM_BYTES) -> AudioSource:
-    """Open `path` for the detector: decode it whole, or (above `stream_bytes`) check its header
-    the way model.audio.decode_pcm does and stream it."""
-    path = Path(path)
-    if not path.is_file():
-        raise DetectorError(f"{path}: no such audio file; check the path")
-    size = path.stat().st_size
-    if size <= stream_bytes:
-        pcm = decode_pcm(path)
-        return AudioSource(path, pcm.sample_rate, pcm.channels, pcm.frames, pcm.sample_width, pcm=pcm)
-    header = inspect_header(path)       # decode_pcm's acceptance rules, without reading samples
-    info, view, subtype = header.info, header.view, header.info.subtype
-    if view is not None:
-        seen = (view.channels, view.sample_rate, view.data_bytes // (view.channels * view.bits_per_sample // 8))
-        got = (info.channels, info.samplerate, info.frames)
-        if seen != got:
-            raise AudioDecodeError(f"{path}: header inconsistent (pydub sees channels/rate/frames "
-                                   f"{seen}, soundfile {got}); {FIX}")
-    float_input = view is None and subtype == "FLOAT"
-    width = 4 if float_input else {8: 1, 16: 2}.get(PCM_BITS[subtype], 4)
-    return AudioSource(path, int(info.samplerate), int(info.channels), int(info.frames), width,
-                       subtype, float_input)
-
-
-def _release_free_memory() -> None:
-    """glibc keeps freed activation buffers in fragmented heaps (its mmap threshold adapts upward),
-    so RSS crept up ~70 MB per hour of audio (measured on a 2 h file); malloc_trim(0) returns them.
-    A no-op where the C library has no malloc_trim."""
-    trim = getattr(_LIBC, "malloc_trim", None)
-    if trim is not None:
-        trim(0)
-
-
 @contextlib.contextmanager
 def _intra_op_threads(n: int) -> Iterator[None]:
     """Set torch's intra-op threads for the duration (workers created inside inherit it)."""
@@ -202,13 +106,14 @@ class Detector:
     """A loaded model folder, ready to run on files. Thread-compatible, not thread-safe:
     `detect` sets torch's intra-op thread count while it runs and restores it after.
 
-    engine: "onednn" (CPU default: BN folded, oneDNN layouts), "channels_last" / "nchw" (the plain
-    OrcaNet module, as parity runs it; the fast profile then uses torch.autocast).
+    engine: "onednn" (CPU default: BN folded, oneDNN layouts, padding reuse unless
+    `reuse_padding=False`), "channels_last" / "nchw" (the plain OrcaNet module, as parity runs it;
+    the fast profile then uses torch.autocast).
     """
 
     def __init__(self, artifact: Artifact, profile: str = "legacy-exact", device: str = "cpu",
                  batch_size: int | None = None, workers: int | None = None, engine: str | None = None,
-                 stream_bytes: int = STREAM_BYTES) -> None:
+                 stream_bytes: int = STREAM_BYTES, reuse_padding: bool = True) -> None:
         engine = engine or ("onednn" if device == "cpu" and torch.backends.mkldnn.is_available()
                             else "channels_last")
         for what, value, allowed in (("profile", profile, PROFILES), ("device", device, DEVICES),
@@ -236,6 +141,7 @@ class Detector:
         if engine == "onednn" and profile == "fast" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
             engine = self.engine = "channels_last"     # no bf16 in oneDNN here: autocast instead
         self.dtype = low if profile == "fast" else torch.float32
+        self.reuse_padding = reuse_padding
         self.memory_format = torch.contiguous_format if engine == "nchw" else torch.channels_last
         if engine == "onednn":
             self.network: nn.Module | None = self._onednn_network()
@@ -250,7 +156,7 @@ class Detector:
         fe, net = self.frontend, self.artifact.network.eval()
         width = int((fe.resample_to or 20000) * (fe.duration or 4000) / 1000 / fe.hop_length)
         example = torch.randn(2, net.config.in_channels, fe.n_mels, width, generator=torch.Generator().manual_seed(0))
-        pad_input, content = self._padding()
+        pad_input, content = self._padding() if self.reuse_padding else (None, None)
         try:
             fused = OneDnnNet(net, self.dtype, example, pad_input, content)
             if pad_input is not None:           # the check below then covers the reuse path too
@@ -278,13 +184,13 @@ class Detector:
     @classmethod
     def from_folder(cls, path: str | Path, profile: str = "legacy-exact", device: str = "cpu",
                     batch_size: int | None = None, workers: int | None = None, engine: str | None = None,
-                    stream_bytes: int = STREAM_BYTES) -> "Detector":
+                    stream_bytes: int = STREAM_BYTES, reuse_padding: bool = True) -> "Detector":
         """Load `path`/model.safetensors + config.json (verified as one conversion)."""
         path = Path(path)
         if not path.is_dir():
             raise DetectorError(f"model folder {path} not found; pass --model DIR holding "
                                 f"{WEIGHTS_FILE} + {CONFIG_FILE} (made by `make convert`)")
-        return cls(load_artifact(path), profile, device, batch_size, workers, engine, stream_bytes)
+        return cls(load_artifact(path), profile, device, batch_size, workers, engine, stream_bytes, reuse_padding)
 
     @property
     def precision(self) -> str:
@@ -353,7 +259,7 @@ class Detector:
             out.append(pending.popleft().result())
             done[0] += len(out[-1])
             if len(out) % TRIM_EVERY == 0:
-                _release_free_memory()
+                release_free_memory()
             if progress is not None:
                 progress(done[0], n_clips)
 

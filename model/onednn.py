@@ -205,8 +205,9 @@ def plan_reuse(paths: list[list[list[Geometry]]], input_width: int, content: int
 
 
 # -- the engine ------------------------------------------------------------------------------------
-def _plain_layers(body: nn.Module) -> list[nn.Module]:
-    """The folded body as engine layers: stem (conv + ReLU), max pool, every block."""
+def engine_layers(body: nn.Module) -> list[nn.Module]:
+    """A (folded) body as the engine's layers: stem (conv + ReLU), max pool, every block. On an
+    unfolded body the stem's BN is skipped: only for shapes and FLOP counts."""
     return [nn.Sequential(body.conv1, nn.ReLU()), body.maxpool, *_blocks(body)]
 
 
@@ -217,7 +218,7 @@ def _conv_input_sizes(body: nn.Module, x: torch.Tensor, windows: list[int] | Non
     hooks = [m.register_forward_pre_hook(lambda m, a: sizes.__setitem__(m, list(a[0].shape)))
              for m in body.modules() if isinstance(m, nn.Conv2d)]
     with torch.no_grad():
-        for i, layer in enumerate(_plain_layers(body)):
+        for i, layer in enumerate(engine_layers(body)):
             if windows is not None:
                 w = windows[i]
                 x = x[..., :w] if x.shape[-1] >= w else nn.functional.pad(x, (0, w - x.shape[-1]))
