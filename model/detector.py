@@ -32,7 +32,9 @@ from torch import nn
 
 from model.aggregate import aggregate
 from model.artifact import CONFIG_FILE, WEIGHTS_FILE, Artifact, load_artifact
-from model.audio import CLIP_SECONDS, PcmAudio, cache_round_trip, clip_windows, downmix, load_clip, resample
+from model.audio import PcmAudio
+from model.waveform import (CLIP_SECONDS, cache_round_trip, clip_windows, downmix, load_clip,
+                            resample)
 from model.onednn import OneDnnNet
 from model.source import STREAM_BYTES, AudioSource, DetectorError, open_audio, release_free_memory
 from model.spectrogram import amplitude_to_db, check_supported, frontend_stages, mel_spectrogram, pad_or_crop, standardize

@@ -24,8 +24,9 @@ import math
 import numpy as np
 import torch
 
-from model.audio import PcmAudio, cache_round_trip, downmix, load_clip, resample
+from model.audio import PcmAudio
 from model.config import FrontendConfig
+from model.waveform import cache_round_trip, downmix, load_clip, resample
 
 AMIN = 1e-10                   # AmplitudeToDB clamp
 REF_DB = math.log10(1.0)       # log10(max(amin, ref=1.0)) = 0.0

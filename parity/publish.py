@@ -44,7 +44,7 @@ from parity.model_card import RUNTIME_PACKAGE, detect_license, render_card
 EXIT_USAGE, EXIT_GATE, EXIT_STAGING, EXIT_HUB = 1, 2, 3, 4
 SUMS, REPORT, LICENSE, CARD = "SHA256SUMS", "parity.json", "LICENSE", "README.md"
 RUNTIME_DEPS = {"torch", "numpy", "scipy", "soundfile", "safetensors"}
-RUNTIME_MODULES = ("aggregate", "artifact", "audio", "spectrogram", "weights")   # RUNTIME_INIT's
+RUNTIME_MODULES = ("aggregate", "artifact", "audio", "spectrogram", "waveform", "weights")   # RUNTIME_INIT's
 _FROM_MODEL = re.compile(r"^(\s*)from model((?:\.\w+)*) import ", flags=re.M)
 _imports = itertools.count()
 
@@ -65,8 +65,9 @@ import torch as _torch
 
 from .aggregate import Aggregate, aggregate
 from .artifact import Artifact, load_artifact
-from .audio import clip_windows, decode_pcm, slice_ms
+from .audio import decode_pcm, slice_ms
 from .spectrogram import frontend_stages
+from .waveform import clip_windows
 from .weights import sha256_file
 
 BATCH = 16   # the parity replay's batch size: same batches, same float rounding

@@ -18,8 +18,8 @@ import torch
 
 from model.aggregate import aggregate
 from model.artifact import Artifact
-from model.audio import (PcmAudio, cache_round_trip, clip_windows, decode_pcm, downmix, load_clip,
-                         resample, slice_ms)
+from model.audio import PcmAudio, decode_pcm, slice_ms
+from model.waveform import cache_round_trip, clip_windows, downmix, load_clip, resample
 from model.spectrogram import amplitude_to_db, frontend_stages, mel_spectrogram, pad_or_crop, standardize
 from model.stages import ACTIVATION_LAYERS, STAGES
 from parity.metrics import AXES, Tolerance, compare

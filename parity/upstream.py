@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from safetensors.numpy import load_file
 
-from model.audio import cache_round_trip, clip_windows, decode_pcm, downmix, load_clip, resample, slice_ms
+from model.audio import decode_pcm, slice_ms
+from model.waveform import cache_round_trip, clip_windows, downmix, load_clip, resample
 from model.config import FrontendConfig
 from model.spectrogram import amplitude_to_db, mel_spectrogram, pad_or_crop
 

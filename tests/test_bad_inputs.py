@@ -19,7 +19,8 @@ import pytest
 import soundfile as sf
 
 from model.artifact import load_artifact
-from model.audio import AudioDecodeError, clip_windows, decode_pcm
+from model.audio import AudioDecodeError, decode_pcm
+from model.waveform import clip_windows
 from model.config import ConfigError, ModelConfig
 from model.weights import WeightsError
 

@@ -11,7 +11,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from model.audio import AudioDecodeError, clip_windows, decode_pcm, slice_ms
+from model.audio import AudioDecodeError, decode_pcm, slice_ms
+from model.waveform import clip_windows
 from model.detector import Detector, DetectorError, open_audio
 from model.spectrogram import frontend_stages
 from parity.references import load_references

@@ -1,4 +1,5 @@
-"""The fastai-free frontend (model/audio.py, model/spectrogram.py, model/aggregate.py), clean env.
+"""The fastai-free frontend (model/audio.py, model/waveform.py, model/spectrogram.py,
+model/aggregate.py), clean env.
 
 Behaviour that a faithful replay of the legacy pipeline depends on; the same functions are checked
 against pydub / torchaudio / fastai_audio / pandas themselves in test_frontend_legacy.py.
@@ -16,8 +17,8 @@ import soundfile as sf
 import torch
 
 from model.aggregate import aggregate, rolling_mean_2
-from model.audio import (AudioDecodeError, PcmAudio, SliceError, cache_round_trip, clip_windows,
-                         decode_pcm, downmix, load_clip, resample, slice_ms)
+from model.audio import AudioDecodeError, PcmAudio, SliceError, decode_pcm, slice_ms
+from model.waveform import cache_round_trip, clip_windows, downmix, load_clip, resample
 from model.config import FrontendConfig
 from model.spectrogram import (FrontendError, amplitude_to_db, check_supported, frontend_stages,
                                mel_filterbank, mel_spectrogram, pad_or_crop, standardize)

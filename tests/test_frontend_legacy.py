@@ -34,8 +34,8 @@ from pydub import AudioSegment  # noqa: E402
 from pydub.exceptions import TooManyMissingFrames  # noqa: E402
 
 from model.aggregate import aggregate  # noqa: E402
-from model.audio import (AudioDecodeError, SliceError, cache_round_trip, clip_windows,  # noqa: E402
-                         decode_pcm, downmix, load_clip, resample, slice_ms)
+from model.audio import AudioDecodeError, SliceError, decode_pcm, slice_ms  # noqa: E402
+from model.waveform import cache_round_trip, clip_windows, downmix, load_clip, resample  # noqa: E402
 from model.config import FrontendConfig  # noqa: E402
 from model.spectrogram import (amplitude_to_db, frontend_stages, mel_spectrogram,  # noqa: E402
                                pad_or_crop, standardize)
