@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from huggingface_hub import ModelCard
 
-from parity import gate, publish
+from parity import gate, publish, runtime_package
 from parity.gate import GateError, check_report
 from parity.references import load_references
 from tests.conftest import CORPUS, FIXTURE, REFS, ROOT, copy_fixture
@@ -121,7 +121,7 @@ def test_dry_run_stages_hub_folder_with_verified_hashes(staged: Path, report: Pa
     runtime = {n for n in files if n.startswith("orcaport_runtime/")}
     assert set(files) - runtime == {"README.md", "SHA256SUMS", "LICENSE", "config.json",
                                     "model.safetensors", "parity.json"}
-    assert {f"orcaport_runtime/{m}.py" for m in ("__init__",) + publish.RUNTIME_MODULES} <= runtime
+    assert {f"orcaport_runtime/{m}.py" for m in ("__init__",) + runtime_package.RUNTIME_MODULES} <= runtime
     assert {n.split("/")[1] for n in runtime} <= {p.name for p in (ROOT / "model").glob("*.py")}
     assert files["model.safetensors"] == (FIXTURE / "model.safetensors").read_bytes()
     assert files["config.json"] == (FIXTURE / "config.json").read_bytes()
@@ -246,7 +246,7 @@ def test_runtime_copy_ships_only_what_stands_alone(tmp_path: Path) -> None:
     (src / "b.py").write_text("import numpy\n\ndef f():\n    return 1\n")
     (src / "cli.py").write_text("from model.a import g\nfrom rich.console import Console\n")
     (src / "__main__.py").write_text("from model.cli import main\n")
-    skipped = publish.copy_runtime(tmp_path / "out", src, required=("a",))
+    skipped = runtime_package.copy_runtime(tmp_path / "out", src, required=("a",))
     assert (tmp_path / "out" / "a.py").read_text().startswith("from .b import f")
     assert "    from . import b" in (tmp_path / "out" / "a.py").read_text()
     assert "def detect(" in (tmp_path / "out" / "__init__.py").read_text()
@@ -256,7 +256,7 @@ def test_runtime_copy_ships_only_what_stands_alone(tmp_path: Path) -> None:
                                       "model/__main__.py"}
     (src / "b.py").write_text("import pandas\n")   # now the entry point itself cannot ship
     with pytest.raises(publish.PublishError, match=r"model/b.py imports pandas .*needed by model/a.py"):
-        publish.copy_runtime(tmp_path / "out2", src, required=("a",))
+        runtime_package.copy_runtime(tmp_path / "out2", src, required=("a",))
 
 
 # ----------------------------------------------------------------------------- the gate
