@@ -21,7 +21,7 @@ from rich.console import Console
 
 import parity.html as phtml
 from model.stages import STAGES
-from parity import png, report
+from parity import png, report, report_md
 
 HYDRO, SHORT, STEREO = "hydrophone_48k_mono16_60s.wav", "short_0.5s.wav", "stereo_44k1_pcm24_10s.wav"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -254,7 +254,7 @@ def test_markdown_has_verdict_failures_decisions_provenance(tmp_path: Path) -> N
 
 
 def test_markdown_escapes_table_breaking_names(tmp_path: Path) -> None:
-    md = report.render_markdown(make_result("a|b`<script>.wav"))
+    md = report_md.render_markdown(make_result("a|b`<script>.wav"))
     assert "`` a\\|b`<script>.wav ``" in md
     outside_code = re.sub(r"``.*?``|`[^`\n]*`", "", md)
     assert "<script>" not in outside_code and "a|b" not in md
