@@ -33,11 +33,10 @@ from torch import nn
 from model.aggregate import aggregate
 from model.artifact import CONFIG_FILE, WEIGHTS_FILE, Artifact, load_artifact
 from model.audio import PcmAudio
-from model.waveform import (CLIP_SECONDS, cache_round_trip, clip_windows, downmix, load_clip,
-                            resample)
 from model.onednn import OneDnnNet
 from model.source import STREAM_BYTES, AudioSource, DetectorError, open_audio, release_free_memory
 from model.spectrogram import amplitude_to_db, check_supported, frontend_stages, mel_spectrogram, pad_or_crop, standardize
+from model.waveform import CLIP_SECONDS, cache_round_trip, clip_windows, downmix, load_clip, resample
 
 PROFILES = ("legacy-exact", "fast")
 DEVICES = ("cpu", "cuda")
@@ -158,7 +157,7 @@ class Detector:
         fe, net = self.frontend, self.artifact.network.eval()
         width = int((fe.resample_to or 20000) * (fe.duration or 4000) / 1000 / fe.hop_length)
         example = torch.randn(2, net.config.in_channels, fe.n_mels, width, generator=torch.Generator().manual_seed(0))
-        pad_input, content = self._padding() if self.reuse_padding else (None, None)
+        pad_input, content = self._padding(width) if self.reuse_padding else (None, None)
         try:
             fused = OneDnnNet(net, self.dtype, example, pad_input, content)
             if pad_input is not None:           # the check below then covers the reuse path too
@@ -171,7 +170,7 @@ class Detector:
             return None
         return fused
 
-    def _padding(self) -> tuple[torch.Tensor | None, int | None]:
+    def _padding(self, width: int) -> tuple[torch.Tensor | None, int | None]:
         """(1, C, n_mels, width) network input of a clip that is all padding, and the columns a
         2 s clip's frames fill: from there on every clip's input is that padding (padding reuse in
         model/onednn.py). (None, None) when the frontend does not pad that way."""
@@ -179,8 +178,7 @@ class Detector:
         if not (fe.resample_to and fe.duration and fe.pad_mode.lower() == "zeros-after"):
             return None, None
         frames = mel_spectrogram(np.zeros((1, CLIP_SECONDS * fe.resample_to), np.float32), fe).shape[-1]
-        shape = (1, self.artifact.config.architecture.in_channels, fe.n_mels,
-                 int(fe.resample_to * fe.duration / 1000 / fe.hop_length))
+        shape = (1, self.artifact.config.architecture.in_channels, fe.n_mels, width)
         return self.artifact.normalize(torch.zeros(shape)), frames
 
     @classmethod

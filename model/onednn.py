@@ -188,19 +188,18 @@ def plan_reuse(paths: list[list[list[Geometry]]], input_width: int, content: int
             j -= 1                                  # layers j..i: one width-preserving run
         after = i + 1 < n and not run_start[i + 1]
         need = max(needs[j:i + 1] + ([want[i + 1]] if after else []))
-        if not preserving[i] and after:
+        if not preserving[i] and after:             # (j == i here)
             need = max(needs[i], compose(paths[i][0], want[i + 1], "reach"))
-            j = i
         for k in range(j, i + 1):
             want[k] = min(need, full_in[k])
         i = j - 1
-    in_w, out_w, prev = [], [], input_width
+    # Forward: each layer reads what the one before wrote, widened (extended) only at a run start.
+    in_w, out_w = [want[0]], []
     for i, layer in enumerate(paths):
-        in_w.append(max(want[i], prev) if i == 0 or run_start[i] else prev)
-        in_w[-1] = min(in_w[-1], full_in[i]) if i else want[0]
-        assert in_w[-1] >= needs[i], "plan_reuse: a layer would read past its window"
-        prev = compose(layer[0], in_w[-1], "width")
-        out_w.append(prev)
+        if i:
+            in_w.append(min(max(want[i], out_w[-1]), full_in[i]) if run_start[i] else out_w[-1])
+        assert in_w[i] >= needs[i], "plan_reuse: a layer would read past its window"
+        out_w.append(compose(layer[0], in_w[i], "width"))
     return ReusePlan(content, tuple(in_w), tuple(out_w), tuple(varying), tuple(full))
 
 
