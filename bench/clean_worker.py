@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from bench.models import (agreement, corpus_files, detector_flops, network_flops, resnet50_config,
-                          write_random_resnet50)
+                          reuse_plan, write_random_resnet50)
 from model.aggregate import aggregate
 from model.detector import Detector, _intra_op_threads, open_audio
 
@@ -69,11 +69,7 @@ def cmd_detect(args: argparse.Namespace) -> dict:
             "global_prediction": result.global_prediction, "workers": det.workers,
             "intra_threads": det.intra_threads, "precision": det.precision,
             "engine": det.engine, "batch_size": det.batch_size, "peak_rss_mb": peak_rss_mb(),
-            "flops_per_clip": detector_flops(det), "padding_reuse": _reuse_plan(det) is not None}
-
-
-def _reuse_plan(det: Detector):
-    return getattr(det.network, "plan", None)
+            "flops_per_clip": detector_flops(det), "padding_reuse": reuse_plan(det) is not None}
 
 
 def cmd_network(args: argparse.Namespace) -> dict:
@@ -83,7 +79,7 @@ def cmd_network(args: argparse.Namespace) -> dict:
     src = open_audio(args.wav)
     clips = list(det.clip_inputs(src))
     batches = [det.batch_inputs(clips[s:s + det.batch_size], src) for s in range(0, len(clips), det.batch_size)]
-    reused = _reuse_plan(det) is not None and all(det.network.reuses(b) for b in batches)
+    reused = reuse_plan(det) is not None and all(det.network.reuses(b) for b in batches)
     # The machine is shared: the peak is measured right before and after, under the same load.
     peaks = [measure_peaks(2)]
     times, cpu = [], []
@@ -98,7 +94,7 @@ def cmd_network(args: argparse.Namespace) -> dict:
     return {"times_s": times, "cpu_s": cpu, "clips": len(clips), "workers": det.workers,
             "intra_threads": det.intra_threads, "precision": det.precision,
             "engine": det.engine, "batch_size": det.batch_size, "padding_reuse": reused,
-            "flops_per_clip": detector_flops(det) if reused or _reuse_plan(det) is None else None,
+            "flops_per_clip": detector_flops(det, reused),
             "adjacent_peak": {k: [g for p in peaks for g in p[k]] for k in peaks[0]}}
 
 

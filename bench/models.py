@@ -11,6 +11,9 @@ decisions. Speed and agreement figures use the trained stand-in (bench/train.py)
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -22,8 +25,9 @@ from torch import nn
 from model.config import ArchitectureConfig, HeadConfig, ModelConfig
 from model.detector import Detector
 from model.network import OrcaNet
-from model.onednn import engine_layers
+from model.onednn import ReusePlan, engine_layers
 from model.weights import save_network_state, sha256_file
+from parity.atomic import remove_stale_scratch, scratch_prefix
 
 RESNET50_SOURCE = "bench-random-resnet50-seed0"   # stands in for a source pickle's sha256
 SEED = 0
@@ -58,13 +62,38 @@ def write_random_resnet50(out: Path, calibration: torch.Tensor, batch: int = 16)
     for m in net.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.momentum = 0.1
-    out.mkdir(parents=True, exist_ok=True)
-    weights = save_network_state(net.eval().state_dict(), out / "model.safetensors",
-                                 metadata={"source_sha256": RESNET50_SOURCE})
-    # config.json pins its weights, as `make convert` writes it
-    cfg = dataclasses.replace(cfg, provenance={**cfg.provenance, "weights_sha256": sha256_file(weights)})
-    (out / "config.json").write_text(cfg.to_json())
+    write_model_folder(net, cfg, out)
     return out
+
+
+def write_model_folder(net: OrcaNet, cfg: ModelConfig, out: Path) -> str:
+    """model.safetensors + config.json (pinning the weights' sha256, as `make convert` writes
+    them) into `out`, atomically: staged
+    in a scratch sibling named after this pid (a killed run's is removed by the next), then renamed
+    in; an older `out` is moved aside first (os.rename cannot replace a non-empty folder)."""
+    out = out.resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    kind = f".{out.name}.model"
+    remove_stale_scratch(out.parent, kind)
+    stage = Path(tempfile.mkdtemp(prefix=scratch_prefix(kind), dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(stage, 0o777 & ~umask)                  # mkdtemp's 0700 would make the model private
+    source = cfg.provenance["source_sha256"]
+    try:
+        weights = save_network_state(net.eval().state_dict(), stage / "model.safetensors",
+                                     metadata={"source_sha256": source})
+        digest = sha256_file(weights)
+        cfg = dataclasses.replace(cfg, provenance={**cfg.provenance, "weights_sha256": digest})
+        (stage / "config.json").write_text(cfg.to_json())
+        old = Path(tempfile.mkdtemp(prefix=scratch_prefix(kind), dir=out.parent))
+        if out.exists():
+            os.replace(out, old / "old")
+        os.rename(stage, out)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)       # no-op once renamed
+    return digest
 
 
 def network_flops(arch: ArchitectureConfig, n_mels: int, width: int,
@@ -102,11 +131,17 @@ def network_flops(arch: ArchitectureConfig, n_mels: int, width: int,
     return total
 
 
-def detector_flops(det: Detector) -> int:
-    """FLOPs per clip `det`'s network executes (padding reuse counted when its engine plans it)."""
+def reuse_plan(det: Detector) -> ReusePlan | None:
+    """The padding-reuse plan `det`'s network runs with, if any."""
+    return getattr(det.network, "plan", None)
+
+
+def detector_flops(det: Detector, reused: bool = True) -> int:
+    """FLOPs per clip `det`'s network executes: with its padding-reuse plan when it has one and the
+    inputs were `reused` (padded the legacy way), else the whole network's."""
     fe, arch = det.frontend, det.artifact.config.architecture
     width = int(fe.resample_to * fe.duration / 1000 / fe.hop_length)
-    plan = getattr(det.network, "plan", None)
+    plan = reuse_plan(det) if reused else None
     return network_flops(arch, fe.n_mels, width, plan.in_width if plan is not None else None)
 
 

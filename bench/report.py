@@ -103,6 +103,11 @@ def _f(x: float | None, fmt: str) -> str:
     return "n/a" if x is None else format(x, fmt)
 
 
+def _pct(net: dict[str, Any] | None, key: str) -> str:
+    """A network figure's fraction `key` as a whole percentage, or n/a."""
+    return _f(100 * net[key] if net and key in net else None, ".0f")
+
+
 def _gf(net: dict[str, Any] | None) -> str:
     if not net:
         return "n/a"
@@ -164,16 +169,15 @@ def markdown(res: dict[str, Any]) -> str:
                 f"| {f['s_per_audio_hour']:.0f} | {f['x_realtime']:.1f} "
                 f"| {speedup} | {f['cpu_s_per_clip']:.3f} | {cpu_speedup} "
                 f"| {f['peak_rss_mb']:.0f} | {_gf(net)} "
-                f"| {_f(100 * net['fraction_of_fp32_peak'] if net else None, '.0f')} "
-                f"| {_f(100 * net['fraction_of_same_precision_peak'] if net and 'fraction_of_same_precision_peak' in net else None, '.0f')} |")
+                f"| {_pct(net, 'fraction_of_fp32_peak')} | {_pct(net, 'fraction_of_same_precision_peak')} |")
     if res.get("network_variants"):
         lines += ["", "Network alone (ResNet50, the file's 59 inputs; the design choices, measured):", "",
                   "| variant | wall ms/clip | CPU ms/clip | GFLOP/s (whole-network rate) | % torch.mm fp32 peak | % own peak |",
                   "|---|---:|---:|---:|---:|---:|"]
         for name, v in res["network_variants"].items():
             lines.append(f"| {name} | {1000 * v['median_s'] / v['clips']:.1f} | {1000 * v['cpu_s_per_clip']:.1f} "
-                         f"| {_gf(v)} | {100 * v['fraction_of_fp32_peak']:.0f} "
-                         f"| {_f(100 * v['fraction_of_same_precision_peak'] if 'fraction_of_same_precision_peak' in v else None, '.0f')} |")
+                         f"| {_gf(v)} | {_pct(v, 'fraction_of_fp32_peak')} "
+                         f"| {_pct(v, 'fraction_of_same_precision_peak')} |")
     if res.get("hour"):
         lines += ["", "1-hour 48 kHz mono file (fixture model, streamed from disk, one run each):", "",
                   "| profile | wall s | x realtime | clips/s | CPU-s per clip | peak RSS MB | measured (load avg after) |",

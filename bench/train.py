@@ -14,7 +14,7 @@ Shapes: clip audio (96000,) float64 at 48 kHz -> int16 PCM (96000, 1) -> the run
 (`frontend_stages(...)["input"]`, then the artifact's normalization, as `Detector.batch_inputs`)
 -> (1, 256, 312) float32 -> OrcaNet(resnet50) -> logits (2,) -> P(positive).
 Output (atomic: staged in a scratch sibling, then renamed): `out`/model.safetensors + config.json,
-written like `bench.models.write_random_resnet50`. Prints one `RESULT {json}` line.
+written by `bench.models.write_model_folder`, as the random one is. Prints one `RESULT {json}` line.
 """
 
 from __future__ import annotations
@@ -23,10 +23,7 @@ import argparse
 import dataclasses
 import json
 import math
-import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -35,14 +32,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.models import corpus_files, resnet50_config
+from bench.models import corpus_files, resnet50_config, write_model_folder
 from model.artifact import Artifact, load_artifact
 from model.audio import PcmAudio
 from model.config import ModelConfig
 from model.network import Bottleneck, OrcaNet
 from model.spectrogram import frontend_stages
-from model.weights import save_network_state, sha256_file
-from parity.atomic import remove_stale_scratch, scratch_prefix
 from parity.synth import make_training_set
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,35 +159,6 @@ def histogram(probs: np.ndarray) -> dict[str, float]:
             for lo, hi in zip(edges, edges[1:])}
 
 
-def write_folder(net: OrcaNet, cfg: ModelConfig, out: Path) -> str:
-    """model.safetensors + config.json (pinning the weights' sha256) into `out`, atomically: staged
-    in a scratch sibling named after this pid (a killed run's is removed by the next), then renamed
-    in; an older `out` is moved aside first (os.rename cannot replace a non-empty folder)."""
-    out = out.resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    kind = f".{out.name}.train"
-    remove_stale_scratch(out.parent, kind)
-    stage = Path(tempfile.mkdtemp(prefix=scratch_prefix(kind), dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(stage, 0o777 & ~umask)                  # mkdtemp's 0700 would make the model private
-    source = cfg.provenance["source_sha256"]
-    try:
-        weights = save_network_state(net.eval().state_dict(), stage / "model.safetensors",
-                                     metadata={"source_sha256": source})
-        digest = sha256_file(weights)
-        cfg = dataclasses.replace(cfg, provenance={**cfg.provenance, "weights_sha256": digest})
-        (stage / "config.json").write_text(cfg.to_json())
-        old = Path(tempfile.mkdtemp(prefix=scratch_prefix(kind), dir=out.parent))
-        if out.exists():
-            os.replace(out, old / "old")
-        os.rename(stage, out)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)       # no-op once renamed
-    return digest
-
-
 def verify_folder(out: Path) -> dict[str, Any]:
     """Load `out` as `make bench` will and detect on the corpus's smallest file (by bytes)."""
     from model.detector import Detector
@@ -231,7 +197,7 @@ def train_resnet50(out: Path, seed: int = 0, epochs: int = EPOCHS, per_class: in
     seen = torch.arange(0, len(x), max(len(x) // 32, 1))[:32]   # 32 training clips, both labels
     seen_acc = float(np.mean((positive_probs(net, x[seen], cfg.positive_index) > 0.5)
                              == (y[seen].numpy() == cfg.positive_index)))
-    digest = write_folder(net.to(memory_format=torch.contiguous_format), cfg, out)
+    digest = write_model_folder(net.to(memory_format=torch.contiguous_format), cfg, out)
     return {"out": str(out), "train_s": round(train_s, 1), "data_s": round(data_s, 1), "epochs": epochs,
             "steps": len(losses), "train_clips": len(x), "threads": threads, "seed": seed,
             "first_loss": losses[0], "last_epoch_mean_loss": float(np.mean(losses[-(len(x) // BATCH_SIZE):])),

@@ -10,7 +10,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from bench.train import HELD_OUT_SEED, SAMPLE_RATE, fit_one_cycle, make_inputs, write_folder
+from bench.models import write_model_folder
+from bench.train import HELD_OUT_SEED, SAMPLE_RATE, fit_one_cycle, make_inputs
 from model.artifact import load_artifact
 from model.detector import Detector, open_audio
 from model.network import OrcaNet
@@ -50,7 +51,7 @@ def test_inputs_are_the_detectors_and_one_step_trains(tmp_path: Path) -> None:
     cfg = dataclasses.replace(fixture.config, provenance={"source_sha256": "test-stand-in"})
     out = tmp_path / "models" / "trained"
     for _ in range(2):                                        # the second write replaces the first
-        digest = write_folder(net, cfg, out)
+        digest = write_model_folder(net, cfg, out)
     assert sorted(p.name for p in out.parent.iterdir()) == ["trained"]   # no scratch left behind
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
     result = Detector.from_folder(out, engine="nchw").detect(CORPUS / "exact_2s0_48k_16.wav")
