@@ -73,7 +73,10 @@ def configure_detect(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-positive", type=_positive_int, default=None,
                    help="positive seconds needed for a global call (default: the model's, 3)")
     p.add_argument("--profile", choices=("legacy-exact", "fast"), default="legacy-exact",
-                   help="legacy-exact: fp32, identical to legacy; fast: bf16 (CPU) / fp16 (CUDA)")
+                   help="legacy-exact: fp32, identical to legacy; fast: the quickest arithmetic this "
+                        "hardware runs natively (bf16 with AVX512-BF16/AMX, fp16 on CUDA, else fp32)")
+    p.add_argument("--arithmetic", choices=("auto", "fp32", "bf16", "fp16"), default=None,
+                   help="force fast's arithmetic (default: auto, or $ORCAPORT_ARITHMETIC)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--batch-size", type=_positive_int, default=None,
                    help="clips per network call (default: 4 on CPU, 64 on CUDA)")
@@ -99,8 +102,11 @@ def collect_audio(inputs: Sequence[Path]) -> list[Path]:
     return list(dict.fromkeys(files))     # a file named twice is run once
 
 
-def render_table(results: list[Any], errors: list[tuple[Path, str]], console: Console) -> None:
-    table = Table(title="OrcaHello detections", title_justify="left")
+def render_table(results: list[Any], errors: list[tuple[Path, str]], console: Console,
+                 arithmetic: str = "") -> None:
+    # The caption says which arithmetic ran: `fast` means different things on different machines.
+    table = Table(title="OrcaHello detections", title_justify="left", caption=arithmetic or None,
+                  caption_justify="left")
     # Numbers never wrap; a long file name folds (off a terminal the console is widened instead).
     table.add_column("File", overflow="fold", min_width=12)
     for name in ("Length s", "Clips", "Global decision", "Conf %", "Positive s"):
@@ -114,8 +120,10 @@ def render_table(results: list[Any], errors: list[tuple[Path, str]], console: Co
     console.print(table)
 
 
-def render_json(results: list[Any], errors: list[tuple[Path, str]], args: argparse.Namespace) -> str:
+def render_json(results: list[Any], errors: list[tuple[Path, str]], args: argparse.Namespace,
+                arithmetic: dict[str, Any] | None = None) -> str:
     doc = {"model": str(args.model), "profile": args.profile, "device": args.device,
+           "arithmetic": arithmetic,
            "files": [d.to_dict() for d in results],
            "errors": [{"path": str(p), "error": m} for p, m in errors]}
     return json.dumps(doc, indent=2) + "\n"
@@ -132,6 +140,35 @@ def render_csv(results: list[Any]) -> str:
     return buf.getvalue()
 
 
+def _table_width(results: list[Any], errors: list[tuple[Path, str]]) -> int:
+    return max([len(d.wav_filename) for d in results] + [len(p.name) for p, _ in errors] + [40]) + 90
+
+
+def render_text(args: argparse.Namespace, results: list[Any], errors: list[tuple[Path, str]],
+                arithmetic: dict[str, Any], caption: str) -> str:
+    """The whole output of a non-terminal run, as text (written in one piece)."""
+    if args.format == "json":
+        return render_json(results, errors, args, arithmetic)
+    if args.format == "csv":
+        return render_csv(results)
+    buf = io.StringIO()
+    render_table(results, errors, Console(file=buf, no_color=True, width=_table_width(results, errors)), caption)
+    return buf.getvalue()
+
+
+def write_output(path: Path, text: str) -> None:
+    """--output: staged as a temp sibling and renamed into place, so a killed run never leaves a
+    half-written file (and an older one stays whole). Raises UsageError for an unwritable place."""
+    from parity.atomic import write_files_atomically
+
+    if path.is_dir():
+        raise UsageError(f"--output {path} is a folder; give a file name")
+    try:
+        write_files_atomically(path.parent, {path.name: text.encode("utf-8")})
+    except OSError as e:
+        raise UsageError(f"cannot write --output {path} ({e.strerror or e}); choose a writable path") from None
+
+
 def run_detect(args: argparse.Namespace) -> int:
     # Imported here so `orcaport --help` stays instant (torch takes a second to import).
     from model.audio import AudioDecodeError, SliceError
@@ -143,7 +180,7 @@ def run_detect(args: argparse.Namespace) -> int:
     files = collect_audio(args.inputs)
     try:
         detector = Detector.from_folder(args.model, profile=args.profile, device=args.device,
-                                        batch_size=args.batch_size)
+                                        batch_size=args.batch_size, arithmetic=args.arithmetic)
     except (DetectorError, ConfigError, WeightsError, FrontendError) as e:
         raise UsageError(str(e)) from None
     err = Console(stderr=True)
@@ -163,22 +200,19 @@ def run_detect(args: argparse.Namespace) -> int:
                 errors.append((path, message))
                 err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
             bar.advance(files_task)
-    out = args.output.open("w", encoding="utf-8", newline="") if args.output else sys.stdout
-    try:
-        if args.format == "json":
-            out.write(render_json(results, errors, args))
-        elif args.format == "csv":
-            out.write(render_csv(results))
+    caption = f"profile {args.profile}: {detector.arithmetic.describe()}"
+    if args.format == "table" and args.output is None:
+        # Off a terminal rich assumes 80 columns; widen so file names are never cut.
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=_table_width(results, errors))
+        render_table(results, errors, console, caption)
+    else:
+        text = render_text(args, results, errors, detector.arithmetic.to_dict(), caption)
+        if args.output is None:
+            sys.stdout.write(text)
         else:
-            # Off a terminal rich assumes 80 columns; widen so file names are never cut.
-            names = [len(d.wav_filename) for d in results] + [len(p.name) for p, _ in errors]
-            console = Console(file=out, no_color=args.output is not None)
-            if not console.is_terminal:
-                console = Console(file=out, no_color=args.output is not None, width=max(names) + 90)
-            render_table(results, errors, console)
-    finally:
-        if args.output:
-            out.close()
+            write_output(args.output, text)
     return 1 if errors else 0
 
 

@@ -13,7 +13,9 @@ softmax -> rolling aggregation. Fast without leaving parity's bar in `legacy-exa
   legacy, decisions identical: tests/test_detector.py), in small batches, `workers` threads each
   running whole batches single-threaded: no OpenMP barrier per layer, so a shared machine's load
   does not stall every layer.
-`fast` changes only the network's arithmetic: bf16 on CPU (oneDNN), fp16 autocast on CUDA.
+`fast` changes only the network's arithmetic, chosen once from the hardware (model/arithmetic.py):
+bf16 (oneDNN) on a CPU with AVX512-BF16/AMX, fp16 autocast on CUDA, else fp32 -- `legacy-exact`'s
+engine, because emulated bf16 is slower than fp32. `self.arithmetic` says what was chosen and why.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import torch
 from torch import nn
 
 from model.aggregate import aggregate
+from model.arithmetic import Arithmetic, choose, strict_fp32_cuda
 from model.artifact import CONFIG_FILE, WEIGHTS_FILE, Artifact, load_artifact
 from model.audio import PcmAudio
 from model.onednn import OneDnnNet
@@ -114,7 +117,8 @@ class Detector:
 
     def __init__(self, artifact: Artifact, profile: str = "legacy-exact", device: str = "cpu",
                  batch_size: int | None = None, workers: int | None = None, engine: str | None = None,
-                 stream_bytes: int = STREAM_BYTES, reuse_padding: bool = True) -> None:
+                 stream_bytes: int = STREAM_BYTES, reuse_padding: bool = True,
+                 arithmetic: str | None = None, cpu_flags: frozenset[str] | None = None) -> None:
         engine = engine or ("onednn" if device == "cpu" and torch.backends.mkldnn.is_available()
                             else "channels_last")
         for what, value, allowed in (("profile", profile, PROFILES), ("device", device, DEVICES),
@@ -138,10 +142,13 @@ class Detector:
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         self.workers = workers or min(cpus, MAX_WORKERS)
         self.intra_threads = max(1, cpus // self.workers)
-        low = torch.bfloat16 if device == "cpu" else torch.float16
-        if engine == "onednn" and profile == "fast" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-            engine = self.engine = "channels_last"     # no bf16 in oneDNN here: autocast instead
-        self.dtype = low if profile == "fast" else torch.float32
+        # Chosen once, here: `arithmetic` forces it, `cpu_flags` stands in for /proc/cpuinfo (tests).
+        self.arithmetic: Arithmetic = choose(profile, device, arithmetic, cpu_flags)
+        self.dtype = self.arithmetic.dtype
+        # This torch's oneDNN may lack bf16 kernels altogether (not a speed question): autocast then.
+        bf16_kernels = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        if engine == "onednn" and self.dtype == torch.bfloat16 and not bf16_kernels:
+            engine = self.engine = "channels_last"
         self.reuse_padding = reuse_padding
         self.memory_format = torch.contiguous_format if engine == "nchw" else torch.channels_last
         if engine == "onednn":
@@ -184,13 +191,15 @@ class Detector:
     @classmethod
     def from_folder(cls, path: str | Path, profile: str = "legacy-exact", device: str = "cpu",
                     batch_size: int | None = None, workers: int | None = None, engine: str | None = None,
-                    stream_bytes: int = STREAM_BYTES, reuse_padding: bool = True) -> "Detector":
+                    stream_bytes: int = STREAM_BYTES, reuse_padding: bool = True,
+                    arithmetic: str | None = None, cpu_flags: frozenset[str] | None = None) -> "Detector":
         """Load `path`/model.safetensors + config.json (verified as one conversion)."""
         path = Path(path)
         if not path.is_dir():
             raise DetectorError(f"model folder {path} not found; pass --model DIR holding "
                                 f"{WEIGHTS_FILE} + {CONFIG_FILE} (made by `make convert`)")
-        return cls(load_artifact(path), profile, device, batch_size, workers, engine, stream_bytes, reuse_padding)
+        return cls(load_artifact(path), profile, device, batch_size, workers, engine, stream_bytes,
+                   reuse_padding, arithmetic, cpu_flags)
 
     @property
     def precision(self) -> str:
@@ -268,7 +277,11 @@ class Detector:
         n_batches = -(-n_clips // self.batch_size)
         n_batches = min(n_clips, -(-n_batches // self.workers) * self.workers)
         sizes = [n_clips // n_batches + (i < n_clips % n_batches) for i in range(n_batches)]
-        with _intra_op_threads(self.intra_threads), ThreadPoolExecutor(self.workers) as pool:
+        # fp32 on CUDA means fp32: TF32 off around the whole pool (a global torch setting, so not
+        # toggled per batch by concurrent workers).
+        exact_cuda = self.device == "cuda" and self.dtype == torch.float32
+        strict = strict_fp32_cuda() if exact_cuda else contextlib.nullcontext()
+        with strict, _intra_op_threads(self.intra_threads), ThreadPoolExecutor(self.workers) as pool:
             batch: list[np.ndarray] = []
             for clip in self.clip_inputs(src):
                 batch.append(clip)
