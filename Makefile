@@ -17,7 +17,7 @@ FRONTEND ?=
 REPO_ID ?=
 DRY_RUN ?=
 
-.PHONY: help envs env-clean env-legacy fixture convert corpus references parity test test-legacy bench publish
+.PHONY: help envs env-clean env-legacy fixture convert corpus references envelope tolerances controls controls-refs parity test test-legacy bench publish
 
 help:  ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -40,6 +40,22 @@ corpus: env-clean  ## regenerate the committed parity audio corpus (seeded, dete
 
 references: env-legacy  ## [legacy] record stage-by-stage references from the real legacy pipeline
 	$(LEGACY) -m convert.references --model $(FIXTURE) --corpus reference_outputs/corpus --out reference_outputs/stages
+
+envelope: env-legacy  ## [legacy] legacy's own spread under every kernel path -> reference_outputs/envelope.json, then tolerances
+	$(LEGACY) -m convert.envelope --model $(FIXTURE) --corpus reference_outputs/corpus \
+	  --references reference_outputs/stages --out reference_outputs/envelope.json
+	$(MAKE) tolerances
+
+tolerances: env-clean  ## derive parity/tolerances.json from the envelope (policy: parity/tolerance_policy.json)
+	$(CLEAN) -m parity.envelope derive
+
+controls-refs: env-legacy  ## [legacy] record the negative controls' odd-rate references
+	$(CLEAN) -m parity.corpus --set controls --out reference_outputs/controls/corpus
+	$(LEGACY) -m convert.references --model $(FIXTURE) --corpus reference_outputs/controls/corpus \
+	  --out reference_outputs/controls/stages
+
+controls: env-clean  ## [clean] negative controls: each broken quirk must fail at its stage (reports/controls.json)
+	$(CLEAN) -m parity.controls --reports reports
 
 parity: env-clean  ## [clean] replay every stage fastai-free and diff against the references
 	$(CLEAN) -m parity --model $(FIXTURE) --references reference_outputs/stages --reports reports

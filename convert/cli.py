@@ -13,9 +13,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +25,7 @@ from convert.legacy import ConvertError, legacy_versions, load_trusted_learner, 
 from model.config import ConfigError, FrontendConfig, ModelConfig, build_config
 from model.network import OrcaNet
 from model.weights import WeightsError, serialize_state
-from parity.atomic import TEMP_SUFFIX, fsync_dir, remove_stale_temps, temp_prefix
+from parity.atomic import write_files_atomically
 
 TOOL_VERSION = "orcaport 0.1.0"
 LOGIT_ATOL = 1e-5          # the issue's bar for "zero loss": max |clean - learner| on one batch
@@ -84,36 +82,14 @@ def check_logits(learn: Any, net: OrcaNet, cfg: ModelConfig) -> float:
 
 
 def write_atomically(out_dir: Path, files: dict[str, bytes | Path]) -> None:
-    """Write every file to a temp sibling first, then os.replace them in, in the given order (put
-    the file that pins the others last): no half-written outputs. Temps left by a killed earlier
-    run are removed first (parity/atomic.py)."""
-    for name in files:
-        if Path(name).name != name or name in (".", ".."):
-            raise ConvertError(f"refusing to write {name!r}: not a plain file name inside {out_dir}")
+    """parity.atomic.write_files_atomically, refusing with a ConvertError that names the fix."""
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        write_files_atomically(out_dir, files)
+    except ValueError as e:
+        raise ConvertError(str(e)) from None
     except OSError as e:
         raise ConvertError(f"cannot create output folder {out_dir} ({e.strerror or e}); pass a "
                            "writable folder") from None
-    remove_stale_temps(out_dir, files)
-    umask = os.umask(0)
-    os.umask(umask)
-    staged: list[tuple[Path, Path]] = []
-    try:
-        for name, content in files.items():
-            fd, tmp = tempfile.mkstemp(prefix=temp_prefix(name), suffix=TEMP_SUFFIX, dir=out_dir)
-            staged.append((Path(tmp), out_dir / name))
-            with os.fdopen(fd, "wb") as f:
-                f.write(content.read_bytes() if isinstance(content, Path) else content)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make artifacts private
-        for tmp, final in staged:
-            os.replace(tmp, final)
-        fsync_dir(out_dir)
-    finally:
-        for tmp, _ in staged:
-            tmp.unlink(missing_ok=True)
 
 
 def convert(model_pkl: Path, out_dir: Path, sha256: str | None = None, frontend: str | None = None,

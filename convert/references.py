@@ -37,6 +37,7 @@ from model.config import ConfigError, ModelConfig
 from model.stages import ACTIVATION_LAYERS, CLIP_STAGES
 from model.weights import WeightsError
 from parity.atomic import remove_stale_scratch, scratch_prefix
+from parity.fingerprint import fingerprint
 
 SCHEMA_VERSION = 1
 FLAGSHIP = "hydrophone_48k_mono16_60s.wav"
@@ -121,11 +122,12 @@ def pack_file(name: str, run: dict[str, Any]) -> tuple[dict[str, np.ndarray], di
 
 def noise_floor(learn: Any, wav: Path, work: Path, cfg: ModelConfig, first: dict[str, Any]) -> dict[str, float]:
     """Max |difference| per stage between the 1-thread reference run and a 2-thread rerun."""
-    torch.set_num_threads(2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2 if threads == 1 else 1)
     try:
         second = run_file(learn, wav, work / "rerun", cfg)
     finally:
-        torch.set_num_threads(1)
+        torch.set_num_threads(threads)
     floor: dict[str, float] = {}
     for key, stages in first["clips"].items():
         for stage, a in stages.items():
@@ -182,14 +184,16 @@ def corpus_files(corpus: Path) -> list[dict[str, Any]]:
     return entries
 
 
-def build(model_dir: Path, corpus: Path, out: Path, work: Path) -> dict[str, Any]:
+def build(model_dir: Path, corpus: Path, out: Path, work: Path, threads: int = 1,
+          noise: bool = True) -> dict[str, Any]:
+    """`threads` > 1 and `noise=False` serve `make envelope`'s variants (convert/envelope.py)."""
     if ffmpeg_version() is None:
         raise ConvertError("ffmpeg/ffprobe not found: production images install ffmpeg and pydub "
                            "decodes float WAVs through it; `apt-get install ffmpeg`, then retry")
     entries = corpus_files(corpus)
     learn = load_trusted_learner(model_dir / "model.pkl")   # hash-gated: refuses a tampered pickle
     cfg = verified_model(model_dir)
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     files: list[dict[str, Any]] = []
     staged: dict[str, bytes] = {}
     flagship_run = None
@@ -220,8 +224,11 @@ def build(model_dir: Path, corpus: Path, out: Path, work: Path) -> dict[str, Any
                   "config_sha256": sha256_file(model_dir / "config.json")},
         "corpus_sha256": sha256_file(corpus / "corpus.json"),
         "legacy_versions": legacy_versions(),
-        "torch_threads": 1,
-        "noise_floor": noise_floor(learn, corpus / FLAGSHIP, work, cfg, flagship_run) if flagship_run else {},
+        "torch_threads": threads,
+        # where these numbers were computed: parity picks same- or cross-machine criteria by it
+        "machine": fingerprint(),
+        "noise_floor": noise_floor(learn, corpus / FLAGSHIP, work, cfg, flagship_run)
+        if flagship_run and noise else {},
         "files": files,
     }
     staged["manifest.json"] = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
@@ -234,12 +241,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", type=Path, required=True, help="folder with model.pkl(+.sha256), config.json")
     ap.add_argument("--corpus", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the references)")
+    ap.add_argument("--no-noise-floor", action="store_true", help="skip the 2-thread flagship rerun")
     args = ap.parse_args(argv)
     try:
         remove_stale_scratch(Path(tempfile.gettempdir()), SCRATCH_KIND)   # left by a killed run
         with tempfile.TemporaryDirectory(prefix=scratch_prefix(SCRATCH_KIND)) as tmp:
             with isolated_home(Path(tmp) / "home"):
-                manifest = build(args.model, args.corpus, args.out, Path(tmp))
+                manifest = build(args.model, args.corpus, args.out, Path(tmp), args.threads,
+                                 not args.no_noise_floor)
     except (ConvertError, ConfigError, WeightsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -35,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
                          "difference (the report is marked and can never gate a publish)")
     ap.add_argument("--only", action="append", metavar="FILE",
                     help="replay only this corpus file (repeatable); the report says so")
+    ap.add_argument("--criteria", choices=("auto", "same-machine", "cross-machine"), default="auto",
+                    help="auto (default): same-machine criteria only when the references' machine "
+                         "fingerprint matches this one, else the envelope-derived cross-machine ones")
     args = ap.parse_args(argv)
     console = Console(stderr=True)
     try:
@@ -51,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
             result, heatmaps = run_parity(args.model, args.references, args.corpus, args.tolerances,
                                           progress=step,
                                           diagnose_other_weights=args.diagnose_other_weights,
-                                          only=args.only)
+                                          only=args.only,
+                                          regime=None if args.criteria == "auto"
+                                          else args.criteria.replace("-", "_"))
             bar.update(task, completed=n_files)
     except (ReferenceError, WeightsError, ConfigError, ToleranceError, FileNotFoundError) as e:
         # soft_wrap: one line whatever the terminal width; escape: "[...]" in it is not markup

@@ -97,3 +97,35 @@ def remove_stale_scratch(parent: Path, kind: str) -> list[Path]:
             shutil.rmtree(parent / entry, ignore_errors=True)
             removed.append(parent / entry)
     return removed
+
+
+def write_files_atomically(out_dir: Path, files: dict[str, bytes | Path]) -> None:
+    """Write every file to a temp sibling first (fsynced), then os.replace them in, in the given
+    order (put the file that pins the others last): no half-written outputs. Temps left by a
+    killed earlier run are removed first. Raises ValueError for a name that is not a plain file
+    name inside `out_dir`, OSError when the folder cannot be written."""
+    import tempfile
+
+    for name in files:
+        if Path(name).name != name or name in (".", ".."):
+            raise ValueError(f"refusing to write {name!r}: not a plain file name inside {out_dir}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out_dir, files)
+    umask = os.umask(0)
+    os.umask(umask)
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for name, content in files.items():
+            fd, tmp = tempfile.mkstemp(prefix=temp_prefix(name), suffix=TEMP_SUFFIX, dir=out_dir)
+            staged.append((Path(tmp), out_dir / name))
+            with os.fdopen(fd, "wb") as f:
+                f.write(content.read_bytes() if isinstance(content, Path) else content)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make artifacts private
+        for tmp, final in staged:
+            os.replace(tmp, final)
+        fsync_dir(out_dir)
+    finally:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)

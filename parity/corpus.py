@@ -197,23 +197,33 @@ def write_file(spec: CorpusSpec, out_dir: Path) -> dict:
             "events": events}
 
 
+# Replayed only by the negative controls (parity/controls.py, reference_outputs/controls): a rate at
+# which pydub's int(ms * (rate / 1000.0)) drops a frame for windows starting at 3, 6, 11, 12, 13 s.
+CONTROLS_CORPUS: tuple[CorpusSpec, ...] = (
+    CorpusSpec("oddrate_37k8_16_14s5.wav", 37_800, 1, "PCM_16", 548_100, 1011,
+               "37.8 kHz: pydub's float ms -> frame mapping truncates a frame at 3, 6, 11, 12 and 13 s.",
+               _single_call(4.0, 6.0, 1.5)),
+)
+SETS = {"main": CORPUS, "controls": CONTROLS_CORPUS}
+
+
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file's bytes."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def write_corpus(out_dir: Path) -> dict:
+def write_corpus(out_dir: Path, specs: tuple[CorpusSpec, ...] = CORPUS) -> dict:
     """(Re)write every corpus file and corpus.json (last, so it only ever lists finished files)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = {"schema_version": SCHEMA_VERSION, "generator": "python -m parity.corpus",
-                "files": [write_file(spec, out_dir) for spec in CORPUS]}
+                "files": [write_file(spec, out_dir) for spec in specs]}
     text = json.dumps(manifest, indent=2) + "\n"
     _replace_atomically(out_dir / MANIFEST_NAME, lambda tmp: tmp.write_text(text))
     return manifest
 
 
-def load_corpus_manifest(directory: Path | str) -> dict:
+def load_corpus_manifest(directory: Path | str, specs: tuple[CorpusSpec, ...] = CORPUS) -> dict:
     """corpus.json of `directory`, after checking it lists exactly CORPUS and every file's sha256.
 
     Raises CorpusError with a one-line message naming the file and the fix (`make corpus`).
@@ -230,7 +240,7 @@ def load_corpus_manifest(directory: Path | str) -> dict:
     if manifest.get("schema_version") != SCHEMA_VERSION:
         raise CorpusError(f"{manifest_path} has schema_version {manifest.get('schema_version')!r}, "
                           f"expected {SCHEMA_VERSION}; {FIX_HINT}")
-    if sorted(entries) != sorted(spec.name for spec in CORPUS):
+    if sorted(entries) != sorted(spec.name for spec in specs):
         raise CorpusError(f"{manifest_path} lists {sorted(entries)}, not the corpus the code "
                           f"defines; {FIX_HINT}")
     for name, entry in entries.items():
@@ -249,9 +259,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m parity.corpus", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="corpus directory")
     parser.add_argument("--check", action="store_true", help="only verify files against corpus.json")
+    parser.add_argument("--set", choices=sorted(SETS), default="main",
+                        help="main: the parity corpus; controls: the negative controls' odd-rate file")
     args = parser.parse_args(argv)
+    specs = SETS[args.set]
     try:
-        manifest = load_corpus_manifest(args.out) if args.check else write_corpus(args.out)
+        manifest = load_corpus_manifest(args.out, specs) if args.check else write_corpus(args.out, specs)
     except CorpusError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -25,7 +25,7 @@ from model.stages import STAGES
 from parity.png import colorbar_png, heatmap_png, scale_limits
 from parity.report import (CHECK_HEADER, PROVENANCE_KEYS, REAL_DATA_HEADER, SUMMARY_HEADER,
                            decision_rows, error_text, fmt_num, location_text, sorted_checks,
-                           real_data_rows, summary_rows, tolerance_text, verdict_line)
+                           real_data_rows, summary_rows, tolerance_text, verdict_line, criteria_lines)
 from parity.report_md import HOW_TO_READ
 
 LOG_STAGES = frozenset({"mel"})     # power spectrogram: colour by log10, db/input are already log
@@ -289,6 +289,7 @@ def render_html(result: Mapping[str, Any], heatmaps: Mapping[tuple, tuple]) -> s
     body = [
         f'<h1 class="{"pass" if ok else "fail"}">Parity report: {"PASSED" if ok else "FAILED"}</h1>',
         f'<p class="verdict">{_e(verdict)}</p>',
+        *[f'<p class="criteria">{_e(x)}</p>' for x in criteria_lines(result)],
         '<p id="render-check" data-ok="false">images not checked (scripts disabled?)</p>',
         "<h2>Provenance</h2>", _table(("", "value"), prov),
         "<h2>Summary</h2>", _table(SUMMARY_HEADER, summary),

@@ -1,8 +1,15 @@
 """Diff metrics for one stage: how far the clean tensor is from the legacy one, and where.
 
-A check passes when the fraction of elements outside `atol + rtol * |ref|` is at most
-`max_fraction`; `exact` stages compare bit for bit (NaNs equal to NaNs). Everything is computed in
-float64 so the metric itself adds no error.
+A `Tolerance` is one pass criterion. The difference it bounds is measured in one of two domains:
+- "linear": |got - ref|, bounded by atol (times max|ref| when scale="max", i.e. relative to the
+  stage's own maximum) + rtol * |ref|;
+- "log_power": |10 log10 got - 10 log10 ref| in dB, both floored `floor_db` below max|ref| (the
+  mel power spectrogram, whose near-zero bins make element-wise rtol meaningless and which the db
+  stage floors at max - top_db anyway).
+A check passes when at most max_fraction of elements lie outside the bound; `exact` stages compare
+bit for bit (NaNs equal to NaNs). `excess` is the largest difference over its bound: how many times
+over tolerance a failing check is (the margin of a negative control). Everything is float64, so
+the metric itself adds no error. `diff_stats` (parity/diffstats.py) adds the envelope statistics.
 """
 
 from __future__ import annotations
@@ -13,6 +20,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from parity.diffstats import diff_stats, log_power_diff
+
 # Axis names per stage, so the worst element is reported as (mel_bin, frame) rather than a flat index.
 AXES: dict[str, tuple[str, ...]] = {
     "decode": ("frame", "channel"), "clip": ("frame", "channel"),
@@ -22,6 +31,8 @@ AXES: dict[str, tuple[str, ...]] = {
     "activations": ("channel", "y", "x"), "pooled": ("feature",),
     "logits": ("class",), "probs": ("class",), "aggregate": ("row",),
 }
+DOMAINS = ("linear", "log_power")
+SCALES = ("abs", "max")
 
 
 @dataclass(frozen=True)
@@ -31,16 +42,50 @@ class Tolerance:
     max_fraction: float
     exact: bool
     why: str
+    domain: str = "linear"
+    scale: str = "abs"
+    floor_db: float = 100.0
+
+    def __post_init__(self) -> None:
+        if self.domain not in DOMAINS or self.scale not in SCALES:
+            raise ValueError(f"tolerance domain/scale {self.domain!r}/{self.scale!r} not in {DOMAINS}/{SCALES}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Tolerance":
         return cls(atol=float(d.get("atol", 0.0)), rtol=float(d.get("rtol", 0.0)),
                    max_fraction=float(d.get("max_fraction", 0.0)), exact=bool(d.get("exact", False)),
-                   why=str(d["why"]))
+                   why=str(d["why"]), domain=str(d.get("domain", "linear")),
+                   scale=str(d.get("scale", "abs")), floor_db=float(d.get("floor_db", 100.0)))
 
     def to_dict(self) -> dict[str, Any]:
         return {"atol": self.atol, "rtol": self.rtol, "max_fraction": self.max_fraction,
-                "exact": self.exact, "why": self.why}
+                "exact": self.exact, "domain": self.domain, "scale": self.scale,
+                "floor_db": self.floor_db, "why": self.why, "text": self.text()}
+
+    def text(self) -> str:
+        """'exact', '|Δ| ≤ 1e-05', '|Δ| ≤ 0.002·max|ref|', '|ΔdB| ≤ 0.05 (floor 100 dB)' ..."""
+        if self.exact:
+            return "exact"
+        if self.domain == "log_power":
+            text = f"|ΔdB| ≤ {self.atol:.3g} (floor {self.floor_db:g} dB)"
+        else:
+            text = f"|Δ| ≤ {self.atol:.3g}" + ("·max|ref|" if self.scale == "max" else "")
+            if self.rtol:
+                text += f" + {self.rtol:.3g}·|ref|"
+        if self.max_fraction:
+            text += f", ≤{100.0 * self.max_fraction:.3g}% out"
+        return text
+
+    def differences(self, ref: np.ndarray, got: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """-> (difference in this tolerance's domain, its bound), both float64 of ref's shape."""
+        r, g = ref.astype(np.float64), got.astype(np.float64)
+        if self.domain == "log_power":
+            return log_power_diff(r, g, self.floor_db), np.full(r.shape, self.atol)
+        both_nan = np.isnan(r) & np.isnan(g)
+        d = np.where(both_nan, 0.0, np.abs(g - r))
+        d = np.where(np.isnan(d), np.inf, d)  # NaN on one side only is the worst possible difference
+        scale = float(np.nanmax(np.abs(r))) if self.scale == "max" and r.size and not np.all(np.isnan(r)) else 1.0
+        return d, self.atol * scale + self.rtol * np.abs(r)
 
 
 def _finite_or_none(x: float) -> float | None:
@@ -54,37 +99,28 @@ def compare(ref: np.ndarray, got: np.ndarray, tol: Tolerance, axes: Sequence[str
     if ref.shape != got.shape:
         return {"passed": False, "n": int(ref.size), "shape_mismatch": [list(ref.shape), list(got.shape)],
                 "max_abs": None, "mean_abs": None, "max_rel": None, "rms": None, "snr_db": None,
-                "n_out": int(ref.size), "fraction_out": 1.0, "worst": None}
-    r = ref.astype(np.float64)
-    g = got.astype(np.float64)
-    both_nan = np.isnan(r) & np.isnan(g)
-    d = np.where(both_nan, 0.0, np.abs(g - r))
-    d = np.where(np.isnan(d), np.inf, d)  # NaN on one side only is the worst possible difference
+                "n_out": int(ref.size), "fraction_out": 1.0, "worst": None, "excess": None}
+    n = int(ref.size)
+    d, bound = tol.differences(ref, got)
     if tol.exact:
-        out = ~(both_nan | (r == g))
+        r, g = ref.astype(np.float64), got.astype(np.float64)
+        out = ~((np.isnan(r) & np.isnan(g)) | (r == g))
+        excess = float(out.sum())
     else:
-        out = d > tol.atol + tol.rtol * np.abs(r)
-    n = int(r.size)
+        out = d > bound
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(d == 0, 0.0, d / bound)
+        excess = float(np.nanmax(ratio)) if n else 0.0
     n_out = int(out.sum())
-    scale = float(np.nanmax(np.abs(r))) if n and not np.all(np.isnan(r)) else 0.0
-    rel = d / (np.abs(r) + 1e-6 * scale + 1e-30)       # zero-safe relative error
-    signal = float(np.nansum(r * r))
-    noise = float(np.sum(np.where(np.isfinite(d), d * d, 0.0)))
     worst = None
     if n:
         flat = int(np.argmax(np.where(out, d + 1.0, d) if n_out else d))  # prefer out-of-tolerance
-        index = [int(i) for i in np.unravel_index(flat, r.shape)]
+        index = [int(i) for i in np.unravel_index(flat, ref.shape)]
         # Leading dims beyond the stage's own axes are stacked clips (e.g. all/probs is (clips, class)).
         names = ["clip"] * max(len(index) - len(axes), 0) + list(axes)[-len(index):] if axes else []
-        worst = {"index": index, "axes": names,
-                 "ref": _finite_or_none(float(r.flat[flat])), "got": _finite_or_none(float(g.flat[flat]))}
-    return {
-        "passed": n_out <= tol.max_fraction * n,
-        "n": n, "n_out": n_out, "fraction_out": n_out / n if n else 0.0,
-        "max_abs": _finite_or_none(float(d.max())) if n else 0.0,
-        "mean_abs": _finite_or_none(float(d.mean())) if n else 0.0,
-        "max_rel": _finite_or_none(float(rel.max())) if n else 0.0,
-        "rms": _finite_or_none(float(np.sqrt(np.mean(d * d)))) if n else 0.0,
-        "snr_db": None if noise == 0.0 else _finite_or_none(10 * math.log10(max(signal, 1e-300) / noise)),
-        "worst": worst,
-    }
+        worst = {"index": index, "axes": names, "ref": _finite_or_none(float(ref.flat[flat])),
+                 "got": _finite_or_none(float(got.flat[flat]))}
+    stats = diff_stats(ref, got)
+    return {"passed": n_out <= tol.max_fraction * n, "n": n, "n_out": n_out,
+            "fraction_out": n_out / n if n else 0.0, **stats,
+            "excess": _finite_or_none(excess), "worst": worst}

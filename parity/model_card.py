@@ -73,6 +73,8 @@ def _tolerance(report: Mapping[str, Any], stage: str, mode: str) -> str:
                 t = c["tolerance"]
                 if t.get("exact"):
                     return "exact"
+                if t.get("text"):
+                    return str(t["text"])
                 if "atol" in t:
                     return f"atol {t['atol']:g}, rtol {t.get('rtol', 0):g}"
     return "—"

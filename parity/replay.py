@@ -131,26 +131,41 @@ class FileReplay:
                        "threshold": self.art.config.aggregation.threshold}
 
     def check_aggregate(self, mode: str, confidences: np.ndarray) -> Any:
+        """Per-second confidences within tolerance and every decision identical -- except a second
+        whose legacy confidence lies within the tolerance of the threshold: legacy itself moves
+        that much across machines (the envelope), so a flip there is reported as "unstable in
+        legacy itself", counted, and never hidden; a flip anywhere else fails."""
         a = self.art.config.aggregation
         agg = aggregate(confidences, a.threshold, a.min_positive)
         t = self.ref.tensors
+        band = self.tols["aggregate"].atol
         item = self.check(mode, "aggregate", t["aggregate/confidence"], np.asarray(agg.confidence))
+        ref_conf = t["aggregate/confidence"]
         ref_local = t["aggregate/local_prediction"]
         got_local = np.asarray(agg.local_prediction)
         n = min(len(ref_local), len(got_local))
-        flips = [int(i) for i in np.flatnonzero(ref_local[:n] != got_local[:n])]
+        unstable = np.abs(ref_conf - a.threshold) <= band
+        flipped = np.flatnonzero(ref_local[:n] != got_local[:n])
+        flips = [int(i) for i in flipped if not unstable[i]]
+        unstable_flips = [int(i) for i in flipped if unstable[i]]
+        stable_pos = int(np.sum(ref_local.astype(bool) & ~unstable))
+        # the global decision is unstable when the unstable seconds can move the count across it
+        global_unstable = stable_pos < a.min_positive <= stable_pos + int(unstable.sum())
         decisions = {"rows_ref": int(len(ref_local)), "rows_clean": int(len(got_local)),
-                     "local_agreement": (n - len(flips)) / max(len(ref_local), 1),
-                     "local_flips": flips,
+                     "local_agreement": (n - len(flipped)) / max(len(ref_local), 1),
+                     "local_flips": flips, "unstable_flips": unstable_flips,
+                     "unstable_seconds": int(unstable.sum()), "unstable_band": band,
+                     "min_distance": float(np.min(np.abs(ref_conf - a.threshold))) if len(ref_conf) else None,
                      "global_ref": int(t["aggregate/global_prediction"][0]),
-                     "global_clean": int(agg.global_prediction),
+                     "global_clean": int(agg.global_prediction), "global_unstable": bool(global_unstable),
                      "global_confidence_ref": float(t["aggregate/global_confidence"][0]),
                      "global_confidence_clean": float(agg.global_confidence)}
         item["decisions"] = decisions
+        global_ok = decisions["global_ref"] == decisions["global_clean"] or global_unstable
+        confidence_ok = bool(unstable_flips) or abs(decisions["global_confidence_ref"] -
+                                                   decisions["global_confidence_clean"]) <= 100 * band
         item["passed"] = bool(item["passed"] and not flips and len(ref_local) == len(got_local)
-                              and decisions["global_ref"] == decisions["global_clean"]
-                              and abs(decisions["global_confidence_ref"] - decisions["global_confidence_clean"])
-                              <= 100 * self.tols["aggregate"].atol)
+                              and global_ok and confidence_ok)
         return agg
 
     # -- isolated ------------------------------------------------------------------------------

@@ -70,11 +70,14 @@ def fmt_num(x: Any, digits: int = 4) -> str:
 
 
 def tolerance_text(tol: Mapping[str, Any] | None) -> str:
-    """'exact' or 'atol=0.0001 rtol=1e-05[, ≤0.1% out]'."""
+    """'exact', the criterion's own text (parity.metrics.Tolerance.text), or for an older
+    report 'atol=0.0001 rtol=1e-05[, ≤0.1% out]'."""
     if not tol:
         return "—"
     if tol.get("exact"):
         return "exact"
+    if tol.get("text"):
+        return str(tol["text"])
     text = f"atol={fmt_num(tol.get('atol'), 3)} rtol={fmt_num(tol.get('rtol'), 3)}"
     if tol.get("max_fraction"):
         text += f", ≤{fmt_num(100.0 * float(tol['max_fraction']), 3)}% out"
@@ -113,8 +116,27 @@ def decision_rows(d: Mapping[str, Any]) -> list[tuple[str, str, str]]:
         rows.append(("global confidence", fmt_num(d.get("global_confidence_ref"), 9),
                      fmt_num(d.get("global_confidence_clean"), 9)))
     flips = list(d.get("local_flips") or [])
-    return rows + [("local agreement", fmt_num(d.get("local_agreement")), ""),
-                   (f"local flips ({len(flips)})", ", ".join(map(str, flips)) or "none", "")]
+    unstable = list(d.get("unstable_flips") or [])
+    rows += [("local agreement", fmt_num(d.get("local_agreement")), ""),
+             (f"local flips ({len(flips)})", ", ".join(map(str, flips)) or "none", "")]
+    if "unstable_seconds" in d:
+        rows += [(f"unstable in legacy itself (|p - threshold| <= {fmt_num(d.get('unstable_band'), 3)})",
+                  f"{d['unstable_seconds']} s", f"flipped: {', '.join(map(str, unstable)) or 'none'}"),
+                 ("nearest to threshold (min |p - threshold|)", fmt_num(d.get("min_distance"), 3), "")]
+    return rows
+
+
+def criteria_lines(result: Mapping[str, Any]) -> list[str]:
+    """Where the references and the replay ran, which criteria applied, and the decisions legacy
+    itself cannot pin down -- in every report, even when there are none."""
+    c = result.get("criteria")
+    if not c:
+        return []
+    u = result.get("unstable_seconds") or {}
+    return [f"criteria: {str(c.get('regime', '?')).replace('_', '-')} ({c.get('why')}); "
+            f"references recorded on {c.get('recorded_on')}; replayed on {c.get('replayed_on')}",
+            f"unstable in legacy itself: {u.get('seconds', 0)} second(s) within the envelope of the "
+            f"threshold, {u.get('flips', 0)} decision(s) flipped there"]
 
 
 def failure_location(ff: Mapping[str, Any]) -> str:
@@ -232,6 +254,8 @@ def print_report(result: Mapping[str, Any], console: Console | None = None) -> N
     if result.get("real_data"):
         text, _ = real_data_rows(result)
         console.print(Text(f"real data: {text}", style="dim"))
+    for extra in criteria_lines(result):
+        console.print(Text(extra, style="dim"))
     line = verdict_line(result)
     console.print(Text(line, style="bold green" if line == "PARITY PASSED" else "bold red"))
 

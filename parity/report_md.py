@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 from parity.report import (CHECK_HEADER, MD_MAX_FAILING_ROWS, PROVENANCE_KEYS, REAL_DATA_HEADER,
                            SUMMARY_HEADER, decision_rows, error_text, fmt_num, location_text,
-                           real_data_rows, sorted_checks, summary_rows, tolerance_text, verdict_line)
+                           real_data_rows, sorted_checks, criteria_lines, summary_rows, tolerance_text, verdict_line)
 
 
 def md_code(text: Any) -> str:
@@ -77,7 +77,8 @@ def render_markdown(result: Mapping[str, Any]) -> str:
     """The whole Markdown report as a string."""
     verdict = verdict_line(result)
     out = [f"# Parity report: {'PASSED' if verdict == 'PARITY PASSED' else 'FAILED'}", "",
-           f"**{md_code(verdict)}**", "", "## Summary", ""]
+           f"**{md_code(verdict)}**", ""] + [f"- {md_code(x)}" for x in criteria_lines(result)] + [
+           "", "## Summary", ""]
     rows = [cells[:6] + [md_code(cells[6])] + cells[7:] for _, cells in summary_rows(result)]
     out += _md_table(list(SUMMARY_HEADER), rows) + ["", "## Files", ""]
     for f in result.get("files") or []:

@@ -16,6 +16,7 @@ import torch
 
 from model.artifact import Artifact, load_artifact
 from model.stages import STAGES
+from parity.fingerprint import describe, fingerprint, same_machine
 from parity.gate import runtime_files
 from parity.metrics import Tolerance
 from parity.references import FileReference, ReferenceError, load_references
@@ -32,13 +33,25 @@ class ToleranceError(ValueError):
     """The tolerances file is missing or malformed (one line, naming the fix)."""
 
 
-def load_tolerances(path: Path = DEFAULT_TOLERANCES) -> tuple[dict[str, Any], dict[str, Tolerance]]:
-    fix = "restore parity/tolerances.json from git or fix --tolerances"
+REGIMES = ("same_machine", "cross_machine")
+
+
+def load_tolerances(path: Path = DEFAULT_TOLERANCES, regime: str = "cross_machine"
+                    ) -> tuple[dict[str, Any], dict[str, Tolerance]]:
+    """The `regime` criteria of a tolerances file (version 2: derived from the envelope by
+    `python -m parity.envelope derive`)."""
+    fix = "restore parity/tolerances.json from git or run `python -m parity.envelope derive`"
+    if regime not in REGIMES:
+        raise ToleranceError(f"unknown criteria {regime!r}; one of {', '.join(REGIMES)}")
     try:
         raw = path.read_bytes()
         data = json.loads(raw)
-        tols = {name: Tolerance.from_dict(d) for name, d in data["stages"].items()}
-        info = {"version": data["version"], "sha256": hashlib.sha256(raw).hexdigest()}
+        if data["version"] != 2:
+            raise ValueError(f"version {data['version']} is not 2")
+        tols = {name: Tolerance.from_dict(d[regime]) for name, d in data["stages"].items()}
+        info = {"version": data["version"], "sha256": hashlib.sha256(raw).hexdigest(),
+                "regime": regime, "safety_factor": data["safety_factor"],
+                "envelope_sha256": data["envelope_sha256"]}
     except OSError as e:
         raise ToleranceError(f"cannot read tolerances {path} ({e.strerror or e}); {fix}") from None
     except (ValueError, KeyError, TypeError, AttributeError) as e:
@@ -49,12 +62,26 @@ def load_tolerances(path: Path = DEFAULT_TOLERANCES) -> tuple[dict[str, Any], di
     return info, tols
 
 
+def criteria(recorded: dict[str, Any] | None, replayed: dict[str, Any], forced: str | None = None
+             ) -> dict[str, Any]:
+    """Which criteria apply: same-machine ones only when both fingerprints agree on everything that
+    selects kernels (parity/fingerprint.py), else the cross-machine ones from the envelope."""
+    same = same_machine(recorded, replayed)
+    regime = forced or ("same_machine" if same else "cross_machine")
+    why = ("forced by --criteria" if forced else
+           "references and replay share a machine fingerprint" if same else
+           "fingerprints differ" if recorded and recorded.get("probed") else
+           "the references' machine was not probed")
+    return {"regime": regime, "same_fingerprint": same, "why": why,
+            "recorded_on": describe(recorded), "replayed_on": describe(replayed)}
+
+
 def environment() -> dict[str, Any]:
     return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
             "scipy": scipy.__version__, "soundfile": soundfile.__version__,
             "libsndfile": soundfile.__libsndfile_version__, "safetensors": safetensors.__version__,
             "platform": platform.platform(), "machine": platform.machine(),
-            "threads": torch.get_num_threads()}
+            "threads": torch.get_num_threads(), "machine_fingerprint": fingerprint()}
 
 
 def summarize(files: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -85,6 +112,19 @@ def first_failure(files: list[dict[str, Any]]) -> dict[str, Any] | None:
     return {"file": name, "mode": c["mode"], "stage": c["stage"], "clip": c["clip"], "layer": c["layer"]}
 
 
+def unstable_count(files: list[dict[str, Any]]) -> dict[str, int]:
+    """Seconds whose legacy confidence lies within the envelope of the threshold (chained), and
+    the decisions that flipped there: shown in every report, even when zero."""
+    seconds = flips = 0
+    for f in files:
+        for c in f["checks"]:
+            d = c.get("decisions")
+            if d and c["mode"] == "chained":
+                seconds += d.get("unstable_seconds", 0)
+                flips += len(d.get("unstable_flips", []))
+    return {"seconds": seconds, "flips": flips}
+
+
 def check_corpus(files: list[FileReference], corpus: Path) -> None:
     """Every audio file the run reads must be the one the references were recorded from."""
     for f in files:
@@ -100,7 +140,8 @@ def run_parity(model_dir: Path, refs_dir: Path, corpus: Path, tolerances: Path =
                progress: Callable[[str], None] | None = None,
                upstream: Path = UPSTREAM_REFERENCE,
                diagnose_other_weights: bool = False,
-               only: list[str] | None = None) -> tuple[dict[str, Any], Heatmaps]:
+               only: list[str] | None = None,
+               regime: str | None = None) -> tuple[dict[str, Any], Heatmaps]:
     """`diagnose_other_weights` replays weights the references were *not* made for, to localise
     how they differ; such a report says so and can never gate a publish."""
     art: Artifact = load_artifact(model_dir)
@@ -117,7 +158,9 @@ def run_parity(model_dir: Path, refs_dir: Path, corpus: Path, tolerances: Path =
             raise ReferenceError(f"no reference for {unknown}; known: {[f.name for f in refs.files]}")
         refs.files = [f for f in refs.files if f.name in only]
     check_corpus(refs.files + [f for f in flagship if f not in refs.files], corpus)
-    tol_info, tols = load_tolerances(tolerances)
+    env = environment()
+    applied = criteria(refs.manifest.get("machine"), env["machine_fingerprint"], regime)
+    tol_info, tols = load_tolerances(tolerances, applied["regime"])
     files, heatmaps = [], {}
     for f in refs.files:
         if progress:
@@ -134,7 +177,8 @@ def run_parity(model_dir: Path, refs_dir: Path, corpus: Path, tolerances: Path =
         "weights_check": "verified" if refs_weights == art.weights_sha256 else "diagnostic: other weights",
         "references_weights_sha256": refs_weights,
         "files_selected": "all" if not only else sorted(only),
-        "environment": environment(), "passed": failure is None and real["passed"] is not False,
+        "environment": env, "criteria": applied,
+        "unstable_seconds": unstable_count(files), "passed": failure is None and real["passed"] is not False,
         "first_failure": failure, "files": files, "summary": summarize(files), "real_data": real,
         # the model/ code this run exercised: the publish gate refuses once any of it changes
         "runtime_files": runtime_files(),

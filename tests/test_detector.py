@@ -15,19 +15,28 @@ from model.audio import AudioDecodeError, decode_pcm, slice_ms
 from model.waveform import clip_windows
 from model.detector import Detector, DetectorError, open_audio
 from model.spectrogram import frontend_stages
+from parity.fingerprint import fingerprint
 from parity.references import load_references
+from parity.run import criteria, load_tolerances
 from tests.conftest import CORPUS, FIXTURE, FLAGSHIP, ROOT
 from tests.conftest import REFS as STAGES
 
 STEREO = "stereo_44k1_16_10s5.wav"
 NARROW = "narrow_8k_16_10s5.wav"
 SCIPY_WAVS = sorted((Path(np.__file__).parents[1] / "scipy" / "io" / "tests" / "data").glob("*.wav"))
-PROB_ATOL = 1e-5          # parity/tolerances.json "probs": the product requirement
 
 
 @pytest.fixture(scope="module")
 def refs():
     return load_references(STAGES)
+
+
+@pytest.fixture(scope="module")
+def bound(refs) -> float:
+    """parity/tolerances.json's per-second confidence bound under the criteria that apply between
+    the references' machine and this one (the envelope-derived cross-machine one elsewhere)."""
+    regime = criteria(refs.manifest.get("machine"), fingerprint())["regime"]
+    return load_tolerances(regime=regime)[1]["probs"].atol
 
 
 @pytest.fixture(scope="module")
@@ -43,17 +52,20 @@ def plain() -> Detector:
 
 @pytest.mark.parametrize("engine", ["exact", "plain"])
 @pytest.mark.parametrize("name", [FLAGSHIP, STEREO, NARROW, "hires_96k_24_3s2.wav"])
-def test_legacy_exact_matches_legacy_references(request, refs, name: str, engine: str) -> None:
+def test_legacy_exact_matches_legacy_references(request, refs, bound: float, name: str, engine: str) -> None:
     exact = request.getfixturevalue(engine)
     ref = refs.file(name)
     d = exact.detect(CORPUS / name)
     t = ref.tensors
     assert d.clips == ref.clips
-    np.testing.assert_allclose(d.clip_confidence, t["all/probs"][:, exact.positive_index], rtol=0, atol=PROB_ATOL)
-    np.testing.assert_allclose(d.confidence, t["aggregate/confidence"], rtol=0, atol=PROB_ATOL)
-    np.testing.assert_array_equal(d.local_prediction, t["aggregate/local_prediction"])
-    assert d.global_prediction == int(t["aggregate/global_prediction"][0])
-    assert d.global_confidence == pytest.approx(float(t["aggregate/global_confidence"][0]), abs=100 * PROB_ATOL)
+    np.testing.assert_allclose(d.clip_confidence, t["all/probs"][:, exact.positive_index], rtol=0, atol=bound)
+    np.testing.assert_allclose(d.confidence, t["aggregate/confidence"], rtol=0, atol=bound)
+    # identical decisions, except where legacy's own confidence is within the envelope of 0.5
+    stable = np.abs(t["aggregate/confidence"] - 0.5) > bound
+    np.testing.assert_array_equal(d.local_prediction[stable], t["aggregate/local_prediction"][stable])
+    if stable.all():
+        assert d.global_prediction == int(t["aggregate/global_prediction"][0])
+        assert d.global_confidence == pytest.approx(float(t["aggregate/global_confidence"][0]), abs=100 * bound)
     assert list(d.start_time_s) == list(range(ref.clips + 1))
     if name == FLAGSHIP:
         assert len(d.rows()) == 60 and d.wav_filename == name and d.profile == "legacy-exact"

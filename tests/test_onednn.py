@@ -28,10 +28,17 @@ def _net(body: str) -> OrcaNet:
     return net.eval()
 
 
+# A +1.0 change moves a dependent output by O(0.1); a kernel path that reorders the sum (blocked,
+# Winograd-like, another ISA) moves an independent one by float32 rounding only. The claim is
+# about dependence, so "changed" and "equal" are judged against that rounding, not bit patterns.
+ROUNDING = 1e-5
+
+
 @pytest.mark.parametrize("kernel,stride,padding", [(7, 2, 3), (3, 2, 1), (3, 1, 1), (1, 2, 0), (1, 1, 0)])
 def test_geometry_matches_a_real_conv(kernel: int, stride: int, padding: int) -> None:
     """varying/needs/width/reach, checked by perturbing columns of a real conv's input."""
     g = Geometry(kernel, stride, padding)
+    torch.manual_seed(0)
     conv = nn.Conv2d(1, 1, (1, kernel), (1, stride), (0, padding))
     x = torch.randn(1, 1, 1, 40)
     with torch.no_grad():
@@ -40,12 +47,13 @@ def test_geometry_matches_a_real_conv(kernel: int, stride: int, padding: int) ->
         for c in (1, 9, 20):
             x2 = x.clone()
             x2[..., :c] += 1.0                 # change only columns [0, c)
-            changed = (conv(x2) != y)[0, 0, 0].nonzero().flatten()
+            full = conv(x2)
+            changed = ((full - y).abs() > ROUNDING)[0, 0, 0].nonzero().flatten()
             assert int(changed.max()) + 1 == g.varying(c)
-            # outputs [0, varying) computed from the first `needs` columns alone are exact
+            # outputs [0, varying) computed from the first `needs` columns alone are the same sums
             n = g.needs(g.varying(c))
             cut = conv(x2[..., :n])[..., :g.varying(c)]
-            assert torch.equal(cut, conv(x2)[..., :g.varying(c)])
+            torch.testing.assert_close(cut, full[..., :g.varying(c)], rtol=0, atol=ROUNDING)
 
 
 @pytest.mark.parametrize("body", ["resnet18", "resnet34", "resnet50"])

@@ -45,14 +45,20 @@ def test_every_stage_passes_isolated_and_chained_for_every_file(full: dict[str, 
 
 
 def test_probabilities_and_decisions_match_production(full: dict[str, Any]) -> None:
+    """Within the envelope-derived bound of the criteria that applied, and every decision equal
+    except those legacy itself cannot pin down (confidence within that bound of the threshold)."""
+    regime = full["criteria"]["regime"]
+    bound = json.loads((ROOT / "parity" / "tolerances.json").read_text())["stages"]["probs"][regime]["atol"]
     for f in full["files"]:
         for c in f["checks"]:
             if c["stage"] == "probs":
-                assert c["metrics"]["max_abs"] <= 1e-5, (f["name"], c)
+                assert c["metrics"]["max_abs"] <= bound, (f["name"], c)
             if c["stage"] == "aggregate" and c["decisions"]:
                 d = c["decisions"]
-                assert d["local_agreement"] == 1.0 and not d["local_flips"], (f["name"], d)
-                assert d["global_ref"] == d["global_clean"] and d["rows_ref"] == d["rows_clean"]
+                assert not d["local_flips"], (f["name"], d)
+                assert d["local_agreement"] == 1.0 or d["unstable_flips"], (f["name"], d)
+                assert d["global_ref"] == d["global_clean"] or d["global_unstable"]
+                assert d["rows_ref"] == d["rows_clean"]
     flagship = next(f for f in full["files"] if f["name"] == FLAGSHIP)
     agg = next(c for c in flagship["checks"] if c["stage"] == "aggregate" and c["mode"] == "chained")
     assert agg["decisions"]["rows_clean"] == 60 and len(flagship["series"]["clean"]) == 60
@@ -120,7 +126,7 @@ def test_one_perturbed_reference_tensor_is_localised_to_its_stage(tmp_path: Path
     refs = _copy_refs(tmp_path)
     path = refs / "hydrophone_48k_mono16_60s.safetensors"
     tensors = load_file(str(path))
-    tensors["clips/50/mel"][0, 40, 70] *= 1.01
+    tensors["clips/50/mel"][0, 40, 70] *= 1.05          # 0.21 dB: above any legacy envelope
     save_file(tensors, str(path))
     manifest = json.loads((refs / "manifest.json").read_text())
     entry = next(f for f in manifest["files"] if f["name"] == FLAGSHIP)

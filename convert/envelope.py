@@ -1,0 +1,161 @@
+"""`make envelope`: how far the legacy pipeline moves on its own, per stage, on this machine.
+
+    python -m convert.envelope --model reference_outputs/fixture --corpus reference_outputs/corpus \
+        --references reference_outputs/stages --out reference_outputs/envelope.json
+
+Records the references again (convert/references.py, in a subprocess: the kernel-path switches are
+read at library load) under each VARIANT -- PyTorch's dispatch level, MKL's instruction set and
+reproducibility mode, oneDNN's max ISA, 1 vs 2 threads, and CUDA with TF32 off when a GPU is there
+-- and compares every stage of every variant with this machine's baseline run and with the
+committed references (recorded on another machine unless the fingerprints match). Where the clean
+env exists it also replays this machine's baseline references with the clean runtime: the
+same-machine clean-vs-legacy figure. The result, with every run's machine fingerprint, is the
+envelope that `python -m parity.envelope derive` turns into parity/tolerances.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from convert.legacy import ConvertError
+from parity.atomic import write_files_atomically
+from parity.envelope import compare_sets
+from parity.fingerprint import same_machine
+from parity.references import ReferenceError, load_references
+
+ROOT = Path(__file__).resolve().parents[1]
+CLEAN_PYTHON = ROOT / ".venvs" / "clean" / "bin" / "python"
+SCHEMA_VERSION = 1
+# name -> (environment, torch threads). Each switch alone, then all of them together.
+VARIANTS: dict[str, tuple[dict[str, str], int]] = {
+    "baseline": ({}, 1),
+    "threads-2": ({}, 2),
+    "aten-default": ({"ATEN_CPU_CAPABILITY": "default"}, 1),
+    "aten-avx2": ({"ATEN_CPU_CAPABILITY": "avx2"}, 1),
+    "mkl-avx2": ({"MKL_ENABLE_INSTRUCTIONS": "AVX2"}, 1),
+    "mkl-sse42": ({"MKL_ENABLE_INSTRUCTIONS": "SSE4_2"}, 1),
+    "mkl-cbwr-compatible": ({"MKL_CBWR": "COMPATIBLE"}, 1),
+    "onednn-avx2": ({"ONEDNN_MAX_CPU_ISA": "AVX2"}, 1),
+    "onednn-sse41": ({"ONEDNN_MAX_CPU_ISA": "SSE41"}, 1),
+    "most-different": ({"ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
+                        "MKL_CBWR": "COMPATIBLE", "ONEDNN_MAX_CPU_ISA": "SSE41"}, 2),
+}
+KERNEL_VARS = ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA",
+               "DNNL_MAX_CPU_ISA", "MKL_DEBUG_CPU_TYPE")
+
+
+def record(name: str, env: dict[str, str], threads: int, model: Path, corpus: Path, out: Path) -> float:
+    """One legacy reference run under `env` into `out`. -> seconds it took."""
+    clean = {k: v for k, v in os.environ.items() if k not in KERNEL_VARS}
+    cmd = [sys.executable, "-m", "convert.references", "--model", str(model), "--corpus", str(corpus),
+           "--out", str(out), "--threads", str(threads), "--no-noise-floor"]
+    start = time.monotonic()
+    run = subprocess.run(cmd, cwd=ROOT, env={**clean, **env, "PYTHONPATH": str(ROOT)},
+                         capture_output=True, text=True)
+    if run.returncode != 0:
+        raise ConvertError(f"variant {name}: legacy reference run failed: "
+                           f"{(run.stderr.strip().splitlines() or ['?'])[-1]}")
+    return time.monotonic() - start
+
+
+def clean_replay(refs: Path, model: Path, corpus: Path, work: Path) -> dict[str, Any] | None:
+    """The clean runtime against this machine's baseline references (report-only), or None."""
+    if not CLEAN_PYTHON.exists():
+        return None
+    reports = work / "clean-reports"
+    subprocess.run([str(CLEAN_PYTHON), "-m", "parity", "--model", str(model), "--references", str(refs),
+                    "--corpus", str(corpus), "--reports", str(reports)], cwd=ROOT,
+                   env={k: v for k, v in os.environ.items() if k not in KERNEL_VARS},
+                   capture_output=True, text=True)
+    path = reports / "parity.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def clean_comparison(report: dict[str, Any]) -> dict[str, Any]:
+    """Fold a parity report's chained checks into compare_sets' shape."""
+    from parity.envelope import _fold
+    stages: dict[str, dict[str, Any]] = {}
+    flips = 0
+    for f in report["files"]:
+        for c in f["checks"]:
+            if c["mode"] != "chained" or c["metrics"].get("max_abs") is None:
+                continue
+            _fold(stages, "pooled" if c.get("layer") == "pooled" else c["stage"], c["metrics"])
+            flips += len((c.get("decisions") or {}).get("local_flips", []))
+    return {"stages": dict(sorted(stages.items())), "digests": {},
+            "decisions": {"local_flips": flips}}
+
+
+def measure(model: Path, corpus: Path, committed: Path, work: Path, names: list[str]) -> dict[str, Any]:
+    runs: dict[str, Any] = {}
+    for name in names:
+        env, threads = VARIANTS[name]
+        seconds = record(name, env, threads, model, corpus, work / name)
+        runs[name] = {"env": env, "threads": threads, "seconds": round(seconds, 1),
+                      "machine": json.loads((work / name / "manifest.json").read_text())["machine"]}
+        print(f"envelope: {name} recorded in {seconds:.0f} s", file=sys.stderr, flush=True)
+    base = load_references(work / "baseline")
+    ref = load_references(committed)
+    cross = not same_machine(ref.manifest.get("machine"), base.manifest.get("machine"))
+    comparisons = []
+    for name in names:
+        other = load_references(work / name)
+        if name != "baseline":
+            regimes = ["cross_machine"] + (["same_machine"] if name == "threads-2" else [])
+            comparisons.append({"name": f"{name} vs baseline", "kind": "kernel path, this machine",
+                                "regimes": regimes, **compare_sets(base, other)})
+        comparisons.append({"name": f"{name} vs committed", "regimes": ["cross_machine"],
+                            "kind": "across machines" if cross else "kernel path, this machine",
+                            **compare_sets(ref, other)})
+    report = clean_replay(work / "baseline", model, corpus, work)
+    if report is not None:
+        comparisons.append({"name": "clean vs baseline", "kind": "clean runtime, same machine",
+                            "regimes": ["same_machine"], "machine": report["environment"].get("machine_fingerprint"),
+                            **clean_comparison(report)})
+    return {"schema_version": SCHEMA_VERSION, "model_weights_sha256": base.manifest["model"]["weights_sha256"],
+            "committed_references": {"manifest_sha256": ref.manifest_sha256,
+                                     "machine": ref.manifest.get("machine")},
+            "gpu": "none on this machine: no CUDA variant" if not _cuda() else "see runs",
+            "variants": runs, "comparisons": comparisons}
+
+
+def _cuda() -> bool:
+    import torch
+    return torch.cuda.is_available()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m convert.envelope", description=__doc__.splitlines()[0])
+    ap.add_argument("--model", type=Path, required=True)
+    ap.add_argument("--corpus", type=Path, required=True)
+    ap.add_argument("--references", type=Path, required=True, help="the committed references")
+    ap.add_argument("--out", type=Path, required=True, help="envelope JSON to write")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset")
+    args = ap.parse_args(argv)
+    names = ["baseline"] + [n for n in args.variants.split(",") if n and n != "baseline"]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        print(f"error: unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}", file=sys.stderr)
+        return 2
+    try:
+        with tempfile.TemporaryDirectory(prefix="orcaport-envelope-") as tmp:
+            envelope = measure(args.model, args.corpus, args.references, Path(tmp), names)
+        blob = (json.dumps(envelope, indent=1, sort_keys=True) + "\n").encode()
+        write_files_atomically(args.out.parent, {args.out.name: blob})
+    except (ConvertError, ReferenceError, OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out}: {len(envelope['comparisons'])} comparisons")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

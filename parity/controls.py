@@ -1,0 +1,244 @@
+"""Negative controls: proof that parity still catches real bugs under the envelope's tolerances.
+
+Each control breaks one thing -- a weight, a reference element, a frontend parameter, or one of the
+legacy quirks the replay reproduces -- replays, and must fail at the stage where the break enters
+the pipeline. Its margin is how many times over tolerance that stage's worst element is (exact
+stages: how many clips/files differ), so a reviewer sees how far real bugs sit above the noise.
+
+    python -m parity.controls [--reports reports]     (make controls; writes reports/controls.json)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+from safetensors.numpy import load_file, save_file
+
+import model.audio
+import model.spectrogram
+import parity.replay
+from model.aggregate import Aggregate, rolling_mean_2
+from model.weights import read_metadata, save_network_state
+from parity.atomic import write_files_atomically
+from parity.run import run_parity
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = ROOT / "reference_outputs" / "fixture"
+REFS = ROOT / "reference_outputs" / "stages"
+CORPUS = ROOT / "reference_outputs" / "corpus"
+ODD_RATE = ROOT / "reference_outputs" / "controls"      # a 37.8 kHz file: see `rounded_slicing`
+FLAGSHIP = "hydrophone_48k_mono16_60s.wav"
+STEREO = "stereo_44k1_16_10s5.wav"
+ODD_FILE = "oddrate_37k8_16_14s5.wav"
+
+
+@dataclass(frozen=True)
+class Inputs:
+    model: Path
+    refs: Path
+    corpus: Path
+    files: tuple[str, ...]
+    other_weights: bool = False
+
+
+@dataclass(frozen=True)
+class Control:
+    name: str
+    breaks: str
+    stage: str                  # where it must fail first
+    layer: str | None
+    prepare: Callable[[Path], Inputs]
+    patch: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
+
+
+# -- what each control changes -------------------------------------------------------------------
+def _main_inputs(*files: str) -> Callable[[Path], Inputs]:
+    return lambda tmp: Inputs(FIXTURE, REFS, CORPUS, files)
+
+
+def _perturbed_weight(tmp: Path) -> Inputs:
+    dst = tmp / "model"
+    dst.mkdir()
+    state = {k: torch.from_numpy(v) for k, v in load_file(str(FIXTURE / "model.safetensors")).items()}
+    state["body.layer3.1.conv2.weight"][0, 0, 1, 1] += 0.05
+    save_network_state(state, dst / "model.safetensors", read_metadata(FIXTURE / "model.safetensors"))
+    cfg = json.loads((FIXTURE / "config.json").read_text())   # re-pinned as a re-conversion would
+    cfg["provenance"]["weights_sha256"] = hashlib.sha256((dst / "model.safetensors").read_bytes()).hexdigest()
+    (dst / "config.json").write_text(json.dumps(cfg))
+    return Inputs(dst, REFS, CORPUS, (FLAGSHIP,), other_weights=True)
+
+
+def _perturbed_reference(tmp: Path) -> Inputs:
+    refs = tmp / "stages"
+    shutil.copytree(REFS, refs)
+    path = refs / (Path(FLAGSHIP).stem + ".safetensors")
+    tensors = load_file(str(path))
+    tensors["clips/50/mel"][0, 40, 70] *= 1.05          # +0.21 dB in one bin of one clip
+    save_file(tensors, str(path))
+    manifest = json.loads((refs / "manifest.json").read_text())
+    entry = next(f for f in manifest["files"] if f["name"] == FLAGSHIP)
+    entry["tensors"]["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    (refs / "manifest.json").write_text(json.dumps(manifest))
+    return Inputs(FIXTURE, refs, CORPUS, (FLAGSHIP,))
+
+
+def _frontend_parameter(tmp: Path) -> Inputs:
+    dst = tmp / "model"
+    dst.mkdir()
+    shutil.copyfile(FIXTURE / "model.safetensors", dst / "model.safetensors")
+    cfg = json.loads((FIXTURE / "config.json").read_text())
+    cfg["frontend"]["f_max"] = 9900.0                     # 1 % off production's 10 kHz
+    (dst / "config.json").write_text(json.dumps(cfg))
+    return Inputs(dst, REFS, CORPUS, (STEREO,))
+
+
+@contextlib.contextmanager
+def _patched(module: Any, name: str, value: Any) -> Iterator[None]:
+    old = getattr(module, name)
+    setattr(module, name, value)
+    try:
+        yield
+    finally:
+        setattr(module, name, old)
+
+
+@contextlib.contextmanager
+def _no_caches() -> Iterator[None]:
+    def skip(x: np.ndarray, subtype: str = "PCM_16") -> np.ndarray:
+        return np.asarray(x, dtype=np.float32)
+    with _patched(model.spectrogram, "cache_round_trip", skip), _patched(parity.replay, "cache_round_trip", skip):
+        yield
+
+
+def _filterbank_20k() -> contextlib.AbstractContextManager[None]:
+    real = model.spectrogram.mel_filterbank
+    return _patched(model.spectrogram, "mel_filterbank",
+                    lambda n_freqs, f_min, f_max, n_mels, rate: real(n_freqs, f_min, f_max, n_mels, 20000))
+
+
+@contextlib.contextmanager
+def _floor_padding() -> Iterator[None]:
+    real = model.spectrogram.pad_or_crop
+
+    def pad_with_floor(db: torch.Tensor, cfg: Any, rate: int, zeros_front: int | None = None) -> torch.Tensor:
+        out = real(db, cfg, rate, zeros_front)
+        out[..., db.shape[-1]:] = db.min()                 # silence instead of legacy's 0.0 dB
+        return out
+    with _patched(model.spectrogram, "pad_or_crop", pad_with_floor), \
+            _patched(parity.replay, "pad_or_crop", pad_with_floor):
+        yield
+
+
+def _aggregation(rows: Callable[[np.ndarray], np.ndarray]) -> contextlib.AbstractContextManager[None]:
+    def aggregate(conf: np.ndarray, threshold: float = 0.5, min_positive: int = 3) -> Aggregate:
+        r = rows(np.asarray(conf, dtype=np.float64))
+        above = r[r > threshold]
+        return Aggregate(np.arange(r.size, dtype=np.int64), r, (r > threshold).astype(np.int64),
+                         int(int((r > threshold).sum()) >= min_positive),
+                         float(above.mean() * 100) if above.size else 0.0)
+    return _patched(parity.replay, "aggregate", aggregate)
+
+
+def _rounded_slicing() -> contextlib.AbstractContextManager[None]:
+    # pydub maps ms to frames with int(ms * (rate / 1000.0)): at 37.8 kHz that float product falls
+    # just below the integer for some whole seconds and drops a frame; rounding does not.
+    return _patched(model.audio, "_ms_to_frame", lambda pcm, ms: round(ms * pcm.sample_rate / 1000))
+
+
+CONTROLS: tuple[Control, ...] = (
+    Control("perturbed weight", "body.layer3.1.conv2.weight[0,0,1,1] += 0.05", "activations", "layer3",
+            _perturbed_weight),
+    Control("perturbed reference", "legacy mel of flagship clip 50, one bin x 1.05", "mel", None,
+            _perturbed_reference),
+    Control("frontend parameter", "f_max 10000 -> 9900 Hz in config.json", "mel", None, _frontend_parameter),
+    Control("no 16-bit caches", "downmix/resample results not round-tripped through PCM_16", "downmix",
+            None, _main_inputs(STEREO), _no_caches),
+    Control("20 kHz filterbank", "mel filterbank laid out for the true 20 kHz rate, not 16 kHz", "mel",
+            None, _main_inputs(STEREO), _filterbank_20k),
+    Control("dB-floor padding", "pad with the clip's dB floor (silence) instead of 0.0 dB", "input", None,
+            _main_inputs(STEREO), _floor_padding),
+    Control("no rolling mean", "per-second rows are raw clip confidences (last row still appended)",
+            "aggregate", None, _main_inputs(FLAGSHIP),
+            lambda: _aggregation(lambda c: np.concatenate([c, c[-1:]]))),
+    Control("no appended row", "rolling mean kept, the last raw confidence not appended",
+            "aggregate", None, _main_inputs(FLAGSHIP),
+            lambda: _aggregation(lambda c: np.concatenate([c[:1], rolling_mean_2(c)[1:]]))),
+    Control("rounded slicing", "ms -> frame by rounding instead of pydub's int(ms * (rate / 1000.0))",
+            "clip", None, lambda tmp: Inputs(FIXTURE, ODD_RATE / "stages", ODD_RATE / "corpus", (ODD_FILE,)),
+            _rounded_slicing),
+)
+
+
+def margin(result: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    """-> (the first failing check, how far over tolerance it is, in words)."""
+    ff = result.get("first_failure")
+    if not ff:
+        return None, "did not fail"
+    for f in result["files"]:
+        for c in f["checks"]:
+            if (not c["passed"] and f["name"] == ff["file"] and c["mode"] == ff["mode"]
+                    and c["stage"] == ff["stage"] and c["clip"] == ff["clip"] and c["layer"] == ff["layer"]):
+                m = c["metrics"]
+                if m.get("compared") == "sha256" or c["tolerance"].get("exact"):
+                    return c, f"{m.get('n_out')} of {m.get('n')} differ (exact stage)"
+                if m.get("shape_mismatch"):
+                    return c, f"shape {m['shape_mismatch'][1]} instead of {m['shape_mismatch'][0]}"
+                if m.get("excess") is not None and m["excess"] > 1:
+                    return c, f"{m['excess']:.3g}x over tolerance"
+                d = c.get("decisions") or {}
+                return c, f"decisions differ: {len(d.get('local_flips', []))} local flips"
+    return None, "failure not found"
+
+
+def run_control(control: Control) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="orcaport-control-") as tmp:
+        inputs = control.prepare(Path(tmp))
+        with control.patch():
+            result, _ = run_parity(inputs.model, inputs.refs, inputs.corpus, only=list(inputs.files),
+                                   diagnose_other_weights=inputs.other_weights)
+    check, words = margin(result)
+    ff = result.get("first_failure") or {}
+    return {"control": control.name, "breaks": control.breaks, "expected_stage": control.stage,
+            "expected_layer": control.layer, "failed_stage": ff.get("stage"), "failed_layer": ff.get("layer"),
+            "mode": ff.get("mode"), "file": ff.get("file"), "criteria": result["criteria"]["regime"],
+            "excess": (check or {}).get("metrics", {}).get("excess"), "margin": words,
+            "caught": ff.get("stage") == control.stage and (control.layer is None or ff.get("layer") == control.layer)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m parity.controls", description=__doc__.splitlines()[0])
+    ap.add_argument("--reports", type=Path, default=Path("reports"))
+    ap.add_argument("--only", action="append", help="run only this control (repeatable)")
+    args = ap.parse_args(argv)
+    rows = []
+    for control in CONTROLS:
+        if args.only and control.name not in args.only:
+            continue
+        row = run_control(control)
+        rows.append(row)
+        where = row["failed_stage"] + (f"/{row['failed_layer']}" if row["failed_layer"] else "") \
+            if row["failed_stage"] else "nowhere"
+        print(f"{'ok  ' if row['caught'] else 'MISS'} {row['control']:<20} expected {row['expected_stage']:<11} "
+              f"failed at {where:<18} {row['margin']}")
+    write_files_atomically(args.reports, {"controls.json": (json.dumps(rows, indent=2) + "\n").encode()})
+    missed = [r["control"] for r in rows if not r["caught"]]
+    if missed:
+        print(f"error: control(s) {missed} not caught at their stage", file=sys.stderr)
+        return 1
+    print(f"all {len(rows)} controls caught at their stage; {args.reports / 'controls.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

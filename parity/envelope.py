@@ -1,0 +1,184 @@
+"""The legacy pipeline's own reproducibility envelope, and the tolerances derived from it.
+
+Runs in both environments (numpy + safetensors + json). `make envelope` (convert/envelope.py,
+legacy env) records the references again under several kernel paths and compares each set with
+`compare_sets`; the committed `reference_outputs/envelope.json` holds those comparisons. `derive`
+turns them into `parity/tolerances.json`: per stage, the envelope figure in the metric that fits the
+stage times a stated safety factor (never below the stage's floor). A test recomputes `derive`
+from the committed envelope and fails when the two files disagree.
+
+    python -m parity.envelope derive [--envelope reference_outputs/envelope.json] [--out parity/tolerances.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import re
+import sys
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from parity.diffstats import diff_stats
+from parity.references import References
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_ENVELOPE = ROOT / "reference_outputs" / "envelope.json"
+DEFAULT_TOLERANCES = Path(__file__).with_name("tolerances.json")
+POLICY = Path(__file__).with_name("tolerance_policy.json")
+MAX_STATS = ("max_abs", "p99_abs", "p999_abs", "max_rel", "rel_to_max", "max_log_power_db")
+DIGEST_STAGES = ("decode", "clip")
+
+
+def stage_of(key: str) -> str:
+    """Reference tensor key -> stage name (the one vocabulary: model/stages.py)."""
+    if key == "all/pooled":
+        return "pooled"
+    if key.startswith("all/"):
+        return key[4:]
+    if key == "aggregate/confidence":
+        return "aggregate"
+    m = re.match(r"clips/\d+/(activations)/", key) or re.match(r"clips/\d+/(\w+)$", key)
+    return m.group(1) if m else ""
+
+
+def _fold(acc: dict[str, dict[str, Any]], stage: str, stats: dict[str, Any]) -> None:
+    row = acc.setdefault(stage, {"tensors": 0, "snr_db": None, **{k: 0.0 for k in MAX_STATS}})
+    row["tensors"] += 1
+    for k in MAX_STATS:
+        v = stats.get(k)
+        if v is None:
+            if k == "max_log_power_db" or stats.get("max_abs") == 0.0:
+                continue
+            v = math.inf
+        row[k] = max(row[k], v)
+    if stats.get("snr_db") is not None:
+        row["snr_db"] = stats["snr_db"] if row["snr_db"] is None else min(row["snr_db"], stats["snr_db"])
+
+
+def compare_sets(base: References, other: References, threshold: float = 0.5) -> dict[str, Any]:
+    """Stage statistics of `other` against `base` (max over files and clips; SNR: min), plus the
+    decisions: local/global flips and how near base's confidences come to the threshold."""
+    stages: dict[str, dict[str, Any]] = {}
+    digests = {s: {"compared": 0, "differ": 0} for s in DIGEST_STAGES}
+    decisions = {"seconds": 0, "local_flips": 0, "global_flips": 0, "errors_differ": 0,
+                 "flip_distance": None, "min_distance": None}
+    by_name = {f.name: f for f in other.files}
+    for b in base.files:
+        o = by_name.get(b.name)
+        if o is None or (b.error is None) != (o.error is None):
+            decisions["errors_differ"] += 1
+            continue
+        if "decode" in b.entry and "decode" in o.entry:
+            digests["decode"]["compared"] += 1
+            digests["decode"]["differ"] += b.entry["decode"]["sha256"] != o.entry["decode"]["sha256"]
+        if b.error is not None:
+            continue
+        for x, y in zip(b.entry["clip_sha256"], o.entry["clip_sha256"]):
+            digests["clip"]["compared"] += 1
+            digests["clip"]["differ"] += x != y
+        for key in sorted(set(b.tensors) & set(o.tensors)):
+            stage = stage_of(key)
+            if stage and not key.startswith("aggregate/") or key == "aggregate/confidence":
+                _fold(stages, stage, diff_stats(b.tensors[key], o.tensors[key]))
+        conf = b.tensors["aggregate/confidence"]
+        dist = np.abs(conf - threshold)
+        flips = np.flatnonzero(b.tensors["aggregate/local_prediction"] != o.tensors["aggregate/local_prediction"])
+        decisions["seconds"] += int(conf.size)
+        decisions["local_flips"] += int(flips.size)
+        decisions["global_flips"] += int(b.tensors["aggregate/global_prediction"][0]
+                                         != o.tensors["aggregate/global_prediction"][0])
+        if conf.size:
+            near = float(dist.min())
+            decisions["min_distance"] = near if decisions["min_distance"] is None else min(decisions["min_distance"], near)
+        if flips.size:
+            far = float(dist[flips].max())
+            decisions["flip_distance"] = far if decisions["flip_distance"] is None else max(decisions["flip_distance"], far)
+    return {"stages": dict(sorted(stages.items())), "digests": digests, "decisions": decisions}
+
+
+def envelope_value(envelope: dict[str, Any], regime: str, stage: str, metric: str) -> tuple[float, str]:
+    """-> (max of `metric` over the regime's comparisons, the comparison it came from)."""
+    best, where = 0.0, "none"
+    for c in envelope["comparisons"]:
+        if regime not in c["regimes"]:
+            continue
+        if stage in DIGEST_STAGES:
+            v = float(c["digests"].get(stage, {}).get("differ", 0))
+        else:
+            row = c["stages"].get(stage)
+            v = 0.0 if row is None else row.get(metric)
+            v = math.inf if v is None else float(v)
+        if v > best or where == "none":
+            best, where = max(best, v), c["name"] if v >= best else where
+    return best, where
+
+
+def round_up(x: float, digits: int = 2) -> float:
+    """Round up to `digits` significant figures (a tolerance is never rounded below its figure)."""
+    if x <= 0 or not math.isfinite(x):
+        return x
+    e = math.floor(math.log10(x)) - digits + 1
+    return float(f"{math.ceil(x / 10.0**e - 1e-9)}e{e}")   # via text: 1.3e-06, not 1.2999...e-06
+
+
+def derive(envelope: dict[str, Any], policy: dict[str, Any], envelope_sha256: str) -> dict[str, Any]:
+    """The tolerances file for `envelope` under `policy` (see parity/tolerance_policy.json)."""
+    factor = float(policy["safety_factor"])
+    stages: dict[str, Any] = {}
+    for stage, p in policy["stages"].items():
+        entry: dict[str, Any] = {}
+        for regime in ("same_machine", "cross_machine"):
+            crit = {k: v for k, v in p.items() if k not in ("metric", "floor", "why")}
+            figure, source = envelope_value(envelope, regime, stage, p.get("metric", "max_abs"))
+            if p.get("exact"):
+                if figure != 0:
+                    raise ValueError(f"stage {stage} is declared exact but the envelope measured "
+                                     f"{figure} differing in {source}; revise tolerance_policy.json")
+                crit["why"] = f"{p['why']}; envelope: 0 differing ({regime.replace('_', ' ')})"
+            else:
+                scaled = factor * figure
+                value = float(p["floor"]) if scaled <= float(p["floor"]) else round_up(scaled)
+                crit["atol"] = value
+                crit["why"] = (f"{p['why']}; envelope {p['metric']} = {figure:.3g} ({source}) x "
+                               f"{factor:g} = {factor * figure:.3g}, floor {p['floor']:g} -> {value:.3g}")
+                crit["derived"] = {"metric": p["metric"], "envelope": figure, "from": source,
+                                   "factor": factor, "floor": float(p["floor"])}
+            entry[regime] = crit
+        stages[stage] = entry
+    return {"version": 2, "comment": policy["comment"], "safety_factor": factor,
+            "envelope_sha256": envelope_sha256, "stages": stages}
+
+
+def derive_files(envelope_path: Path = DEFAULT_ENVELOPE, policy_path: Path = POLICY) -> dict[str, Any]:
+    raw = envelope_path.read_bytes()
+    return derive(json.loads(raw), json.loads(policy_path.read_text()), hashlib.sha256(raw).hexdigest())
+
+
+def render(tolerances: dict[str, Any]) -> bytes:
+    return (json.dumps(tolerances, indent=2) + "\n").encode()
+
+
+def main(argv: Iterable[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m parity.envelope", description=__doc__.splitlines()[0])
+    ap.add_argument("command", choices=["derive"])
+    ap.add_argument("--envelope", type=Path, default=DEFAULT_ENVELOPE)
+    ap.add_argument("--out", type=Path, default=DEFAULT_TOLERANCES)
+    args = ap.parse_args(list(argv) if argv is not None else None)
+    from parity.atomic import write_files_atomically
+    try:
+        blob = render(derive_files(args.envelope))
+    except (OSError, ValueError, KeyError) as e:
+        print(f"error: cannot derive tolerances from {args.envelope} ({e}); run `make envelope`", file=sys.stderr)
+        return 2
+    write_files_atomically(args.out.parent, {args.out.name: blob})
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
