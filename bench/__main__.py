@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from bench.report import markdown, median, network_figures, refresh, summarize, verdicts
+from bench.report import markdown, median, network_figures, paired_speedup, refresh, summarize, verdicts
 
 # No torch here: Linux carries this process's RSS high-water mark into every worker it starts, so
 # it stays small for the workers' ru_maxrss to be their own.
@@ -42,12 +42,22 @@ RESULT_MARK = "RESULT "
 HOUR_S = 3600
 
 
-def worker(python: str, module: str, args: list[str], timeout: int = 3600) -> dict[str, Any]:
-    """Run `python -m module args` from the repo root; return its RESULT json."""
+def pin_to_one_cpu() -> None:
+    """preexec_fn of a 1-CPU worker: the affinity `taskset -c <cpu>` sets (the first CPU this
+    process may use), so the worker's own thread sizing sees one CPU, as in a 1-CPU pod."""
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+
+
+def worker(python: str, module: str, args: list[str], timeout: int = 3600, one_cpu: bool = False) -> dict[str, Any]:
+    """Run `python -m module args` from the repo root; return its RESULT json. one_cpu: pinned to
+    one CPU with every thread pool at 1 (torch threads, OpenMP, MKL)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if one_cpu:
+        env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     load = os.getloadavg()[0]
     out = subprocess.run([python, "-m", module, *map(str, args)], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=timeout)
+                         capture_output=True, text=True, timeout=timeout,
+                         preexec_fn=pin_to_one_cpu if one_cpu else None)
     at = out.stdout.rfind(RESULT_MARK + "{")
     if out.returncode != 0 or at < 0:
         raise SystemExit(f"bench: {module} {' '.join(map(str, args))} failed:\n{out.stderr[-3000:]}")
@@ -59,8 +69,14 @@ def worker(python: str, module: str, args: list[str], timeout: int = 3600) -> di
     return res
 
 
-def clean(mode: str, *args: Any) -> dict[str, Any]:
-    return worker(sys.executable, "bench.clean_worker", [mode, *args])
+def clean(mode: str, *args: Any, one_cpu: bool = False) -> dict[str, Any]:
+    return worker(sys.executable, "bench.clean_worker", [mode, *args], one_cpu=one_cpu)
+
+
+def legacy(model: str, wav: Path, *args: Any, one_cpu: bool = False) -> dict[str, Any]:
+    extra = ["--threads", 1] if one_cpu else []
+    return worker(str(LEGACY_PYTHON), "bench.legacy_worker", ["--model", model, "--wav", wav, *args, *extra],
+                  one_cpu=one_cpu)
 
 
 def write_tiled(src: Path, dest: Path, seconds: int) -> Path:
@@ -102,6 +118,21 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def lscpu() -> dict[str, Any]:
+    """`lscpu`'s model name, model number and flags (every figure needs the machine it came
+    from), plus the flags that decide `fast`'s arithmetic."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    fields = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in out.splitlines())}
+    flags = fields.get("Flags", "").split()
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+    return {"model_name": fields.get("Model name"), "model": fields.get("Model"),
+            "vendor": fields.get("Vendor ID"), "hypervisor": fields.get("Hypervisor vendor"),
+            "key_flags": {f: f in flags for f in wanted}, "flags": " ".join(flags)}
+
+
 VARIANTS = {   # ResNet50 network alone: the design choices, each measured (flags for clean_worker)
     "fp32, oneDNN (BN folded) + padding reuse, batch 4, 2 workers x 1 thread [legacy-exact default]": [],
     "fp32, oneDNN (BN folded), no padding reuse, batch 4, 2 workers x 1 thread": ["--no-reuse"],
@@ -111,24 +142,48 @@ VARIANTS = {   # ResNet50 network alone: the design choices, each measured (flag
     "fp32, plain OrcaNet NCHW, batch 16, 2 workers x 1 thread": ["--engine", "nchw", "--batch-size", 16],
     "fp32, plain OrcaNet NCHW, batch 1, 1 worker x 2 threads (legacy's way)":
         ["--engine", "nchw", "--batch-size", 1, "--workers", 1, "--intra", 2],
-    "bf16, oneDNN (BN folded) + padding reuse, batch 4, 2 workers x 1 thread [fast default]": ["--profile", "fast"],
-    "bf16, oneDNN (BN folded), no padding reuse, batch 4, 2 workers x 1 thread": ["--profile", "fast", "--no-reuse"],
-    "bf16, oneDNN (BN folded) + padding reuse, batch 8, 2 workers x 1 thread": ["--profile", "fast", "--batch-size", 8],
-    "bf16 autocast, plain OrcaNet channels_last, batch 4, 2 workers x 1 thread":
-        ["--profile", "fast", "--engine", "channels_last"],
+    # bf16 forced: `fast` on a bf16 CPU; where the CPU lacks AVX512-BF16/AMX, oneDNN emulates it
+    "bf16 (forced), oneDNN (BN folded) + padding reuse, batch 4, 2 workers x 1 thread [fast on bf16 CPUs]":
+        ["--profile", "fast", "--arithmetic", "bf16"],
+    "bf16 (forced) autocast, plain OrcaNet channels_last, batch 4, 2 workers x 1 thread":
+        ["--profile", "fast", "--arithmetic", "bf16", "--engine", "channels_last"],
 }
 
 
-def measure_hour(tmp: Path, flops: float, peak: dict[str, Any]) -> dict[str, Any]:
+def measure_hour(hour: Path, flops: float, peak: dict[str, Any]) -> dict[str, Any]:
     """The fixture on a 1-hour 48 kHz file (the flagship tiled), each profile in its own process."""
     print("bench: 1-hour file", file=sys.stderr, flush=True)
-    hour = write_tiled(WAV, tmp / "hydrophone_48k_1h.wav", HOUR_S)
     out = {profile: summarize([clean("detect", "--model", FIXTURE, "--wav", hour, "--profile", profile,
                                      "--repeats", 1, "--warmup", 0)], int(flops), peak)
            for profile in ("legacy-exact", "fast")}
     for profile, fig in out.items():
         fig["measured"] = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         fig["loadavg_after"] = round(os.getloadavg()[0], 2)
+    return out
+
+
+def measure_one_cpu(hour: Path, models: dict[str, Path], repeats: int, use_legacy: bool,
+                    flops: dict[str, float], peak: dict[str, Any]) -> dict[str, Any]:
+    """A 1-CPU pod: every pipeline pinned to one CPU, one thread. The 60 s file on the ResNet50
+    (production's network; `repeats` timed runs after a warm-up) and the 1-hour file on the
+    fixture (one run each: legacy's ResNet50 would take ~30 min on it)."""
+    print("bench: 1 CPU (pinned, 1 thread)", file=sys.stderr, flush=True)
+    out: dict[str, Any] = {}
+    for key, model, wav, rep in (("60s", "resnet50", WAV, ["--repeats", repeats]),
+                                 ("hour", "fixture", hour, ["--repeats", 1, "--warmup", 0])):
+        runs: dict[str, list] = {}
+        if use_legacy:
+            runs["legacy"] = [legacy(model, wav, *rep, one_cpu=True)]
+        for profile in ("legacy-exact", "fast"):
+            runs[profile] = [clean("detect", "--model", models[model], "--wav", wav, "--profile", profile,
+                                   *rep, one_cpu=True)]
+        figs = {p: summarize(rs, int(flops[model]), peak, None, runs.get("legacy")) for p, rs in runs.items()}
+        for p, f in figs.items():
+            f["loadavg_before"] = round(runs[p][0]["loadavg_before"], 2)
+            f["arithmetic"] = runs[p][0].get("arithmetic")
+        figs["fast"]["fast_vs_exact"] = paired_speedup(runs["legacy-exact"], runs["fast"], "times_s")
+        out[key] = {"model": model, "wav": wav.name, "figures": figs,
+                    "measured": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     return out
 
 
@@ -145,8 +200,7 @@ def measure_rounds(models: dict[str, Path], rounds: int, repeats: int, use_legac
         peaks.append(clean("peak", "--repeats", 5))
         for name, folder in models.items():
             if use_legacy:
-                runs[name]["legacy"].append(worker(str(LEGACY_PYTHON), "bench.legacy_worker",
-                                                   ["--model", name, "--wav", WAV, *rep]))
+                runs[name]["legacy"].append(legacy(name, WAV, *rep))
             for profile in ("legacy-exact", "fast"):
                 common = ["--model", folder, "--wav", WAV, "--profile", profile, *rep]
                 runs[name][profile].append(clean("detect", *common))
@@ -179,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         res = json.loads((args.out / "results.json").read_text())
         if args.hour_only:
             with tempfile.TemporaryDirectory(prefix="orcaport-bench-") as tmp:
-                res["hour"] = measure_hour(Path(tmp), res["flops_gflop"]["fixture"] * 1e9, res["peak"])
+                hour = write_tiled(WAV, Path(tmp) / "hydrophone_48k_1h.wav", HOUR_S)
+                res["hour"] = measure_hour(hour, res["flops_gflop"]["fixture"] * 1e9, res["peak"])
         return write(refresh(res), args.out)
     if args.quick:
         args.rounds, args.repeats, args.skip_hour = 1, 1, True
@@ -190,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": {"cpu": cpu_name(), "cpus": len(os.sched_getaffinity(0)), "python": platform.python_version(),
                     "torch": torch_version(sys.executable), "legacy_torch": torch_version(str(LEGACY_PYTHON)),
-                    "loadavg_start": round(os.getloadavg()[0], 2)},
+                    "loadavg_start": round(os.getloadavg()[0], 2), "lscpu": lscpu()},
         "wav": WAV.name, "settings": {"rounds": args.rounds, "repeats": args.repeats},
     }
     with tempfile.TemporaryDirectory(prefix="orcaport-bench-") as tmp:
@@ -203,10 +258,15 @@ def main(argv: list[str] | None = None) -> int:
         res["peak"] = peak = peak_figures(peaks)
         first = runs["fixture"]["legacy-exact"][0]
         res["audio_s"], res["clips"] = first["audio_s"], first["clips"]
+        res["fast_arithmetic"] = runs["resnet50"]["fast"][0]["arithmetic"]
+        res["worker_loadavg"] = sorted(r["loadavg_before"] for m in runs.values() for rs in m.values() for r in rs)
         res["figures"] = {
             name: {p: summarize(rs, flops[name], peak, merge_runs(nets[name].get(p)), runs[name]["legacy"])
                    for p, rs in runs[name].items() if rs}
             for name in models}
+        for name in models:     # paired per round, like the legacy ratios
+            res["figures"][name]["fast"]["fast_vs_exact"] = paired_speedup(
+                runs[name]["legacy-exact"], runs[name]["fast"], "times_s")
         print("bench: network variants", file=sys.stderr, flush=True)
         res["network_variants"] = {
             label: network_figures(clean("network", "--model", models["resnet50"], "--wav", WAV,
@@ -216,8 +276,12 @@ def main(argv: list[str] | None = None) -> int:
         print("bench: fast vs fp32 agreement on the corpus", file=sys.stderr, flush=True)
         res["agreement"] = {name: clean("corpus", "--model", folder, "--corpus", CORPUS)
                             for name, folder in {**models, "resnet50-random": probe}.items()}
+        print("bench: int8 candidate (fast without bf16 hardware)", file=sys.stderr, flush=True)
+        res["int8"] = {name: clean("int8", "--model", folder, "--corpus", CORPUS) for name, folder in models.items()}
         if not args.skip_hour:
-            res["hour"] = measure_hour(Path(tmp), flops["fixture"], peak)
+            hour = write_tiled(WAV, Path(tmp) / "hydrophone_48k_1h.wav", HOUR_S)
+            res["hour"] = measure_hour(hour, flops["fixture"], peak)
+            res["one_cpu"] = measure_one_cpu(hour, models, args.repeats, use_legacy, flops, peak)
     res["machine"]["loadavg_end"] = round(os.getloadavg()[0], 2)
     res["targets"] = verdicts(res)
     return write(res, args.out)

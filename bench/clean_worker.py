@@ -5,6 +5,7 @@
     python -m bench.clean_worker peak    [--repeats N]
     python -m bench.clean_worker corpus  --model DIR --corpus DIR
     python -m bench.clean_worker prepare --wav FILE --out DIR
+    python -m bench.clean_worker int8    --model DIR --corpus DIR      (bench/int8.py)
 
 Prints one `RESULT {json}` line. `detect` times the whole Detector.detect (decode -> decisions)
 after one warm-up run; `network` times only the network on the file's precomputed inputs, with
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
 import time
@@ -51,7 +53,7 @@ def peak_rss_mb() -> float:
 def make_detector(args: argparse.Namespace) -> Detector:
     return Detector.from_folder(args.model, profile=args.profile, batch_size=args.batch_size or None,
                                 workers=args.workers or None, engine=args.engine or None,
-                                reuse_padding=not args.no_reuse)
+                                reuse_padding=not args.no_reuse, arithmetic=args.arithmetic or None)
 
 
 def cmd_detect(args: argparse.Namespace) -> dict:
@@ -69,6 +71,7 @@ def cmd_detect(args: argparse.Namespace) -> dict:
             "global_prediction": result.global_prediction, "workers": det.workers,
             "intra_threads": det.intra_threads, "precision": det.precision,
             "engine": det.engine, "batch_size": det.batch_size, "peak_rss_mb": peak_rss_mb(),
+            "arithmetic": det.arithmetic.to_dict(), "cpus": sorted(os.sched_getaffinity(0)),
             "flops_per_clip": detector_flops(det), "padding_reuse": reuse_plan(det) is not None}
 
 
@@ -94,6 +97,7 @@ def cmd_network(args: argparse.Namespace) -> dict:
     return {"times_s": times, "cpu_s": cpu, "clips": len(clips), "workers": det.workers,
             "intra_threads": det.intra_threads, "precision": det.precision,
             "engine": det.engine, "batch_size": det.batch_size, "padding_reuse": reused,
+            "arithmetic": det.arithmetic.to_dict(),
             "flops_per_clip": detector_flops(det, reused),
             "adjacent_peak": {k: [g for p in peaks for g in p[k]] for k in peaks[0]}}
 
@@ -129,7 +133,7 @@ def cmd_corpus(args: argparse.Namespace) -> dict:
     conditioning probe: the fp32 network fed inputs rounded to bf16 (nothing else changed). If
     that alone flips decisions, the model itself is too sensitive for any bf16 scheme to agree."""
     exact = Detector.from_folder(args.model, profile="legacy-exact")
-    fast = Detector.from_folder(args.model, profile="fast")
+    fast = Detector.from_folder(args.model, profile="fast", arithmetic=args.arithmetic or None)
     runs: dict[str, list] = {"exact": [], "fast": [], "probe": []}
     glob: dict[str, list] = {"exact": [], "fast": [], "probe": []}
     max_diff = 0.0
@@ -149,6 +153,7 @@ def cmd_corpus(args: argparse.Namespace) -> dict:
             "local_agreement": agreement(runs["exact"], runs["fast"]),
             "global_agreement": agreement([np.array(glob["exact"])], [np.array(glob["fast"])]),
             "max_abs_prob_diff": max_diff, "precision": fast.precision,
+            "arithmetic": fast.arithmetic.to_dict(),
             "probe_local_agreement": agreement(runs["exact"], runs["probe"]),
             "probe_global_agreement": agreement([np.array(glob["exact"])], [np.array(glob["probe"])])}
 
@@ -166,9 +171,15 @@ def cmd_prepare(args: argparse.Namespace) -> dict:
                       "fixture": network_flops(det.artifact.config.architecture, fe.n_mels, width)}}
 
 
+def cmd_int8(args: argparse.Namespace) -> dict:
+    from bench.int8 import measure
+
+    return measure(args.model, args.corpus, args.repeats)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.clean_worker")
-    ap.add_argument("mode", choices=("detect", "network", "peak", "corpus", "prepare"))
+    ap.add_argument("mode", choices=("detect", "network", "peak", "corpus", "prepare", "int8"))
     ap.add_argument("--out", type=Path)
     ap.add_argument("--model", type=Path)
     ap.add_argument("--wav", type=Path)
@@ -181,9 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--intra", type=int, default=0, help="intra-op threads (network mode); 0: default")
     ap.add_argument("--engine", default="", help="onednn | channels_last | nchw; empty: the Detector's default")
     ap.add_argument("--no-reuse", action="store_true", help="oneDNN engine without padding reuse")
+    ap.add_argument("--arithmetic", default="", help="force fast's arithmetic (fp32 | bf16); empty: auto")
     args = ap.parse_args(argv)
     modes = {"detect": cmd_detect, "network": cmd_network, "peak": cmd_peak, "corpus": cmd_corpus,
-             "prepare": cmd_prepare}
+             "prepare": cmd_prepare, "int8": cmd_int8}
     out = modes[args.mode](args)
     print(RESULT_MARK + json.dumps(out))
     return 0

@@ -21,7 +21,6 @@ engine, because emulated bf16 is slower than fp32. `self.arithmetic` says what w
 from __future__ import annotations
 
 import contextlib
-import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from model.aggregate import aggregate
 from model.arithmetic import Arithmetic, choose, strict_fp32_cuda
 from model.artifact import CONFIG_FILE, WEIGHTS_FILE, Artifact, load_artifact
 from model.audio import PcmAudio
+from model.cpus import available_cpus
 from model.onednn import OneDnnNet
 from model.source import STREAM_BYTES, AudioSource, DetectorError, open_audio, release_free_memory
 from model.spectrogram import amplitude_to_db, check_supported, frontend_stages, mel_spectrogram, pad_or_crop, standardize
@@ -69,6 +69,7 @@ class Detection:
     global_confidence: float
     threshold: float
     min_positive: int
+    sample_rate: int = 0          # the file's, Hz (0: unknown)
 
     @property
     def positive_seconds(self) -> int:
@@ -139,7 +140,7 @@ class Detector:
         self.frontend = check_supported(cfg.frontend)
         self.artifact, self.profile, self.device, self.engine = artifact, profile, device, engine
         self.batch_size, self.stream_bytes, self.positive_index = batch_size, stream_bytes, cfg.positive_index
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        cpus = available_cpus()        # affinity capped by a cgroup quota (a 1-CPU pod sees all cores)
         self.workers = workers or min(cpus, MAX_WORKERS)
         self.intra_threads = max(1, cpus // self.workers)
         # Chosen once, here: `arithmetic` forces it, `cpu_flags` stands in for /proc/cpuinfo (tests).
@@ -305,4 +306,4 @@ class Detector:
         agg = aggregate(probs.astype(np.float64), threshold, min_positive)
         return Detection(src.path.name, self.profile, int(probs.size), src.duration_s, probs,
                          agg.start_time_s, agg.confidence, agg.local_prediction, agg.global_prediction,
-                         agg.global_confidence, threshold, min_positive)
+                         agg.global_confidence, threshold, min_positive, src.sample_rate)
