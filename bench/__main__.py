@@ -298,10 +298,15 @@ def trained_resnet50() -> Path:
 
 
 def write(res: dict[str, Any], out: Path) -> int:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(res, indent=2) + "\n")   # before rendering
-    table = markdown(res)
-    (out / "results.md").write_text(table)
+    from parity.atomic import write_files_atomically
+
+    raw = json.dumps(res, indent=2) + "\n"
+    try:
+        table = markdown(res)
+    except Exception:                      # an hour of measurements is never lost to a report bug
+        write_files_atomically(out, {"results.json": raw.encode()})
+        raise
+    write_files_atomically(out, {"results.json": raw.encode(), "results.md": table.encode()})
     print(table)
     return 0
 
