@@ -24,7 +24,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = ROOT / "reference_outputs" / "fixture"
 AUDIO_SUFFIXES = (".wav", ".flac")
-FORMATS = ("table", "json", "csv")
+FORMATS = ("table", "json", "csv", "raven", "audacity")
 CSV_FIELDS = ("wav_filename", "start_time_s", "duration_s", "confidence", "local_prediction",
               "global_prediction", "global_confidence", "profile")
 
@@ -67,7 +67,9 @@ def _positive_int(text: str) -> int:
 def configure_detect(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", type=Path, metavar="FILE|DIR",
                    help="audio files, or folders scanned (recursively) for .wav/.flac")
-    p.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
+    p.add_argument("--format", choices=FORMATS, default="table",
+                   help="table / json / csv: per-second rows; raven (Raven Pro selection table) / "
+                        "audacity (label track): one row per detection event (default: table)")
     p.add_argument("--threshold", type=_threshold, default=None,
                    help="per-second decision threshold (default: the model's, 0.5 for OrcaHello)")
     p.add_argument("--min-positive", type=_positive_int, default=None,
@@ -145,8 +147,21 @@ def _table_width(results: list[Any], errors: list[tuple[Path, str]]) -> int:
 
 
 def render_text(args: argparse.Namespace, results: list[Any], errors: list[tuple[Path, str]],
-                arithmetic: dict[str, Any], caption: str) -> str:
-    """The whole output of a non-terminal run, as text (written in one piece)."""
+                arithmetic: dict[str, Any], caption: str, paths: Sequence[Path] = (),
+                detector: Any = None) -> str:
+    """The whole output of a non-terminal run, as text (written in one piece). paths: the audio
+    file of each result (raven/audacity name them)."""
+    if args.format in ("raven", "audacity"):
+        from model.review_formats import ReviewFormatError, render_audacity, render_raven
+
+        files = list(zip(paths, results))
+        cfg = detector.artifact.config
+        try:
+            if args.format == "raven":
+                return render_raven(files, cfg.frontend)
+            return render_audacity(files, cfg.classes[cfg.positive_index])
+        except ReviewFormatError as e:
+            raise UsageError(str(e)) from None
     if args.format == "json":
         return render_json(results, errors, args, arithmetic)
     if args.format == "csv":
@@ -184,7 +199,7 @@ def run_detect(args: argparse.Namespace) -> int:
     except (DetectorError, ConfigError, WeightsError, FrontendError) as e:
         raise UsageError(str(e)) from None
     err = Console(stderr=True)
-    results, errors = [], []
+    results, errors, paths = [], [], []
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeRemainingColumn(), console=err, transient=True,
                   disable=args.quiet or not err.is_terminal) as bar:
@@ -195,6 +210,7 @@ def run_detect(args: argparse.Namespace) -> int:
             progress = lambda done, total: bar.update(clips_task, completed=done, total=total)  # noqa: E731
             try:
                 results.append(detector.detect(path, args.threshold, args.min_positive, progress))
+                paths.append(path)
             except (DetectorError, AudioDecodeError, SliceError, FrontendError, OSError) as e:
                 message = str(e).splitlines()[0] if str(e) else type(e).__name__
                 errors.append((path, message))
@@ -208,7 +224,7 @@ def run_detect(args: argparse.Namespace) -> int:
             console = Console(width=_table_width(results, errors))
         render_table(results, errors, console, caption)
     else:
-        text = render_text(args, results, errors, detector.arithmetic.to_dict(), caption)
+        text = render_text(args, results, errors, detector.arithmetic.to_dict(), caption, paths, detector)
         if args.output is None:
             sys.stdout.write(text)
         else:
