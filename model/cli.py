@@ -146,11 +146,14 @@ def _table_width(results: list[Any], errors: list[tuple[Path, str]]) -> int:
     return max([len(d.wav_filename) for d in results] + [len(p.name) for p, _ in errors] + [40]) + 90
 
 
+def arithmetic_caption(args: argparse.Namespace, detector: Any) -> str:
+    return f"profile {args.profile}: {detector.arithmetic.describe()}"
+
+
 def render_text(args: argparse.Namespace, results: list[Any], errors: list[tuple[Path, str]],
-                arithmetic: dict[str, Any], caption: str, paths: Sequence[Path] = (),
-                detector: Any = None) -> str:
+                paths: Sequence[Path], detector: Any) -> str:
     """The whole output of a non-terminal run, as text (written in one piece). paths: the audio
-    file of each result (raven/audacity name them)."""
+    file of each result (raven/audacity name them); detector: the `Detector` that ran."""
     if args.format in ("raven", "audacity"):
         from model.review_formats import ReviewFormatError, render_audacity, render_raven
 
@@ -163,11 +166,12 @@ def render_text(args: argparse.Namespace, results: list[Any], errors: list[tuple
         except ReviewFormatError as e:
             raise UsageError(str(e)) from None
     if args.format == "json":
-        return render_json(results, errors, args, arithmetic)
+        return render_json(results, errors, args, detector.arithmetic.to_dict())
     if args.format == "csv":
         return render_csv(results)
     buf = io.StringIO()
-    render_table(results, errors, Console(file=buf, no_color=True, width=_table_width(results, errors)), caption)
+    console = Console(file=buf, no_color=True, width=_table_width(results, errors))
+    render_table(results, errors, console, arithmetic_caption(args, detector))
     return buf.getvalue()
 
 
@@ -216,15 +220,14 @@ def run_detect(args: argparse.Namespace) -> int:
                 errors.append((path, message))
                 err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
             bar.advance(files_task)
-    caption = f"profile {args.profile}: {detector.arithmetic.describe()}"
     if args.format == "table" and args.output is None:
         # Off a terminal rich assumes 80 columns; widen so file names are never cut.
         console = Console()
         if not console.is_terminal:
             console = Console(width=_table_width(results, errors))
-        render_table(results, errors, console, caption)
+        render_table(results, errors, console, arithmetic_caption(args, detector))
     else:
-        text = render_text(args, results, errors, detector.arithmetic.to_dict(), caption, paths, detector)
+        text = render_text(args, results, errors, paths, detector)
         if args.output is None:
             sys.stdout.write(text)
         else:
