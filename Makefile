@@ -17,7 +17,7 @@ FRONTEND ?=
 REPO_ID ?=
 DRY_RUN ?=
 
-.PHONY: help envs env-clean env-legacy fixture convert corpus references envelope tolerances controls controls-refs parity test test-legacy bench publish
+.PHONY: help envs env-clean env-legacy fixture convert corpus references envelope tolerances controls controls-refs parity parity-variants test test-legacy bench publish
 
 help:  ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -59,6 +59,9 @@ controls: env-clean  ## [clean] negative controls: each broken quirk must fail a
 
 parity: env-clean  ## [clean] replay every stage fastai-free and diff against the references
 	$(CLEAN) -m parity --model $(FIXTURE) --references reference_outputs/stages --reports reports
+
+parity-variants: env-clean  ## [clean] make parity under every kernel-path variant of the envelope (reports/variants.json)
+	$(CLEAN) -m parity.variants --reports reports
 
 test: env-clean  ## run the test suite in the clean env (legacy tests run too when .venvs/legacy exists)
 	$(CLEAN) -m pytest

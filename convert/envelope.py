@@ -27,29 +27,13 @@ from typing import Any
 
 from convert.legacy import ConvertError
 from parity.atomic import write_files_atomically
-from parity.envelope import compare_sets
-from parity.fingerprint import same_machine
+from parity.envelope import VARIANTS, compare_sets
+from parity.fingerprint import KERNEL_ENV as KERNEL_VARS, same_machine
 from parity.references import ReferenceError, load_references
 
 ROOT = Path(__file__).resolve().parents[1]
 CLEAN_PYTHON = ROOT / ".venvs" / "clean" / "bin" / "python"
 SCHEMA_VERSION = 1
-# name -> (environment, torch threads). Each switch alone, then all of them together.
-VARIANTS: dict[str, tuple[dict[str, str], int]] = {
-    "baseline": ({}, 1),
-    "threads-2": ({}, 2),
-    "aten-default": ({"ATEN_CPU_CAPABILITY": "default"}, 1),
-    "aten-avx2": ({"ATEN_CPU_CAPABILITY": "avx2"}, 1),
-    "mkl-avx2": ({"MKL_ENABLE_INSTRUCTIONS": "AVX2"}, 1),
-    "mkl-sse42": ({"MKL_ENABLE_INSTRUCTIONS": "SSE4_2"}, 1),
-    "mkl-cbwr-compatible": ({"MKL_CBWR": "COMPATIBLE"}, 1),
-    "onednn-avx2": ({"ONEDNN_MAX_CPU_ISA": "AVX2"}, 1),
-    "onednn-sse41": ({"ONEDNN_MAX_CPU_ISA": "SSE41"}, 1),
-    "most-different": ({"ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
-                        "MKL_CBWR": "COMPATIBLE", "ONEDNN_MAX_CPU_ISA": "SSE41"}, 2),
-}
-KERNEL_VARS = ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA",
-               "DNNL_MAX_CPU_ISA", "MKL_DEBUG_CPU_TYPE")
 
 
 def record(name: str, env: dict[str, str], threads: int, model: Path, corpus: Path, out: Path) -> float:

@@ -30,6 +30,21 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_ENVELOPE = ROOT / "reference_outputs" / "envelope.json"
 DEFAULT_TOLERANCES = Path(__file__).with_name("tolerances.json")
 POLICY = Path(__file__).with_name("tolerance_policy.json")
+# Kernel-path variants, name -> (environment, torch threads): each switch alone, then all of them
+# together. `make envelope` records legacy under each; `make parity-variants` replays under each.
+VARIANTS: dict[str, tuple[dict[str, str], int]] = {
+    "baseline": ({}, 1),
+    "threads-2": ({}, 2),
+    "aten-default": ({"ATEN_CPU_CAPABILITY": "default"}, 1),
+    "aten-avx2": ({"ATEN_CPU_CAPABILITY": "avx2"}, 1),
+    "mkl-avx2": ({"MKL_ENABLE_INSTRUCTIONS": "AVX2"}, 1),
+    "mkl-sse42": ({"MKL_ENABLE_INSTRUCTIONS": "SSE4_2"}, 1),
+    "mkl-cbwr-compatible": ({"MKL_CBWR": "COMPATIBLE"}, 1),
+    "onednn-avx2": ({"ONEDNN_MAX_CPU_ISA": "AVX2"}, 1),
+    "onednn-sse41": ({"ONEDNN_MAX_CPU_ISA": "SSE41"}, 1),
+    "most-different": ({"ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
+                        "MKL_CBWR": "COMPATIBLE", "ONEDNN_MAX_CPU_ISA": "SSE41"}, 2),
+}
 MAX_STATS = ("max_abs", "p99_abs", "p999_abs", "max_rel", "rel_to_max", "max_log_power_db")
 DIGEST_STAGES = ("decode", "clip")
 

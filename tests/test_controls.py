@@ -15,3 +15,15 @@ def test_control_fails_at_its_stage(control: Control) -> None:
     assert row["caught"], row
     if row["excess"] is not None and not row["margin"].endswith("(exact stage)"):
         assert row["excess"] >= 2.0, row          # a real bug sits well above the noise
+
+
+def test_the_unbroken_odd_rate_set_passes_under_the_criteria_that_apply() -> None:
+    """The controls' own references replay clean when nothing is broken -- under the tight
+    same-machine criteria on the machine that recorded them, the cross-machine ones elsewhere."""
+    from parity.controls import FIXTURE, ODD_FILE, ODD_RATE
+    from parity.run import run_parity
+
+    result, _ = run_parity(FIXTURE, ODD_RATE / "stages", ODD_RATE / "corpus", only=[ODD_FILE])
+    assert result["passed"], result["first_failure"]
+    assert result["criteria"]["regime"] == ("same_machine" if result["criteria"]["same_fingerprint"]
+                                            else "cross_machine")

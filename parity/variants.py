@@ -1,0 +1,78 @@
+"""`make parity-variants`: `make parity` under every kernel-path variant of the envelope.
+
+The parity verdict must not depend on which kernels this machine happens to pick: each variant of
+parity/envelope.py's VARIANTS (PyTorch dispatch level, MKL instruction set and CBWR mode, oneDNN
+max ISA, threads) replays the committed references in its own process, and the table shows the
+verdict, the criteria that applied and each stage's worst use of its tolerance (excess: 1.0 is
+exactly at the bound).
+
+    python -m parity.variants [--reports reports]     -> reports/variants.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from parity.atomic import write_files_atomically
+from parity.envelope import VARIANTS
+from parity.fingerprint import KERNEL_ENV
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def replay_variant(name: str, args: list[str]) -> dict[str, Any]:
+    env_vars, threads = VARIANTS[name]
+    env = {k: v for k, v in os.environ.items() if k not in KERNEL_ENV}
+    env.update(env_vars, OMP_NUM_THREADS=str(threads), PYTHONPATH=str(ROOT))
+    with tempfile.TemporaryDirectory(prefix="orcaport-variant-") as tmp:
+        run = subprocess.run([sys.executable, "-m", "parity", "--reports", tmp, *args], cwd=ROOT,
+                             env=env, capture_output=True, text=True)
+        path = Path(tmp) / "parity.json"
+        if not path.exists():
+            return {"variant": name, "passed": False, "exit": run.returncode,
+                    "error": (run.stderr.strip().splitlines() or ["?"])[-1]}
+        report = json.loads(path.read_text())
+    worst: dict[str, float] = {}
+    for f in report["files"]:
+        for c in f["checks"]:
+            e = c["metrics"].get("excess")
+            if isinstance(e, (int, float)) and not c["tolerance"].get("exact"):
+                key = "pooled" if c.get("layer") == "pooled" else c["stage"]
+                worst[key] = max(worst.get(key, 0.0), float(e))
+    return {"variant": name, "env": env_vars, "threads": threads, "exit": run.returncode,
+            "passed": report["passed"], "criteria": report["criteria"]["regime"],
+            "first_failure": report["first_failure"], "unstable_seconds": report["unstable_seconds"],
+            "worst_excess": worst}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m parity.variants", description=__doc__.splitlines()[0])
+    ap.add_argument("--reports", type=Path, default=Path("reports"))
+    ap.add_argument("parity_args", nargs="*", help="passed to python -m parity (after --)")
+    args = ap.parse_args(argv)
+    rows = []
+    for name in VARIANTS:
+        row = replay_variant(name, args.parity_args)
+        rows.append(row)
+        tops = sorted(row.get("worst_excess", {}).items(), key=lambda kv: -kv[1])[:2]
+        print(f"{'PASS' if row['passed'] else 'FAIL'} {name:<20} {row.get('criteria', '-'):<14} "
+              + ("closest to tolerance: " + ", ".join(f"{s} {v:.2f}" for s, v in tops) if tops
+                 else row.get("error", "")), flush=True)
+    write_files_atomically(args.reports, {"variants.json": (json.dumps(rows, indent=2) + "\n").encode()})
+    failed = [r["variant"] for r in rows if not r["passed"]]
+    if failed:
+        print(f"error: parity failed under {failed}; see {args.reports / 'variants.json'}", file=sys.stderr)
+        return 1
+    print(f"parity passed under all {len(rows)} variants; {args.reports / 'variants.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
