@@ -78,6 +78,34 @@ def clean_comparison(report: dict[str, Any]) -> dict[str, Any]:
             "decisions": {"local_flips": flips}}
 
 
+def detector_comparison(base: Any, model: Path, corpus: Path) -> dict[str, Any] | None:
+    """The Detector (fused oneDNN engine) against this machine's baseline references: probs and
+    per-second confidences (compare_sets' shape), or None without the clean env."""
+    import numpy as np
+
+    from parity.diffstats import diff_stats
+    from parity.envelope import _fold
+    names = [f.name for f in base.files if f.error is None]
+    if not CLEAN_PYTHON.exists() or not names:
+        return None
+    run = subprocess.run([str(CLEAN_PYTHON), "-m", "parity.engine_check", "--model", str(model),
+                          "--corpus", str(corpus), *names], cwd=ROOT, capture_output=True, text=True,
+                         env={k: v for k, v in os.environ.items() if k not in KERNEL_VARS})
+    if run.returncode != 0:
+        raise ConvertError(f"clean detector run failed: {(run.stderr.strip().splitlines() or ['?'])[-1]}")
+    got = json.loads(run.stdout)
+    stages: dict[str, dict[str, Any]] = {}
+    flips = 0
+    pos = int(json.loads((model / "config.json").read_text())["positive_index"])
+    for f in base.files:
+        if f.name not in got:
+            continue
+        _fold(stages, "probs", diff_stats(f.tensors["all/probs"][:, pos], np.array(got[f.name]["probs"], np.float32)))
+        _fold(stages, "aggregate", diff_stats(f.tensors["aggregate/confidence"], np.array(got[f.name]["confidence"])))
+        flips += int(np.sum(f.tensors["aggregate/local_prediction"] != np.array(got[f.name]["local"])))
+    return {"stages": stages, "digests": {}, "decisions": {"local_flips": flips}}
+
+
 def measure(model: Path, corpus: Path, committed: Path, work: Path, names: list[str]) -> dict[str, Any]:
     runs: dict[str, Any] = {}
     for name in names:
@@ -104,6 +132,10 @@ def measure(model: Path, corpus: Path, committed: Path, work: Path, names: list[
         comparisons.append({"name": "clean vs baseline", "kind": "clean runtime, same machine",
                             "regimes": ["same_machine"], "machine": report["environment"].get("machine_fingerprint"),
                             **clean_comparison(report)})
+    detector = detector_comparison(base, model, corpus)
+    if detector is not None:
+        comparisons.append({"name": "detector vs baseline", "kind": "clean detector (fused engine), same machine",
+                            "regimes": ["same_machine"], **detector})
     return {"schema_version": SCHEMA_VERSION, "model_weights_sha256": base.manifest["model"]["weights_sha256"],
             "committed_references": {"manifest_sha256": ref.manifest_sha256,
                                      "machine": ref.manifest.get("machine")},
