@@ -16,6 +16,7 @@ tracked by the file path flowing through fastai_audio's caches.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -26,16 +27,27 @@ import torch
 from model.stages import ACTIVATION_LAYERS
 
 
+_SKIPPED = np.empty(0)   # marks a stage seen (twice is still an error) but not kept
+
+
 def _np(x: Any) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         return x.detach().cpu().numpy().copy()
     return np.array(x, copy=True)
 
 
+# A light recording (a long file's first pass) keeps only what references store for every clip;
+# the clip samples become digests at once; every other stage is dropped before it is copied, so
+# memory stays flat however long the file.
+LIGHT_KEEP = ("logits", "probs", "activations/pooled")
+DIGESTED = "clip"
+
+
 class Recorder:
     """Collects stage tensors per clip key (the clip's file stem, e.g. 'file_3_5')."""
 
-    def __init__(self) -> None:
+    def __init__(self, light: bool = False) -> None:
+        self.light = light
         self.file: dict[str, np.ndarray] = {}
         self.clips: dict[str, dict[str, np.ndarray]] = defaultdict(dict)
         self.clip_of_path: dict[str, str] = {}   # any cache path -> clip key
@@ -46,7 +58,14 @@ class Recorder:
     def record(self, key: str, stage: str, value: Any) -> None:
         if stage in self.clips[key]:
             raise RuntimeError(f"stage {stage} of clip {key} recorded twice; the capture is confused")
-        self.clips[key][stage] = _np(value)
+        if self.light and stage == DIGESTED:
+            a = np.ascontiguousarray(_np(value))
+            self.clips[key][stage] = np.frombuffer(hashlib.sha256(a.tobytes()).digest(), np.uint8)
+            self.clips[key][stage + "/shape"] = np.array(a.shape, np.int64)
+        elif not self.light or stage in LIGHT_KEEP:
+            self.clips[key][stage] = _np(value)
+        else:
+            self.clips[key][stage] = _SKIPPED
 
     def _patch(self, owner: Any, name: str, make: Callable[[Any], Any]) -> None:
         # The raw class attribute, so a classmethod is restored as a classmethod.
@@ -70,8 +89,10 @@ class Recorder:
         def wrap_from_wav(orig: Any) -> Any:
             def from_wav(cls_or_file: Any, *args: Any, **kwargs: Any) -> Any:
                 seg = orig(cls_or_file, *args, **kwargs)
-                if "decode" not in rec.file:
-                    rec.file["decode"] = np.array(seg.get_array_of_samples()).reshape(-1, seg.channels)
+                if "decode" not in rec.file:   # an hour of audio is 345 MB: keep its digest only
+                    a = np.array(seg.get_array_of_samples()).reshape(-1, seg.channels)
+                    rec.file["decode"] = {"shape": list(a.shape), "dtype": str(a.dtype),
+                                          "sha256": hashlib.sha256(a.tobytes()).hexdigest()}
                 return seg
             return from_wav
 
@@ -172,8 +193,8 @@ class Recorder:
 
 
 @contextlib.contextmanager
-def recording(learn: Any) -> Iterator[Recorder]:
-    rec = Recorder()
+def recording(learn: Any, light: bool = False) -> Iterator[Recorder]:
+    rec = Recorder(light)
     rec.install(learn)
     try:
         yield rec

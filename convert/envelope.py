@@ -39,8 +39,8 @@ SCHEMA_VERSION = 1
 def record(name: str, env: dict[str, str], threads: int, model: Path, corpus: Path, out: Path) -> float:
     """One legacy reference run under `env` into `out`. -> seconds it took."""
     clean = {k: v for k, v in os.environ.items() if k not in KERNEL_VARS}
-    cmd = [sys.executable, "-m", "convert.references", "--model", str(model), "--corpus", str(corpus),
-           "--out", str(out), "--threads", str(threads), "--no-noise-floor"]
+    cmd = [sys.executable, "-m", "convert.references", "--model", str(model), "--audio", str(corpus),
+           "--out", str(out), "--threads", str(threads)]
     start = time.monotonic()
     run = subprocess.run(cmd, cwd=ROOT, env={**clean, **env, "PYTHONPATH": str(ROOT)},
                          capture_output=True, text=True)

@@ -6,7 +6,11 @@ every numeric step. It is the thing the references record and `make bench` times
 differences from upstream, none of which changes a number:
 - the frontend config comes from `model.config.FrontendConfig` (the one recorded in config.json);
 - the scratch folder is given by the caller (so caches and temp paths can be isolated/sanitised);
-- upstream prints the file name and duration; we don't.
+- upstream prints the file name and duration; we don't;
+- upstream hard-codes class index 1 (OrcaHello's "positive" of two classes); a converted model's
+  config names its detection class (`positive_index`, 1 for OrcaHello), and that is used;
+- `windows` can restrict a run to some of the file's windows (the references' second, full capture
+  of a few sampled clips): each window is cut, cached and predicted on its own, as in a full run.
 """
 
 from __future__ import annotations
@@ -67,7 +71,8 @@ def aggregate(wav_name: str, path_list: list[str], predictions: list[float],
 
 
 def predict_file(learn: Any, wav_path: Path, scratch: Path, fe: FrontendConfig,
-                 agg: AggregationConfig, on_item: Callable[[Any, Any], None] | None = None) -> dict[str, Any]:
+                 agg: AggregationConfig, on_item: Callable[[Any, Any], None] | None = None,
+                 windows: list[list[int]] | None = None, positive_index: int = 1) -> dict[str, Any]:
     """FastAIModel.predict for one file. `on_item(item, predict_output)` sees each clip's result."""
     import pandas as pd
     from audio.data import AudioList
@@ -79,7 +84,10 @@ def predict_file(learn: Any, wav_path: Path, scratch: Path, fe: FrontendConfig,
     os.makedirs(local_dir)
     try:
         max_length = get_duration(path=str(wav_path))
-        extract_segments(wav_path, two_second_windows(max_length), local_dir)
+        all_windows = two_second_windows(max_length)
+        if windows is not None and any(w not in all_windows for w in windows):
+            raise ValueError(f"windows {windows} are not all windows of {wav_path.name}")
+        extract_segments(wav_path, all_windows if windows is None else windows, local_dir)
         config = legacy_audio_config(fe)
         test_data_folder = Path(local_dir)
         test = AudioList.from_folder(test_data_folder, config=config).split_none().label_empty()
@@ -90,7 +98,7 @@ def predict_file(learn: Any, wav_path: Path, scratch: Path, fe: FrontendConfig,
             out = learn.predict(item)
             if on_item is not None:
                 on_item(item, out)
-            predictions.append(out[2][1])
+            predictions.append(out[2][positive_index])
         return aggregate(wav_path.name, path_list, predictions, agg)
     finally:
         shutil.rmtree(local_dir, ignore_errors=True)

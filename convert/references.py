@@ -1,16 +1,22 @@
-"""`make references`: record stage-by-stage reference tensors from the real legacy pipeline.
+"""`make references`: record stage-by-stage reference tensors from the real legacy pipeline, on
+the embedded corpus or on any folder of recordings.
 
-    python -m convert.references --model reference_outputs/fixture --corpus reference_outputs/corpus \
-        --out reference_outputs/stages
+    python -m convert.references --model DIR --audio DIR|FILE... --out DIR [--sha256 HEX]
+        [--near-threshold 2] [--budget-mb 2000] [--threads 1]
 
-For every corpus file, production inference (convert/production.py) runs under `convert.capture`
-hooks. Stored per file, as safetensors (never pickles):
-- `clips/<i>/<stage>` full tensors for a few *sampled* clips (first, last, most confident), with
-  `clips/<i>/activations/<layer>` for the most confident clip of the flagship file;
-- `all/logits`, `all/probs`, `all/pooled` for every clip; `aggregate/*` for the file;
-- exact integer stages (`decode`, every clip's `clip`) as sha256 digests in the manifest.
-A file the legacy code rejects is recorded with its error as the reference behaviour.
-Runs single-threaded (bit-reproducible); a second run on 2 threads gives the noise floor.
+For every audio file (a folder is scanned recursively: parity/audio_manifest.py), production
+inference (convert/production.py) runs under `convert.capture` hooks, twice: a light pass over
+every window keeps each clip's sample digest, logits, probs and pooled features (memory stays
+flat on an hour-long file), then a full pass over the few sampled windows
+(convert/reference_plan.py: first, last, most confident, nearest the threshold) keeps every stage,
+and must reproduce the light pass's logits bit for bit. A file the legacy code rejects is
+recorded with its error as the reference behaviour. The expected size is printed, and checked
+against the budget, before anything is written.
+
+Archives are large: each finished file is kept in `.<out>.resume/` beside the output folder, so an
+interrupted run resumes without redoing it (same model, audio and settings only), and the result is
+byte-identical to an uninterrupted run. The output folder is replaced only at the end, manifest
+last (parity/atomic.py): a kill leaves the previous references intact.
 """
 
 from __future__ import annotations
@@ -19,8 +25,10 @@ import argparse
 import hashlib
 import json
 import shlex
+import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +40,16 @@ from convert.capture import recording
 from convert.cli import write_atomically
 from convert.legacy import ConvertError, ffmpeg_version, isolated_home, legacy_versions, load_trusted_learner, sha256_file
 from convert.production import predict_file
+from convert.reference_plan import activation_owner, clips_of, plan_within_budget, sampled_clips
 from model.artifact import load_artifact
 from model.config import ConfigError, ModelConfig
 from model.stages import ACTIVATION_LAYERS, CLIP_STAGES
 from model.weights import WeightsError
-from parity.atomic import remove_stale_scratch, scratch_prefix
+from parity.atomic import remove_stale_scratch, scratch_prefix, write_files_atomically
+from parity.audio_manifest import AudioFolderError, build_entries, scan, tensor_file_name
 from parity.fingerprint import fingerprint
 
 SCHEMA_VERSION = 1
-FLAGSHIP = "hydrophone_48k_mono16_60s.wav"
 WAVE_STAGES = ("load", "downmix", "resample", "mel", "db", "input")
 SCRATCH = "clips"   # relative; error messages are sanitised to it so manifests are byte-stable
 SCRATCH_KIND = "orcaport-refs"   # $TMPDIR/orcaport-refs-<pid>-*: fastai's HOME cache and clips
@@ -54,96 +63,79 @@ def describe(a: np.ndarray) -> dict[str, Any]:
     return {"shape": list(a.shape), "dtype": str(a.dtype)}
 
 
-def run_file(learn: Any, wav: Path, work: Path, cfg: ModelConfig) -> dict[str, Any]:
+def run_file(learn: Any, wav: Path, work: Path, cfg: ModelConfig, light: bool,
+             windows: list[list[int]] | None = None) -> dict[str, Any]:
     """One production run under capture. -> {'result'|'error', 'decode', 'clips'}."""
     out: dict[str, Any] = {}
-    with recording(learn) as rec:
+    with recording(learn, light) as rec:
         def on_item(_item: Any, pred: Any) -> None:
             rec.record(rec.current, "probs", pred[2])
         try:
-            out["result"] = predict_file(learn, wav, work / SCRATCH, cfg.frontend, cfg.aggregation, on_item)
+            out["result"] = predict_file(learn, wav, work / SCRATCH, cfg.frontend, cfg.aggregation, on_item,
+                                         windows, cfg.positive_index)
         except Exception as e:  # noqa: BLE001 - the legacy failure *is* the reference behaviour
             msg = str(e).replace(str(work), "<work>").splitlines()
             out["error"] = {"type": type(e).__name__, "message": msg[0] if msg else ""}
+    shutil.rmtree(work / "home" / ".fastai", ignore_errors=True)   # caches are keyed by clip name
     out["decode"] = rec.file.get("decode")
     out["clips"] = dict(rec.clips)
     return out
 
 
-def sampled_clips(name: str, probs: np.ndarray) -> tuple[list[int], list[int]]:
-    """-> (clips stored in full, clips whose activations are stored). Keeps references small."""
-    n = len(probs)
-    best = int(np.argmax(probs[:, 1])) if n else 0
-    full = sorted({0, n - 1, best}) if name == FLAGSHIP else [best]
-    acts = [best] if name == FLAGSHIP else []
-    return full, acts
-
-
-def pack_file(name: str, run: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Turn one captured run into (tensors, manifest entry)."""
-    tensors: dict[str, np.ndarray] = {}
+def record_file(learn: Any, wav: Path, name: str, work: Path, cfg: ModelConfig, near: int,
+                activations: bool) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Both passes over one file -> (tensors, manifest entry)."""
+    light = run_file(learn, wav, work, cfg, light=True)
     entry: dict[str, Any] = {}
-    if run["decode"] is not None:
-        entry["decode"] = {**describe(run["decode"]), "sha256": digest(run["decode"])}
-    if "error" in run:
-        entry["error"] = run["error"]
-        return tensors, entry
-    res = run["result"]
+    if light["decode"] is not None:
+        entry["decode"] = light["decode"]
+    if "error" in light:
+        entry["error"] = light["error"]
+        return {}, entry
+    res = light["result"]
     keys = res["clip_order"]
-    clips = [run["clips"][k] for k in keys]
-    missing = [(k, s) for k, c in zip(keys, clips) for s in CLIP_STAGES if s != "activations" and s not in c]
-    if missing:
-        raise ConvertError(f"{name}: capture missed stage(s) {missing[:3]}; hooks no longer match legacy")
+    clips = [light["clips"][k] for k in keys]
     probs = np.stack([c["probs"] for c in clips])
-    full, acts = sampled_clips(name, probs)
-    tensors["all/logits"] = np.stack([c["logits"] for c in clips])
-    tensors["all/probs"] = probs
-    tensors["all/pooled"] = np.stack([c["activations/pooled"] for c in clips])
+    full = sampled_clips(probs[:, cfg.positive_index], cfg.aggregation.threshold, near)
+    best = int(np.argmax(probs[:, cfg.positive_index]))
+    windows = [[int(k.split("_")[-2]), int(k.split("_")[-1])] for k in keys]
+    heavy = run_file(learn, wav, work, cfg, light=False, windows=[windows[i] for i in full])
+    if "error" in heavy:
+        raise ConvertError(f"{name}: legacy failed on its own sampled windows ({heavy['error']['message']})")
+    tensors = {"all/logits": np.stack([c["logits"] for c in clips]), "all/probs": probs,
+               "all/pooled": np.stack([c["activations/pooled"] for c in clips])}
     for i in full:
+        c = heavy["clips"][keys[i]]
+        missing = [s for s in CLIP_STAGES if s != "activations" and s not in c]
+        if missing:
+            raise ConvertError(f"{name}: capture missed stage(s) {missing[:3]}; hooks no longer match legacy")
+        if not np.array_equal(c["logits"], tensors["all/logits"][i]):
+            raise ConvertError(f"{name}: legacy gave clip {i} other logits on its second pass; run with "
+                               "--threads 1 (the default) so legacy is deterministic")
         for stage in ("clip",) + WAVE_STAGES + ("logits", "probs"):
-            tensors[f"clips/{i:02d}/{stage}"] = clips[i][stage]
-    for i in acts:
-        for layer in ACTIVATION_LAYERS:
-            tensors[f"clips/{i:02d}/activations/{layer}"] = clips[i][f"activations/{layer}"]
+            tensors[f"clips/{i:02d}/{stage}"] = c[stage]
+        if activations and i == best:
+            for layer in ACTIVATION_LAYERS:
+                tensors[f"clips/{i:02d}/activations/{layer}"] = c[f"activations/{layer}"]
     tensors["aggregate/start_time_s"] = np.array(res["start_time_s"], dtype=np.int64)
     tensors["aggregate/confidence"] = np.array(res["confidence"], dtype=np.float64)
     tensors["aggregate/local_prediction"] = np.array(res["local_prediction"], dtype=np.int64)
     tensors["aggregate/global_prediction"] = np.array([res["global_prediction"]], dtype=np.int64)
     tensors["aggregate/global_confidence"] = np.array([res["global_confidence"]], dtype=np.float64)
     entry.update({
-        "clips": len(clips), "rows": len(res["confidence"]), "full_clips": full, "activation_clips": acts,
-        "clip_windows": [[int(k.split("_")[-2]), int(k.split("_")[-1])] for k in keys],
-        "clip_sha256": [digest(c["clip"]) for c in clips],
-        "clip_shapes": sorted({str(list(c["clip"].shape)) for c in clips}),
-        "stage_shapes": {s: describe(clips[full[0]][s]) for s in ("clip",) + WAVE_STAGES},
+        "clips": len(clips), "rows": len(res["confidence"]), "full_clips": full,
+        "activation_clips": [best] if activations else [], "clip_windows": windows,
+        "clip_sha256": [bytes(c["clip"]).hex() for c in clips],
+        "clip_shapes": sorted({str(c["clip/shape"].tolist()) for c in clips}),
+        "stage_shapes": {s: describe(heavy["clips"][keys[full[0]]][s]) for s in ("clip",) + WAVE_STAGES},
     })
     return tensors, entry
 
 
-def noise_floor(learn: Any, wav: Path, work: Path, cfg: ModelConfig, first: dict[str, Any]) -> dict[str, float]:
-    """Max |difference| per stage between the 1-thread reference run and a 2-thread rerun."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2 if threads == 1 else 1)
-    try:
-        second = run_file(learn, wav, work / "rerun", cfg)
-    finally:
-        torch.set_num_threads(threads)
-    floor: dict[str, float] = {}
-    for key, stages in first["clips"].items():
-        for stage, a in stages.items():
-            b = second["clips"][key][stage]
-            d = float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) if a.size else 0.0
-            floor[stage] = max(floor.get(stage, 0.0), d)
-    a = np.array(first["result"]["confidence"])
-    b = np.array(second["result"]["confidence"])
-    floor["aggregate/confidence"] = float(np.max(np.abs(a - b)))
-    return dict(sorted(floor.items()))
-
-
 def verified_model(model_dir: Path) -> ModelConfig:
     """config.json, after checking it and model.safetensors come from this folder's model.pkl:
-    config.json names the pickle's sha256 (itself checked against model.pkl.sha256 before
-    unpickling) and pins the weights' sha256, so references are never made from a mixed folder."""
+    config.json names the pickle's sha256 (itself checked against model.pkl.sha256 or --sha256
+    before unpickling) and pins the weights' sha256, so references are never made from a mixed folder."""
     cfg = load_artifact(model_dir).config   # refuses unpinned/tampered/swapped weights
     pkl = model_dir / "model.pkl"
     if not pkl.is_file():
@@ -154,106 +146,105 @@ def verified_model(model_dir: Path) -> ModelConfig:
     return cfg
 
 
-def corpus_files(corpus: Path) -> list[dict[str, Any]]:
-    """corpus.json's entries, each a plain file name in `corpus` (names from a manifest never
-    reach outside its folder) whose audio matches its sha256."""
-    path = corpus / "corpus.json"
-    try:
-        entries = json.loads(path.read_text())["files"]
-        names = [e["name"] for e in entries]
-        well_formed = all(isinstance(n, str) and isinstance(e["sha256"], str)
-                          for n, e in zip(names, entries))
-    except FileNotFoundError:
-        raise ConvertError(f"{path} not found; run `make corpus` or pass --corpus") from None
-    except (OSError, ValueError, KeyError, TypeError):
-        well_formed = False
-    if not well_formed:
-        raise ConvertError(f"{path} is not a corpus manifest (a 'files' list of name/sha256 "
-                           "entries); run `make corpus`")
-    bad = [n for n in names if Path(n).name != n or n.startswith(".")]
-    if bad:
-        raise ConvertError(f"{path} names {bad[0]!r}, not a plain file name inside {corpus}; "
-                           "run `make corpus`")
-    stems = [Path(n).stem for n in names]
-    if len(set(stems)) != len(stems):
-        raise ConvertError(f"{path} lists two files with one stem; their references would collide")
-    for e in entries:   # all of them before any legacy run: no minutes spent on a stale corpus
-        wav = corpus / e["name"]
-        if not wav.is_file() or sha256_file(wav) != e["sha256"]:
-            raise ConvertError(f"{wav} does not match corpus.json; run `make corpus` first")
-    return entries
+def resume_dir(out: Path) -> Path:
+    return out.parent / f".{out.name}.resume"
 
 
-def build(model_dir: Path, corpus: Path, out: Path, work: Path, threads: int = 1,
-          noise: bool = True) -> dict[str, Any]:
-    """`threads` > 1 and `noise=False` serve `make envelope`'s variants (convert/envelope.py)."""
+def open_resume(out: Path, key: dict[str, Any]) -> Path:
+    """The resume folder for this exact job: kept when its key matches, else started afresh."""
+    folder = resume_dir(out)
+    key_blob = (json.dumps(key, sort_keys=True) + "\n").encode()
+    if not (folder / "job.json").is_file() or (folder / "job.json").read_bytes() != key_blob:
+        shutil.rmtree(folder, ignore_errors=True)
+        write_files_atomically(folder, {"job.json": key_blob})
+    return folder
+
+
+def build(model_dir: Path, audio: list[Path], out: Path, work: Path, sha256: str | None = None,
+          threads: int = 1, near: int = 2, budget_mb: float = 2000.0) -> dict[str, Any]:
     if ffmpeg_version() is None:
         raise ConvertError("ffmpeg/ffprobe not found: production images install ffmpeg and pydub "
                            "decodes float WAVs through it; `apt-get install ffmpeg`, then retry")
-    entries = corpus_files(corpus)
-    learn = load_trusted_learner(model_dir / "model.pkl")   # hash-gated: refuses a tampered pickle
+    root, names = scan(audio)
+    entries = build_entries(root, names)
+    learn = load_trusted_learner(model_dir / "model.pkl", sha256)   # hash-gated: refuses a tampered pickle
     cfg = verified_model(model_dir)
+    try:
+        near, est = plan_within_budget(entries, cfg, near, int(budget_mb * 1e6))
+    except ValueError as e:
+        raise ConvertError(str(e)) from None
+    print(f"references: {len(entries)} file(s), {est['clips']} clips, {est['full_clips']} stored in full; "
+          f"expected <= {est['bytes'] / 1e6:.1f} MB (budget {budget_mb:g} MB)", file=sys.stderr, flush=True)
     torch.set_num_threads(threads)
+    owner = activation_owner([e["name"] for e in entries if clips_of(e.get("duration_s"))])
+    model = {"pkl_sha256": sha256_file(model_dir / "model.pkl"),
+             "weights_sha256": sha256_file(model_dir / "model.safetensors"),
+             "config_sha256": sha256_file(model_dir / "config.json")}
+    settings = {"near_threshold": near, "activations_of": owner, "torch_threads": threads}
+    resume = open_resume(out, {"model": model, "audio": entries, "settings": settings})
     files: list[dict[str, Any]] = []
-    staged: dict[str, bytes] = {}
-    flagship_run = None
-    for spec in entries:
-        wav = corpus / spec["name"]
-        run = run_file(learn, wav, work, cfg)
-        tensors, entry = pack_file(spec["name"], run)
+    start = time.monotonic()
+    for n, spec in enumerate(entries, 1):
+        tname = tensor_file_name(spec["name"])
+        done = resume / (tname + ".json")
+        if done.is_file():
+            files.append(json.loads(done.read_text()))
+            print(f"[{n}/{len(entries)}] {spec['name']}: done earlier", file=sys.stderr, flush=True)
+            continue
+        tensors, entry = record_file(learn, root / spec["name"], spec["name"], work, cfg, near,
+                                     spec["name"] == owner)
         entry = {"name": spec["name"], "audio_sha256": spec["sha256"], **entry}
+        staged: dict[str, bytes] = {}
         if tensors:
             blob = save_numpy(tensors)
-            tensors_name = Path(spec["name"]).stem + ".safetensors"
-            staged[tensors_name] = blob
-            entry["tensors"] = {"file": tensors_name, "sha256": hashlib.sha256(blob).hexdigest(),
+            staged[tname] = blob
+            entry["tensors"] = {"file": tname, "sha256": hashlib.sha256(blob).hexdigest(),
                                 "keys": {k: describe(v) for k, v in sorted(tensors.items())}}
+        staged[done.name] = (json.dumps(entry, sort_keys=True) + "\n").encode()
+        write_files_atomically(resume, staged)      # the entry last: it marks the file done
         files.append(entry)
-        if spec["name"] == FLAGSHIP:
-            flagship_run = run
-        print(f"{spec['name']}: " + (f"error {entry['error']['type']}" if "error" in entry
-                                     else f"{entry['clips']} clips, {entry['rows']} rows"), file=sys.stderr)
+        took = time.monotonic() - start
+        print(f"[{n}/{len(entries)}] {spec['name']}: " + (f"legacy error {entry['error']['type']}" if "error" in entry
+              else f"{entry['clips']} clips, {entry['rows']} rows") + f" ({took:.0f} s)", file=sys.stderr, flush=True)
     manifest = {
         "schema_version": SCHEMA_VERSION,
         # What was made from what; the output folder is left out so a rebuild elsewhere (e.g. a
         # test's temp dir) is byte-identical.
         "command": "make references  # python -m convert.references " + " ".join(
-            shlex.quote(str(p)) for p in ("--model", model_dir, "--corpus", corpus)),
-        "model": {"pkl_sha256": sha256_file(model_dir / "model.pkl"),
-                  "weights_sha256": sha256_file(model_dir / "model.safetensors"),
-                  "config_sha256": sha256_file(model_dir / "config.json")},
-        "corpus_sha256": sha256_file(corpus / "corpus.json"),
-        "legacy_versions": legacy_versions(),
-        "torch_threads": threads,
+            shlex.quote(str(p)) for p in ("--model", model_dir, "--audio", *audio)),
+        "model": model, "audio": entries, "sampling": settings,
+        "legacy_versions": legacy_versions(), "torch_threads": threads,
         # where these numbers were computed: parity picks same- or cross-machine criteria by it
-        "machine": fingerprint(),
-        "noise_floor": noise_floor(learn, corpus / FLAGSHIP, work, cfg, flagship_run)
-        if flagship_run and noise else {},
-        "files": files,
+        "machine": fingerprint(), "files": files,
     }
-    staged["manifest.json"] = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
-    write_atomically(out, staged)   # manifest last: it only ever describes files already in place
+    outputs: dict[str, bytes | Path] = {f["tensors"]["file"]: resume / f["tensors"]["file"] for f in files if "tensors" in f}
+    outputs["manifest.json"] = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    write_atomically(out, outputs)   # manifest last: it only ever describes files already in place
+    shutil.rmtree(resume, ignore_errors=True)
     return manifest
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m convert.references", description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, required=True, help="folder with model.pkl(+.sha256), config.json")
-    ap.add_argument("--corpus", type=Path, required=True)
+    ap.add_argument("--audio", "--corpus", type=Path, nargs="+", required=True, dest="audio",
+                    help="a folder of recordings (scanned recursively) or files of one folder")
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the references)")
-    ap.add_argument("--no-noise-floor", action="store_true", help="skip the 2-thread flagship rerun")
+    ap.add_argument("--sha256", help="the model.pkl sha256 you trust (else <model.pkl>.sha256)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1: deterministic)")
+    ap.add_argument("--near-threshold", type=int, default=2, help="clips nearest the threshold stored in full")
+    ap.add_argument("--budget-mb", type=float, default=2000.0, help="refuse references larger than this")
     args = ap.parse_args(argv)
     try:
         remove_stale_scratch(Path(tempfile.gettempdir()), SCRATCH_KIND)   # left by a killed run
         with tempfile.TemporaryDirectory(prefix=scratch_prefix(SCRATCH_KIND)) as tmp:
             with isolated_home(Path(tmp) / "home"):
-                manifest = build(args.model, args.corpus, args.out, Path(tmp), args.threads,
-                                 not args.no_noise_floor)
-    except (ConvertError, ConfigError, WeightsError) as e:
+                manifest = build(args.model, args.audio, args.out, Path(tmp), args.sha256, args.threads,
+                                 args.near_threshold, args.budget_mb)
+    except (ConvertError, ConfigError, WeightsError, AudioFolderError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(json.dumps({"files": len(manifest["files"]), "noise_floor": manifest["noise_floor"]}, indent=2))
+    print(json.dumps({"files": len(manifest["files"]), "out": str(args.out)}))
     return 0
 
 

@@ -27,7 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", type=Path, default=Path("reference_outputs/fixture"),
                     help="folder with model.safetensors + config.json")
     ap.add_argument("--references", type=Path, default=Path("reference_outputs/stages"))
-    ap.add_argument("--corpus", type=Path, default=Path("reference_outputs/corpus"))
+    ap.add_argument("--audio", "--corpus", type=Path, nargs="+", dest="audio",
+                    default=[Path("reference_outputs/corpus")],
+                    help="the recordings the references were made from: a folder or files of one folder")
     ap.add_argument("--tolerances", type=Path, default=DEFAULT_TOLERANCES)
     ap.add_argument("--reports", type=Path, default=Path("reports"))
     ap.add_argument("--diagnose-other-weights", action="store_true",
@@ -51,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
 
             def step(name: str) -> None:
                 bar.update(task, description=name, advance=0 if bar.tasks[0].description == "" else 1)
-            result, heatmaps = run_parity(args.model, args.references, args.corpus, args.tolerances,
+            corpus = args.audio[0] if len(args.audio) == 1 and args.audio[0].is_dir() else args.audio[0].parent
+            result, heatmaps = run_parity(args.model, args.references, corpus, args.tolerances,
                                           progress=step,
                                           diagnose_other_weights=args.diagnose_other_weights,
                                           only=args.only,

@@ -31,7 +31,7 @@ DEFAULT_ENVELOPE = ROOT / "reference_outputs" / "envelope.json"
 DEFAULT_TOLERANCES = Path(__file__).with_name("tolerances.json")
 POLICY = Path(__file__).with_name("tolerance_policy.json")
 # Kernel-path variants, name -> (environment, torch threads): each switch alone, then all of them
-# together. `make envelope` records legacy under each; `make parity-variants` replays under each.
+# together. `make envelope` records legacy under each; `make variants` replays under each.
 VARIANTS: dict[str, tuple[dict[str, str], int]] = {
     "baseline": ({}, 1),
     "threads-2": ({}, 2),

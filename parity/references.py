@@ -17,6 +17,8 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load as load_safetensors
 
+from parity.audio_manifest import safe_relative
+
 MANIFEST = "manifest.json"
 SCHEMA_VERSION = 1
 FIX = "re-run `make references` (legacy env) or restore reference_outputs/stages from git"
@@ -145,7 +147,7 @@ def check_manifest(path: Path, manifest: Any) -> None:
         raise _schema_error(path, "files", "a list of objects")
     seen: set[str] = set()
     for i, e in enumerate(files):
-        if not _plain_name(e.get("name")):
+        if not safe_relative(e.get("name")):
             raise ReferenceError(f"{path}: files[{i}].name {e.get('name')!r} is not a plain file "
                                  f"name (it escapes the corpus folder); {FIX}")
         if e["name"] in seen:

@@ -126,6 +126,19 @@ def decision_rows(d: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     return rows
 
 
+def threshold_lines(result: Mapping[str, Any]) -> list[str]:
+    """Per file, how near legacy's per-second confidences came to the threshold: audio whose
+    decisions never come near it did not test them."""
+    out = []
+    for f in result.get("files") or []:
+        d = next((c.get("decisions") for c in f.get("checks") or []
+                  if c.get("decisions") and c.get("mode") == "chained"), None)
+        if d and d.get("min_distance") is not None:
+            out.append(f"{f.get('name')}: nearest second {fmt_num(d['min_distance'], 3)} from the threshold, "
+                       f"{d.get('unstable_seconds', 0)} within ±{fmt_num(d.get('unstable_band'), 2)}")
+    return out
+
+
 def criteria_lines(result: Mapping[str, Any]) -> list[str]:
     """Where the references and the replay ran, which criteria applied, and the decisions legacy
     itself cannot pin down -- in every report, even when there are none."""
@@ -254,7 +267,7 @@ def print_report(result: Mapping[str, Any], console: Console | None = None) -> N
     if result.get("real_data"):
         text, _ = real_data_rows(result)
         console.print(Text(f"real data: {text}", style="dim"))
-    for extra in criteria_lines(result):
+    for extra in threshold_lines(result) + criteria_lines(result):
         console.print(Text(extra, style="dim"))
     line = verdict_line(result)
     console.print(Text(line, style="bold green" if line == "PARITY PASSED" else "bold red"))

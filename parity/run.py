@@ -16,6 +16,7 @@ import torch
 
 from model.artifact import Artifact, load_artifact
 from model.stages import STAGES
+from parity.audio_manifest import AudioFolderError, verify
 from parity.fingerprint import describe, fingerprint, same_machine
 from parity.gate import runtime_files
 from parity.metrics import Tolerance
@@ -127,13 +128,10 @@ def unstable_count(files: list[dict[str, Any]]) -> dict[str, int]:
 
 def check_corpus(files: list[FileReference], corpus: Path) -> None:
     """Every audio file the run reads must be the one the references were recorded from."""
-    for f in files:
-        path = corpus / f.name
-        if not path.is_file():
-            raise ReferenceError(f"{path} is missing; restore reference_outputs/corpus or run `make corpus`")
-        if hashlib.sha256(path.read_bytes()).hexdigest() != f.entry["audio_sha256"]:
-            raise ReferenceError(f"{path} is not the audio the references were made from "
-                                 "(sha256 differs); restore it or re-run `make references`")
+    try:
+        verify(corpus, [{"name": f.name, "sha256": f.entry["audio_sha256"]} for f in files])
+    except AudioFolderError as e:
+        raise ReferenceError(str(e)) from None
 
 
 def run_parity(model_dir: Path, refs_dir: Path, corpus: Path, tolerances: Path = DEFAULT_TOLERANCES,

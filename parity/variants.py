@@ -1,4 +1,4 @@
-"""`make parity-variants`: `make parity` under every kernel-path variant of the envelope.
+"""`make variants`: `make parity` under every kernel-path variant of the envelope.
 
 The parity verdict must not depend on which kernels this machine happens to pick: each variant of
 parity/envelope.py's VARIANTS (PyTorch dispatch level, MKL instruction set and CBWR mode, oneDNN

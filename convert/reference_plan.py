@@ -1,0 +1,103 @@
+"""What a reference set stores per file, and how big it will be before a byte is written.
+
+Every clip: its samples' sha256 (exact stage), logits, probs and pooled features. A few clips per
+file in full (every stage from the clip samples to the network input): the first, the last, the
+most confident, and the `near` clips whose legacy confidence lies nearest the decision threshold
+-- the ones a flip would come from. Activations of every block for one clip in the whole set (the
+flagship's most confident clip, else the first file's): they are megabytes per clip.
+Runs in the legacy env (numpy only here).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from model.config import ModelConfig
+
+FLAGSHIP = "hydrophone_48k_mono16_60s.wav"
+CLIP_SECONDS = 2
+EXPANSION = {"resnet18": 1, "resnet34": 1, "resnet50": 4, "resnet101": 4, "resnet152": 4}
+
+
+def sampled_clips(probs: np.ndarray, threshold: float, near: int) -> list[int]:
+    """-> sorted clip indices stored in full: first, last, most confident, `near` nearest the
+    threshold (ties: the earlier clip)."""
+    n = len(probs)
+    if not n:
+        return []
+    chosen = {0, n - 1, int(np.argmax(probs))}
+    order = np.argsort(np.abs(probs - threshold), kind="stable")
+    chosen |= {int(i) for i in order[:near]}
+    return sorted(chosen)
+
+
+def activation_owner(names_with_clips: list[str]) -> str | None:
+    """The one file whose most confident clip keeps its activations."""
+    if FLAGSHIP in names_with_clips:
+        return FLAGSHIP
+    return names_with_clips[0] if names_with_clips else None
+
+
+def clips_of(duration_s: float | None) -> int:
+    return max(0, int(math.floor(duration_s)) - 1) if duration_s else 0
+
+
+def _input_shape(cfg: ModelConfig) -> tuple[int, int]:
+    fe = cfg.frontend
+    rate = fe.resample_to or 48000
+    frames = 1 + CLIP_SECONDS * rate // (fe.hop_length or 256)
+    width = int(rate * fe.duration / 1000 / fe.hop_length) if fe.duration else frames
+    return fe.n_mels, max(width, frames)
+
+
+def bytes_per_full_clip(entry: dict[str, Any], cfg: ModelConfig) -> int:
+    """clip samples + load + downmix + resample + mel + db + input (float32/int32 upper bound)."""
+    rate, ch = entry.get("sample_rate") or 48000, entry.get("channels") or 1
+    wave = CLIP_SECONDS * rate * 4
+    fe = cfg.frontend
+    out_rate = fe.resample_to or rate
+    mels, width = _input_shape(cfg)
+    frames = 1 + CLIP_SECONDS * out_rate // (fe.hop_length or 256)
+    return 2 * wave * ch + wave + CLIP_SECONDS * out_rate * 4 + 2 * mels * frames * 4 + mels * width * 4 \
+        + 8 * cfg.num_classes
+
+
+def bytes_per_clip(cfg: ModelConfig) -> int:
+    """logits + probs (float32) + pooled features for every clip."""
+    return 8 * cfg.num_classes + 4 * cfg.architecture.head.lin_ftrs[0]
+
+
+def activation_bytes(cfg: ModelConfig) -> int:
+    mels, width = _input_shape(cfg)
+    e = EXPANSION[cfg.architecture.body]
+    h, w = math.ceil(mels / 4), math.ceil(width / 4)
+    total = 64 * h * w                          # stem, after the max pool
+    for k, c in enumerate((64, 128, 256, 512)):
+        total += c * e * math.ceil(h / 2**k) * math.ceil(w / 2**k)
+    return 4 * (total + cfg.architecture.head.lin_ftrs[0])
+
+
+def estimate(entries: list[dict[str, Any]], cfg: ModelConfig, near: int) -> dict[str, Any]:
+    """-> {'clips', 'bytes', 'full_clips'} for the reference set of `entries` (upper bound)."""
+    clips = [clips_of(e.get("duration_s")) for e in entries]
+    full = [min(n, 3 + near) for n in clips]
+    total = sum(n * bytes_per_clip(cfg) + f * bytes_per_full_clip(e, cfg) + 16 * (n + 1)
+                for n, f, e in zip(clips, full, entries))
+    total += activation_bytes(cfg) if any(clips) else 0
+    return {"clips": sum(clips), "full_clips": sum(full), "bytes": int(total)}
+
+
+def plan_within_budget(entries: list[dict[str, Any]], cfg: ModelConfig, near: int,
+                       budget_bytes: int) -> tuple[int, dict[str, Any]]:
+    """-> (near-threshold clips per file that fit, its estimate); raises ValueError when even the
+    minimum (every clip's digests/logits/probs/pooled, three full clips per file) does not fit."""
+    for k in range(near, -1, -1):
+        est = estimate(entries, cfg, k)
+        if est["bytes"] <= budget_bytes:
+            return k, est
+    raise ValueError(f"the references need at least {estimate(entries, cfg, 0)['bytes'] / 1e6:.0f} MB "
+                     f"(every clip's logits/probs/pooled features) but the budget is "
+                     f"{budget_bytes / 1e6:.0f} MB; raise BUDGET_MB= or record a smaller AUDIO= folder")
