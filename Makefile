@@ -10,14 +10,26 @@ export FASTAI_AUDIO_SPEC
 CLEAN := .venvs/clean/bin/python
 LEGACY := .venvs/legacy/bin/python
 FIXTURE := reference_outputs/fixture
-MODEL ?= $(FIXTURE)/model.pkl
-OUT ?= $(dir $(MODEL))
+# One flow, one set of variables, the embedded fixture by default; every target takes the same ones:
+#   MODEL=DIR       model folder: model.pkl (+ model.pkl.sha256 or SHA256=), then model.safetensors +
+#                   config.json written beside it by `make convert` (a MODEL= naming model.pkl means its folder)
+#   AUDIO=DIR|FILES recordings: a folder (scanned recursively) or files of one folder
+#   REFERENCES=DIR  where `make references` records and `make parity` / `make publish` read
+#   REPORTS=DIR     where `make parity` writes parity.{json,md,html} and `make publish` reads parity.json
+MODEL ?= $(FIXTURE)
+AUDIO ?= reference_outputs/corpus
+REFERENCES ?= reference_outputs/stages
+REPORTS ?= reports
 SHA256 ?=
 FRONTEND ?=
+OUT ?=
+BUDGET_MB ?= 2000
 REPO_ID ?=
 DRY_RUN ?=
+MODEL_DIR = $(if $(filter %.pkl,$(MODEL)),$(patsubst %/,%,$(dir $(MODEL))),$(MODEL))
+VERIFY_REFERENCES ?= build/verify/references
 
-.PHONY: help envs env-clean env-legacy fixture convert corpus references envelope tolerances controls controls-refs parity parity-variants test test-legacy bench publish
+.PHONY: help envs env-clean env-legacy fixture convert corpus references envelope tolerances controls controls-refs parity variants verify test test-legacy bench publish
 
 help:  ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -31,15 +43,16 @@ env-legacy:  ## build the legacy env (.venvs/legacy); set FASTAI_AUDIO_SPEC to o
 fixture: env-legacy  ## [legacy] synthesize audio, train the ResNet18 fixture learner, export model.pkl
 	$(LEGACY) -m convert.fixture --out $(FIXTURE)
 
-convert: env-legacy  ## [legacy] model.pkl -> model.safetensors + config.json  (MODEL=, SHA256=, OUT=, FRONTEND=)
-	$(LEGACY) -m convert.cli --model "$(MODEL)" --out "$(OUT)" \
+convert: env-legacy  ## [legacy] MODEL/model.pkl -> model.safetensors + config.json beside it  (MODEL= SHA256= FRONTEND=)
+	$(LEGACY) -m convert.cli --model "$(MODEL_DIR)/model.pkl" --out "$(or $(OUT),$(MODEL_DIR))" \
 	  $(if $(SHA256),--sha256 "$(SHA256)") $(if $(FRONTEND),--frontend "$(FRONTEND)")
 
 corpus: env-clean  ## regenerate the committed parity audio corpus (seeded, deterministic)
 	$(CLEAN) -m parity.corpus --out reference_outputs/corpus
 
-references: env-legacy  ## [legacy] record stage-by-stage references from the real legacy pipeline
-	$(LEGACY) -m convert.references --model $(FIXTURE) --corpus reference_outputs/corpus --out reference_outputs/stages
+references: env-legacy  ## [legacy] record stage-by-stage references from the real legacy pipeline  (MODEL= AUDIO= REFERENCES= BUDGET_MB=)
+	$(LEGACY) -m convert.references --model "$(MODEL_DIR)" --audio $(AUDIO) --out "$(REFERENCES)" \
+	  --budget-mb $(BUDGET_MB) $(if $(SHA256),--sha256 "$(SHA256)")
 
 envelope: env-legacy  ## [legacy] legacy's own spread under every kernel path -> reference_outputs/envelope.json, then tolerances
 	$(LEGACY) -m convert.envelope --model $(FIXTURE) --corpus reference_outputs/corpus \
@@ -57,10 +70,16 @@ controls-refs: env-legacy  ## [legacy] record the negative controls' odd-rate re
 controls: env-clean  ## [clean] negative controls: each broken quirk must fail at its stage (reports/controls.json)
 	$(CLEAN) -m parity.controls --reports reports
 
-parity: env-clean  ## [clean] replay every stage fastai-free and diff against the references
-	$(CLEAN) -m parity --model $(FIXTURE) --references reference_outputs/stages --reports reports
+parity: env-clean  ## [clean] replay every stage fastai-free and diff against the references  (MODEL= AUDIO= REFERENCES= REPORTS=)
+	$(CLEAN) -m parity --model "$(MODEL_DIR)" --references "$(REFERENCES)" --audio $(AUDIO) --reports "$(REPORTS)"
 
-parity-variants: env-clean  ## [clean] make parity under every kernel-path variant of the envelope (reports/variants.json)
+verify: env-legacy env-clean  ## [both] strongest proof: fresh references on this machine, replayed (same-machine criteria)  (MODEL= AUDIO= REPORTS=)
+	$(LEGACY) -m convert.references --model "$(MODEL_DIR)" --audio $(AUDIO) --out "$(VERIFY_REFERENCES)" \
+	  --budget-mb $(BUDGET_MB) $(if $(SHA256),--sha256 "$(SHA256)")
+	$(CLEAN) -m parity --model "$(MODEL_DIR)" --references "$(VERIFY_REFERENCES)" --audio $(AUDIO) \
+	  --reports "$(REPORTS)"
+
+variants: env-clean  ## [clean] make parity under every kernel-path variant of the envelope (reports/variants.json)
 	$(CLEAN) -m parity.variants --reports reports
 
 test: env-clean  ## run the test suite in the clean env (legacy tests run too when .venvs/legacy exists)
@@ -69,6 +88,12 @@ test: env-clean  ## run the test suite in the clean env (legacy tests run too wh
 bench: env-clean  ## speed/memory benchmarks (never in CI); writes bench/results.json
 	$(CLEAN) -m bench
 
-publish: env-clean  ## stage (DRY_RUN=1) or upload to the Hub, gated on reports/parity.json  (REPO_ID=)
-	$(CLEAN) -m parity.publish --model $(FIXTURE) --report reports/parity.json \
-	  --repo-id "$(REPO_ID)" $(if $(DRY_RUN),--dry-run)
+# publish's variables are the flow's (MODEL= the converted folder, REFERENCES=, REPORTS=); a MODEL=
+# naming model.pkl (convert's input) means the folder it sits in. CARD= is the card config JSON.
+CARD ?=
+PUBLISH_MODEL = $(MODEL_DIR)
+
+publish: env-clean  ## stage (DRY_RUN=1) or upload to the Hub, gated on $(REPORTS)/parity.json  (REPO_ID= MODEL= REFERENCES= REPORTS= CARD=)
+	$(CLEAN) -m parity.publish --model "$(PUBLISH_MODEL)" --report "$(REPORTS)/parity.json" \
+	  --references "$(REFERENCES)" --repo-id "$(REPO_ID)" $(if $(DRY_RUN),--dry-run) \
+	  $(if $(CARD),--card "$(CARD)")
