@@ -22,6 +22,7 @@ REFERENCES ?= reference_outputs/stages
 REPORTS ?= reports
 SHA256 ?=
 FRONTEND ?=
+POSITIVE ?=
 OUT ?=
 BUDGET_MB ?= 2000
 REPO_ID ?=
@@ -43,9 +44,10 @@ env-legacy:  ## build the legacy env (.venvs/legacy); set FASTAI_AUDIO_SPEC to o
 fixture: env-legacy  ## [legacy] synthesize audio, train the ResNet18 fixture learner, export model.pkl
 	$(LEGACY) -m convert.fixture --out $(FIXTURE)
 
-convert: env-legacy  ## [legacy] MODEL/model.pkl -> model.safetensors + config.json beside it  (MODEL= SHA256= FRONTEND=)
+convert: env-legacy  ## [legacy] MODEL/model.pkl -> model.safetensors + config.json beside it  (MODEL= SHA256= FRONTEND= POSITIVE=)
 	$(LEGACY) -m convert.cli --model "$(MODEL_DIR)/model.pkl" --out "$(or $(OUT),$(MODEL_DIR))" \
-	  $(if $(SHA256),--sha256 "$(SHA256)") $(if $(FRONTEND),--frontend "$(FRONTEND)")
+	  $(if $(SHA256),--sha256 "$(SHA256)") $(if $(FRONTEND),--frontend "$(FRONTEND)") \
+	  $(if $(POSITIVE),--positive-class "$(POSITIVE)")
 
 corpus: env-clean  ## regenerate the committed parity audio corpus (seeded, deterministic)
 	$(CLEAN) -m parity.corpus --out reference_outputs/corpus

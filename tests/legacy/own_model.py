@@ -1,0 +1,90 @@
+"""Legacy-env helper for tests/test_own_model_legacy.py: a user's own learner and recordings.
+
+    python tests/legacy/own_model.py OUT
+writes OUT/model/model.pkl (+ model.pkl.sha256): a ResNet50 `audio_learner` with three classes
+('ambient', 'boat', 'whale'; the detection class is 'whale', index 2), non-trivial BN statistics,
+exported with `learn.export()`; and OUT/recordings/: a folder of mixed real formats in subfolders
+(32 kHz 16-bit mono, 96 kHz 24-bit stereo, 22.05 kHz, 44.1 kHz float, FLAC, one file too short).
+Prints one `RESULT {json}` line.
+"""
+
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from convert.fixture import legacy_audio_config
+from convert.legacy import isolated_home, patch_torchaudio_io, sha256_file
+from model.config import FrontendConfig
+from tests.legacy.convert_roundtrip import randomize
+
+warnings.simplefilter("ignore")
+CLASSES = ("ambient", "boat", "whale")
+# (relative name, rate, channels, subtype, seconds)
+RECORDINGS = (
+    ("site_a/field_32k_mono16.wav", 32000, 1, "PCM_16", 10.0),
+    ("site_a/hires_96k_stereo24.wav", 96000, 2, "PCM_24", 4.5),
+    ("site_b/speechband_22k05.wav", 22050, 1, "PCM_16", 3.2),
+    ("site_b/float_44k1.wav", 44100, 1, "FLOAT", 3.2),
+    ("site_b/archive_48k.flac", 48000, 1, "PCM_16", 3.0),
+    ("too_short_1s5.wav", 48000, 1, "PCM_16", 1.5),
+)
+
+
+def tone_scene(rate: int, channels: int, seconds: float, seed: int) -> np.ndarray:
+    """Noise with an upsweeping call: enough structure for the network to respond to."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(rate * seconds)) / rate
+    call = 0.3 * np.sin(2 * np.pi * (1500 + 400 * t) * t) * (np.sin(np.pi * t / seconds) ** 2)
+    x = call[:, None] + 0.05 * rng.standard_normal((t.size, channels))
+    return np.clip(x, -1.0, 1.0)
+
+
+def write_recordings(root: Path) -> list[str]:
+    for i, (name, rate, ch, subtype, seconds) in enumerate(RECORDINGS):
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(str(path), tone_scene(rate, ch, seconds, i), rate, subtype=subtype,
+                 format="FLAC" if name.endswith(".flac") else "WAV")
+    return [r[0] for r in RECORDINGS]
+
+
+def build_learner(out: Path, work: Path) -> str:
+    from audio.data import AudioList
+    from audio.learner import audio_learner
+    from fastai.vision import models
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "valid"):
+        for c in CLASSES:
+            d = work / split / c
+            d.mkdir(parents=True)
+            for i in range(2):
+                sf.write(str(d / f"{i}.wav"), (rng.standard_normal(32000) * 0.1).astype(np.float32),
+                         16000, subtype="PCM_16")
+    data = (AudioList.from_folder(work, config=legacy_audio_config(FrontendConfig()))
+            .split_by_folder().label_from_folder().databunch(bs=2, num_workers=0))
+    learn = audio_learner(data, base_arch=models.resnet50, pretrained=False)
+    randomize(learn.model)
+    learn.model.eval()
+    out.mkdir(parents=True)
+    learn.export(out / "model.pkl")
+    sha = sha256_file(out / "model.pkl")
+    (out / "model.pkl.sha256").write_text(f"{sha}  model.pkl\n")
+    return sha
+
+
+def main() -> None:
+    out = Path(sys.argv[1])
+    patch_torchaudio_io()
+    with isolated_home(out / "home"):
+        sha = build_learner(out / "model", out / "train")
+    names = write_recordings(out / "recordings")
+    print("RESULT " + json.dumps({"sha256": sha, "classes": list(CLASSES), "recordings": names}))
+
+
+if __name__ == "__main__":
+    main()
