@@ -1,0 +1,80 @@
+"""Any folder of recordings as a reference corpus: scanned recursively, names that never leave the
+folder, collisions refused, changed audio caught; and what a reference set keeps per file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from convert.reference_plan import estimate, plan_within_budget, sampled_clips
+from model.config import ModelConfig
+from parity.audio_manifest import AudioFolderError, build_entries, safe_relative, scan, tensor_file_name, verify
+from tests.conftest import FIXTURE
+
+
+def _wav(path: Path, seconds: float, rate: int = 16000, channels: int = 1) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), np.zeros((int(seconds * rate), channels)), rate, subtype="PCM_16")
+
+
+@pytest.mark.parametrize("name,ok", [("a.wav", True), ("site/a.wav", True), ("../a.wav", False),
+                                     ("/etc/passwd", False), ("site/../../a.wav", False),
+                                     (".hidden/a.wav", False), ("a\\b.wav", False), ("", False)])
+def test_only_relative_names_inside_the_folder_are_safe(name: str, ok: bool) -> None:
+    assert safe_relative(name) is ok
+
+
+def test_a_folder_is_scanned_recursively_in_name_order_skipping_hidden_and_non_audio(tmp_path: Path) -> None:
+    _wav(tmp_path / "b" / "x.wav", 3)
+    _wav(tmp_path / "a.wav", 2.5, 32000, 2)
+    _wav(tmp_path / ".trash" / "old.wav", 3)
+    (tmp_path / "notes.txt").write_text("not audio")
+    root, names = scan([tmp_path])
+    assert root == tmp_path and names == ["a.wav", "b/x.wav"]
+    entries = build_entries(root, names)
+    assert entries[0]["sample_rate"] == 32000 and entries[0]["channels"] == 2
+    assert entries[0]["duration_s"] == pytest.approx(2.5) and entries[0]["format"] == "WAV"
+    assert [tensor_file_name(n) for n in names] == ["a.safetensors", "b__x.safetensors"]
+
+
+def test_an_empty_folder_and_colliding_names_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(AudioFolderError, match="holds no audio file.*AUDIO="):
+        scan([tmp_path / "empty"])
+    _wav(tmp_path / "c" / "a.wav", 3)
+    _wav(tmp_path / "c" / "a.flac", 3)
+    root, names = scan([tmp_path / "c"])
+    with pytest.raises(AudioFolderError, match="would share references file a.safetensors"):
+        build_entries(root, names)
+
+
+def test_a_changed_or_missing_recording_is_caught_on_replay(tmp_path: Path) -> None:
+    _wav(tmp_path / "s" / "a.wav", 3)
+    entries = build_entries(*scan([tmp_path]))
+    verify(tmp_path, entries)
+    _wav(tmp_path / "s" / "a.wav", 3.5)
+    with pytest.raises(AudioFolderError, match="is not the audio the references were made from"):
+        verify(tmp_path, entries)
+    with pytest.raises(AudioFolderError, match="outside the audio folder"):
+        verify(tmp_path, [{"name": "../a.wav", "sha256": "0"}])
+
+
+def test_sampled_clips_include_the_ones_nearest_the_threshold() -> None:
+    probs = np.array([0.9, 0.2, 0.51, 0.99, 0.47, 0.1])
+    assert sampled_clips(probs, 0.5, 2) == [0, 2, 3, 4, 5]      # first, last, best, two nearest
+    assert sampled_clips(probs, 0.5, 0) == [0, 3, 5]
+    assert sampled_clips(np.array([0.3]), 0.5, 2) == [0]
+
+
+def test_budget_drops_near_threshold_clips_before_refusing() -> None:
+    cfg = ModelConfig.load(FIXTURE / "config.json")
+    hour = [{"name": "h.wav", "sample_rate": 48000, "channels": 1, "duration_s": 3600.0}]
+    full = estimate(hour, cfg, 2)
+    assert full["clips"] == 3599 and full["full_clips"] == 5
+    near, est = plan_within_budget(hour, cfg, 2, full["bytes"] - 1)
+    assert near < 2 and est["bytes"] < full["bytes"]
+    with pytest.raises(ValueError, match="BUDGET_MB="):
+        plan_within_budget(hour, cfg, 2, 1000)
