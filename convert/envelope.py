@@ -25,9 +25,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from convert.legacy import ConvertError
 from parity.atomic import write_files_atomically
-from parity.envelope import VARIANTS, compare_sets
+from parity.diffstats import diff_stats
+from parity.envelope import VARIANTS, compare_sets, fold_stats
 from parity.fingerprint import KERNEL_ENV as KERNEL_VARS, same_machine
 from parity.references import ReferenceError, load_references
 
@@ -65,14 +68,13 @@ def clean_replay(refs: Path, model: Path, corpus: Path, work: Path) -> dict[str,
 
 def clean_comparison(report: dict[str, Any]) -> dict[str, Any]:
     """Fold a parity report's chained checks into compare_sets' shape."""
-    from parity.envelope import _fold
     stages: dict[str, dict[str, Any]] = {}
     flips = 0
     for f in report["files"]:
         for c in f["checks"]:
             if c["mode"] != "chained" or c["metrics"].get("max_abs") is None:
                 continue
-            _fold(stages, "pooled" if c.get("layer") == "pooled" else c["stage"], c["metrics"])
+            fold_stats(stages, "pooled" if c.get("layer") == "pooled" else c["stage"], c["metrics"])
             flips += len((c.get("decisions") or {}).get("local_flips", []))
     return {"stages": dict(sorted(stages.items())), "digests": {},
             "decisions": {"local_flips": flips}}
@@ -81,10 +83,6 @@ def clean_comparison(report: dict[str, Any]) -> dict[str, Any]:
 def detector_comparison(base: Any, model: Path, corpus: Path) -> dict[str, Any] | None:
     """The Detector (fused oneDNN engine) against this machine's baseline references: probs and
     per-second confidences (compare_sets' shape), or None without the clean env."""
-    import numpy as np
-
-    from parity.diffstats import diff_stats
-    from parity.envelope import _fold
     names = [f.name for f in base.files if f.error is None]
     if not CLEAN_PYTHON.exists() or not names:
         return None
@@ -100,8 +98,8 @@ def detector_comparison(base: Any, model: Path, corpus: Path) -> dict[str, Any] 
     for f in base.files:
         if f.name not in got:
             continue
-        _fold(stages, "probs", diff_stats(f.tensors["all/probs"][:, pos], np.array(got[f.name]["probs"], np.float32)))
-        _fold(stages, "aggregate", diff_stats(f.tensors["aggregate/confidence"], np.array(got[f.name]["confidence"])))
+        fold_stats(stages, "probs", diff_stats(f.tensors["all/probs"][:, pos], np.array(got[f.name]["probs"], np.float32)))
+        fold_stats(stages, "aggregate", diff_stats(f.tensors["aggregate/confidence"], np.array(got[f.name]["confidence"])))
         flips += int(np.sum(f.tensors["aggregate/local_prediction"] != np.array(got[f.name]["local"])))
     return {"stages": stages, "digests": {}, "decisions": {"local_flips": flips}}
 

@@ -61,7 +61,8 @@ def stage_of(key: str) -> str:
     return m.group(1) if m else ""
 
 
-def _fold(acc: dict[str, dict[str, Any]], stage: str, stats: dict[str, Any]) -> None:
+def fold_stats(acc: dict[str, dict[str, Any]], stage: str, stats: dict[str, Any]) -> None:
+    """Fold one tensor's diff_stats into its stage's row: maxima of the max stats, min of SNR."""
     row = acc.setdefault(stage, {"tensors": 0, "snr_db": None, **{k: 0.0 for k in MAX_STATS}})
     row["tensors"] += 1
     for k in MAX_STATS:
@@ -99,7 +100,7 @@ def compare_sets(base: References, other: References, threshold: float = 0.5) ->
         for key in sorted(set(b.tensors) & set(o.tensors)):
             stage = stage_of(key)
             if stage and not key.startswith("aggregate/") or key == "aggregate/confidence":
-                _fold(stages, stage, diff_stats(b.tensors[key], o.tensors[key]))
+                fold_stats(stages, stage, diff_stats(b.tensors[key], o.tensors[key]))
         conf = b.tensors["aggregate/confidence"]
         dist = np.abs(conf - threshold)
         flips = np.flatnonzero(b.tensors["aggregate/local_prediction"] != o.tensors["aggregate/local_prediction"])
@@ -128,8 +129,8 @@ def envelope_value(envelope: dict[str, Any], regime: str, stage: str, metric: st
             row = c["stages"].get(stage)
             v = 0.0 if row is None else row.get(metric)
             v = math.inf if v is None else float(v)
-        if v > best or where == "none":
-            best, where = max(best, v), c["name"] if v >= best else where
+        if where == "none" or v > best:
+            best, where = v, c["name"]
     return best, where
 
 
