@@ -21,6 +21,7 @@ engine, because emulated bf16 is slower than fp32. `self.arithmetic` says what w
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -202,6 +203,18 @@ class Detector:
         return cls(load_artifact(path), profile, device, batch_size, workers, engine, stream_bytes,
                    reuse_padding, arithmetic, cpu_flags)
 
+    @classmethod
+    def from_pretrained(cls, source: str | Path, revision: str | None = None,
+                        cache_dir: str | Path | None = None, weights_sha256: str | None = None,
+                        local_files_only: bool = False, **kwargs: Any) -> "Detector":
+        """A model folder or Hub repo id ("org/name", through huggingface_hub's cache; HF_HUB_OFFLINE=1
+        serves it offline), weights verified before use (model/hub.py); then as `from_folder`.
+        Only data is downloaded: the code that runs it is this installed package."""
+        from model.hub import resolve_pretrained
+
+        folder = resolve_pretrained(source, revision, cache_dir, weights_sha256, local_files_only)
+        return cls.from_folder(folder, **kwargs)
+
     @property
     def precision(self) -> str:
         """e.g. "fp32", "bfloat16 (onednn)", "float16 autocast"."""
@@ -297,7 +310,15 @@ class Detector:
 
     def detect(self, path: str | Path, threshold: float | None = None, min_positive: int | None = None,
                progress: ProgressFn | None = None) -> Detection:
-        """Run the detector on one WAV/FLAC file (legacy's FastAIModel.predict, same fields)."""
+        """Run the detector on one audio file (legacy's FastAIModel.predict, same fields). A WAV is
+        read directly; anything else (FLAC, MP3, AAC, .ts, ...) first goes through production's
+        ffmpeg-to-WAV conversion (model/transcode.py), so it is decoded as production decodes it."""
+        from model.transcode import needs_ffmpeg, production_wav
+
+        if needs_ffmpeg(Path(path)):
+            with production_wav(Path(path)) as wav:
+                d = self.detect(wav, threshold, min_positive, progress)
+            return dataclasses.replace(d, wav_filename=Path(path).name)
         agg_cfg = self.artifact.config.aggregation
         threshold = agg_cfg.threshold if threshold is None else float(threshold)
         min_positive = agg_cfg.min_positive if min_positive is None else int(min_positive)

@@ -3,8 +3,10 @@
 `check_report` reads reports/parity.json and refuses (a one-line `GateError`) when the report is
 missing, unreadable, of an unknown schema, a diagnostic run, made for other weights / config /
 references / tolerances / runtime code than the ones about to be published, or not a clean
-pass. The fix is always the same -- re-run the parity suite on exactly what is being published
--- so every message ends with FIX. Identity is checked before the verdict: a failing report
+pass. The fix is almost always the same -- re-run the parity suite on exactly what is being
+published -- so every message ends with that command, spelled with the caller's own MODEL=,
+REFERENCES= and REPORTS= (`make_command`), never a bare `make parity` that would replay the
+embedded fixture instead of the user's model. Identity is checked before the verdict: a failing report
 about other weights says nothing about these, and "stale" is the more useful thing to hear.
 
     python -m parity.gate --model DIR --report reports/parity.json [--references DIR]
@@ -15,12 +17,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-FIX = "run `make parity`"
 SUPPORTED_SCHEMA_VERSIONS = (1,)
 WEIGHTS_FILE, CONFIG_FILE, MANIFEST_FILE = "model.safetensors", "config.json", "manifest.json"
 DEFAULT_REFERENCES = Path("reference_outputs/stages")
@@ -56,67 +58,84 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def make_command(target: str, **variables: str | Path | None) -> str:
+    """'`make parity MODEL=m REFERENCES=r REPORTS=d`': the Makefile target with the caller's
+    variables (the names every target of the Makefile shares), quoted for a shell."""
+    words = [f"{k}={shlex.quote(str(v))}" for k, v in variables.items() if v not in (None, "")]
+    return f"`{' '.join(['make', target] + words)}`"
+
+
+def parity_fix(report: Path, model_dir: Path, references: Path) -> str:
+    return "run " + make_command("parity", MODEL=model_dir, REFERENCES=references,
+                                 REPORTS=report.parent)
+
+
 def _short(sha: Any) -> str:
     return f"{sha[:12]}…" if isinstance(sha, str) and len(sha) > 12 else repr(sha)
 
 
-def _refuse(report: Path, why: str, fix: str = FIX) -> GateError:
+def _refuse(report: Path, why: str, fix: str) -> GateError:
     # One line, always: newlines from embedded exception text would split the message.
     return GateError(f"refusing to publish: {report} {why}; {fix}".replace("\n", " "))
 
 
-def _read(report: Path) -> tuple[bytes, dict[str, Any]]:
+def _read(report: Path, fix: str) -> tuple[bytes, dict[str, Any]]:
     try:
         raw = report.read_bytes()
     except FileNotFoundError:
-        raise _refuse(report, "does not exist (no parity run on record)") from None
+        raise _refuse(report, "does not exist (no parity run on record)", fix) from None
     except OSError as e:
-        raise _refuse(report, f"is unreadable ({e.strerror or e})") from None
+        raise _refuse(report, f"is unreadable ({e.strerror or e})", fix) from None
     try:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise _refuse(report, f"is unreadable (not valid JSON: {e})") from None
+        raise _refuse(report, f"is unreadable (not valid JSON: {e})", fix) from None
     if not isinstance(data, dict):
-        raise _refuse(report, "is unreadable (not a JSON object)")
+        raise _refuse(report, "is unreadable (not a JSON object)", fix)
     return raw, data
 
 
-def _check_schema(report: Path, data: dict[str, Any]) -> None:
+def _check_schema(report: Path, data: dict[str, Any], fix: str) -> None:
     version = data.get("schema_version")
     if version not in SUPPORTED_SCHEMA_VERSIONS:
         known = ", ".join(map(str, SUPPORTED_SCHEMA_VERSIONS))
-        raise _refuse(report, f"has schema_version {version!r}, this publisher reads {known}")
+        raise _refuse(report, f"has schema_version {version!r}, this publisher reads {known}", fix)
     missing = [k for k in REQUIRED_KEYS if k not in data]
     if missing:
-        raise _refuse(report, f"is unreadable (missing field(s) {', '.join(missing)})")
+        raise _refuse(report, f"is unreadable (missing field(s) {', '.join(missing)})", fix)
     # A `--diagnose-other-weights` run replays weights the references were not made for: it
     # localises differences, it never vouches for anything.
     check = data.get("weights_check", "verified")
     refs_weights = data.get("references_weights_sha256", data["weights_sha256"])
     if check != "verified" or refs_weights != data["weights_sha256"]:
-        raise _refuse(report, f"is a diagnostic run ({check}), which can never gate a publish")
+        raise _refuse(report, f"is a diagnostic run ({check}), which can never gate a publish", fix)
 
 
-def _same(report: Path, what: str, recorded: Any, path: Path, hint: str) -> None:
+def _same(report: Path, what: str, recorded: Any, path: Path, hint: str, fix: str) -> None:
     """Refuse unless `path` hashes to what the report recorded for it."""
     if not path.is_file():
         raise _refuse(report, f"cannot be checked: {path} is missing", hint)
     actual = sha256_file(path)
     if actual != recorded:
         raise _refuse(report, f"was made for other {what} (report {_short(recorded)}, "
-                              f"{path} {_short(actual)}): it is stale")
+                              f"{path} {_short(actual)}): it is stale", fix)
 
 
 def _check_identity(report: Path, data: dict[str, Any], model_dir: Path, references: Path,
-                    tolerances: Path | None) -> None:
-    convert = "restore the model folder or run `make convert`"
-    _same(report, "weights", data["weights_sha256"], model_dir / WEIGHTS_FILE, convert)
-    _same(report, "config", data["config_sha256"], model_dir / CONFIG_FILE, convert)
+                    tolerances: Path | None, fix: str) -> None:
+    convert = f"pass the converted model folder as MODEL= (it holds {WEIGHTS_FILE} + {CONFIG_FILE})"
+    _same(report, "weights", data["weights_sha256"], model_dir / WEIGHTS_FILE, convert, fix)
+    _same(report, "config", data["config_sha256"], model_dir / CONFIG_FILE, convert, fix)
+    # Other references than the report's: most likely the wrong folder was named, so say both.
+    refs_fix = (f"pass the references folder the report was made from as REFERENCES= "
+                f"(--references), or {fix} to replay {references}")
     _same(report, "references", data["references_manifest_sha256"], references / MANIFEST_FILE,
-          "restore reference_outputs/stages or run `make references`")
+          f"pass the references folder the report was made from as REFERENCES= (--references); "
+          f"{references} has no {MANIFEST_FILE}", refs_fix)
     tol = data.get("tolerances")
     if tolerances is not None and isinstance(tol, dict) and "sha256" in tol:
-        _same(report, "tolerances", tol["sha256"], tolerances, "restore parity/tolerances.json")
+        _same(report, "tolerances", tol["sha256"], tolerances,
+              f"restore {tolerances} from git, then {fix}", fix)
 
 
 def runtime_files(package: Path = RUNTIME_SOURCES) -> dict[str, str]:
@@ -133,12 +152,12 @@ def runtime_files(package: Path = RUNTIME_SOURCES) -> dict[str, str]:
     return dict(sorted(out.items()))
 
 
-def _check_runtime(report: Path, data: dict[str, Any], package: Path) -> None:
+def _check_runtime(report: Path, data: dict[str, Any], package: Path, fix: str) -> None:
     """The runtime code the parity run exercised must be unchanged (when the report says which:
     reports that predate `runtime_files` cannot be checked for this)."""
     recorded = data.get("runtime_files")
     for rel, sha in (recorded.items() if isinstance(recorded, dict) else ()):
-        _same(report, f"runtime code ({rel})", sha, package / rel, f"restore it, then {FIX}")
+        _same(report, f"runtime code ({rel})", sha, package / rel, f"restore it, then {fix}", fix)
 
 
 def failure_text(failure: Any) -> str:
@@ -165,7 +184,7 @@ def _failing_checks(data: dict[str, Any]) -> list[dict[str, Any]]:
     return bad
 
 
-def _check_verdict(report: Path, data: dict[str, Any]) -> None:
+def _check_verdict(report: Path, data: dict[str, Any], fix: str) -> None:
     if data["passed"] is not True:
         failure = data.get("first_failure")
         if failure is None and isinstance(data.get("real_data"), dict) \
@@ -174,35 +193,37 @@ def _check_verdict(report: Path, data: dict[str, Any]) -> None:
         else:
             name = failure_text(failure if failure is not None else (_failing_checks(data) or [None])[0])
         raise _refuse(report, f"records a FAILED parity run: first failing {name}",
-                      f"fix that stage, then {FIX}")
+                      f"fix that stage, then {fix}")
     # Trust but verify, as parity/report.py does: a "pass" holding a failure is an engine bug,
     # and a pass with nothing checked proves nothing.
     bad = _failing_checks(data)
     if data.get("first_failure") is not None or bad:
         what = failure_text(data.get("first_failure") or bad[0])
-        raise _refuse(report, f"claims to pass but holds a failing {what}")
+        raise _refuse(report, f"claims to pass but holds a failing {what}", fix)
     if not any(f.get("checks") for f in data["files"] if isinstance(f, dict)):
-        raise _refuse(report, "claims to pass but holds no checks")
+        raise _refuse(report, "claims to pass but holds no checks", fix)
 
 
 def check_report(report: str | Path, model_dir: str | Path,
                  references: str | Path | None = DEFAULT_REFERENCES,
                  tolerances: str | Path | None = DEFAULT_TOLERANCES,
-                 runtime: Path | None = RUNTIME_SOURCES) -> GatedReport:
+                 runtime: Path | None = RUNTIME_SOURCES, fix: str | None = None) -> GatedReport:
     """Return the gated report, or raise GateError saying which check failed and how to fix it.
 
     `references=None` falls back to the default folder: a publish is never gated without them.
     `tolerances=None` / `runtime=None` skip those checks (for callers that ship neither).
+    `fix`: how to remake the report (default: `make parity` with these MODEL/REFERENCES/REPORTS).
     """
     report, model_dir = Path(report), Path(model_dir)
     references = Path(references) if references is not None else DEFAULT_REFERENCES
-    raw, data = _read(report)
-    _check_schema(report, data)
+    fix = fix or parity_fix(report, model_dir, references)
+    raw, data = _read(report, fix)
+    _check_schema(report, data, fix)
     _check_identity(report, data, model_dir, references,
-                    Path(tolerances) if tolerances is not None else None)
+                    Path(tolerances) if tolerances is not None else None, fix)
     if runtime is not None:
-        _check_runtime(report, data, runtime)
-    _check_verdict(report, data)
+        _check_runtime(report, data, runtime, fix)
+    _check_verdict(report, data, fix)
     return GatedReport(path=report, raw=raw, data=data)
 
 

@@ -1,10 +1,10 @@
 """README.md for the Hub: what the model detects, how to run it, and the evidence it is faithful.
 
-Everything in the card is read from the staged files themselves (config.json, the gated
-parity.json, the file hashes), never typed in by hand, so the card cannot drift from what it
-describes. The YAML front matter follows the Hub's model-card conventions (license, library_name,
-tags, pipeline_tag); values are written as JSON scalars, which are valid YAML, so no YAML writer
-is needed in the clean env.
+The measured parts of the card are read from the staged files themselves (config.json, the gated
+parity.json, the file hashes), never typed in by hand, so they cannot drift from what they describe;
+what the model is *for* (task, labels, license, links) comes from the user (parity/card_config.py).
+The YAML front matter is huggingface_hub's own `ModelCardData`, and the whole card is parsed back
+with `ModelCard` before it is staged (the Hub validates it again on upload).
 """
 
 from __future__ import annotations
@@ -13,10 +13,13 @@ import json
 import re
 from typing import Any, Mapping
 
-RUNTIME_PACKAGE = "orcaport_runtime"
-TAGS = ("audio-classification", "bioacoustics", "killer-whale", "orca", "orcahello", "orcasound",
-        "srkw", "fastai-port", "safetensors", "pytorch")
-INSTALL = "pip install torch numpy scipy soundfile safetensors huggingface_hub"
+from huggingface_hub import ModelCard, ModelCardData
+
+from parity.card_config import CardConfig
+
+BASE_TAGS = ("audio-classification", "fastai-port", "safetensors", "pytorch")
+ORCAHELLO_TAGS = ("bioacoustics", "killer-whale", "orca", "orcahello", "orcasound", "srkw")
+ORCAHELLO_LINK = "https://github.com/orcasound/aifororcas-livesystem"
 # First match wins; anything unrecognised is published as the Hub's "other" + a link to LICENSE.
 LICENSE_PATTERNS = (
     (r"\bMIT License\b|Permission is hereby granted, free of charge", "mit"),
@@ -26,6 +29,10 @@ LICENSE_PATTERNS = (
     (r"Redistribution and use in source and binary forms", "bsd-2-clause"),
     (r"Attribution 4\.0 International", "cc-by-4.0"),
 )
+
+
+class CardError(ValueError):
+    """The rendered card does not parse back to the metadata it was made from (one line)."""
 
 
 def detect_license(text: str | None) -> str:
@@ -57,13 +64,14 @@ def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> list[str]:
     return out + [""]
 
 
-def front_matter(license_id: str) -> list[str]:
-    meta: dict[str, Any] = {"license": license_id, "library_name": "pytorch",
-                            "pipeline_tag": "audio-classification"}
+def card_data(license_id: str, orcahello: bool, card: CardConfig) -> ModelCardData:
+    """The front matter, as huggingface_hub models it."""
+    tags = list(dict.fromkeys(BASE_TAGS + (ORCAHELLO_TAGS if orcahello else ()) + card.tags))
+    extra: dict[str, Any] = {}
     if license_id == "other":
-        meta |= {"license_name": "see-license-file", "license_link": "LICENSE"}
-    lines = ["---"] + [f"{k}: {json.dumps(v)}" for k, v in meta.items()]
-    return lines + ["tags:"] + [f"- {json.dumps(t)}" for t in TAGS] + ["---", ""]
+        extra = {"license_name": "see-license-file", "license_link": "LICENSE"}
+    return ModelCardData(license=license_id, library_name="pytorch",
+                         pipeline_tag="audio-classification", tags=tags, **extra)
 
 
 def _tolerance(report: Mapping[str, Any], stage: str, mode: str) -> str:
@@ -117,41 +125,59 @@ def parity_section(report: Mapping[str, Any], report_sha256: str) -> list[str]:
     return lines
 
 
-def usage_section(repo_id: str, config: Mapping[str, Any]) -> list[str]:
+def install_line(card: CardConfig) -> str:
+    """The user's install line; else orcaport from the code link they gave; else by name."""
+    if card.install:
+        return card.install
+    code = card.links.get("code")
+    return f'pip install "orcaport @ git+{code}"' if code else "pip install orcaport"
+
+
+def usage_section(repo_id: str, config: Mapping[str, Any], card: CardConfig,
+                  weights_sha256: str) -> list[str]:
     pos = config["classes"][config["positive_index"]]
-    return ["## Usage", "", "No fastai, torchaudio or this model's training code is needed: the "
-            f"runtime ships in this repo as the `{RUNTIME_PACKAGE}/` package (pure PyTorch + "
-            "numpy/scipy/soundfile).", "", "```bash", INSTALL, "```", "", "```python", "import sys",
-            "from huggingface_hub import snapshot_download", "",
-            f'path = snapshot_download("{repo_id}")   # cached; works offline with HF_HUB_OFFLINE=1',
-            "sys.path.insert(0, path)",
-            f"from {RUNTIME_PACKAGE} import detect, load", "",
-            "model = load(path)                  # verifies SHA256SUMS, then loads the weights",
-            'result = detect(model, "hydrophone.wav")   # WAV/FLAC, any rate, mono or multichannel',
+    return ["## Usage", "", "This repo holds data only (weights, config, the parity report); the "
+            "code that runs it is the `orcaport` package you install -- nothing is imported from "
+            "the download. No fastai or torchaudio is needed.", "", "```bash", install_line(card),
+            "```", "", "```python", "from model.detector import Detector", "",
+            f'detector = Detector.from_pretrained("{repo_id}",   # cached; HF_HUB_OFFLINE=1 works offline',
+            f'                                     weights_sha256="{weights_sha256}")',
+            'result = detector.detect("hydrophone.wav")   # WAV as is; FLAC, MP3, AAC, .ts through ffmpeg',
             f"print(result.global_prediction, result.global_confidence)   # 1 = {pos} detected",
-            "print(result.probs)                 # (windows, classes) softmax per 2 s window",
-            "print(result.aggregate.confidence)  # smoothed per-second confidence", "```", "",
-            "Files shorter than one window raise `ValueError`, as the legacy pipeline failed on "
-            "them too.", ""]
+            "print(result.confidence)   # per-second confidence (legacy's rolling mean)", "```", "",
+            "`weights_sha256` pins the weights: they are verified before use, against it, against "
+            "the hash config.json pins and against SHA256SUMS; add `revision=\"<commit>\"` to pin "
+            "the repo too. From the command line: `orcaport detect hydrophone.wav --model "
+            "DOWNLOADED_FOLDER`. Files shorter than one 2 s window are refused, as the legacy "
+            "pipeline failed on them too.", ""]
 
 
-def model_section(config: Mapping[str, Any], fixture: Mapping[str, Any] | None) -> list[str]:
+def model_section(config: Mapping[str, Any], fixture: Mapping[str, Any] | None, orcahello: bool,
+                  card: CardConfig, repo_id: str) -> list[str]:
     arch, win, agg = config["architecture"], config["windowing"], config["aggregation"]
     classes = config["classes"]
-    lines = ["# OrcaHello killer-whale call detector (fastai-free port)", "",
-             "Detects **Southern Resident killer whale (_Orcinus orca_) calls** in hydrophone "
-             "audio — the task of [OrcaHello](https://github.com/orcasound/aifororcas-livesystem), "
-             "Orcasound's real-time detector — converted from its fastai 1.0.61 + fastai_audio "
-             "learner to plain PyTorch with verified parity.", "",
-             f"- classes: {', '.join(f'`{c}`' for c in classes)}; positive class "
-             f"`{classes[config['positive_index']]}`",
-             f"- windows: {win['clip_seconds']} s every {win['hop_seconds']} s; each window -> "
-             f"log-mel spectrogram -> {arch['body']} + fastai head -> softmax",
-             f"- per-second confidence: first window raw, then a rolling mean of 2 windows, last "
-             f"window appended ({agg['smoothing']})",
-             f"- a second is positive when its confidence > {agg['threshold']}; a file is a "
-             f"detection when at least {agg['min_positive']} seconds are positive; its global "
-             "confidence is 100 x the mean confidence of the positive seconds", ""]
+    if orcahello:
+        title = card.title or "OrcaHello killer-whale call detector (fastai-free port)"
+        task = card.task or ("Detects **Southern Resident killer whale (_Orcinus orca_) calls** in "
+                             "hydrophone audio — the task of [OrcaHello]"
+                             f"({ORCAHELLO_LINK}), Orcasound's real-time detector")
+    else:
+        title = card.title or f"{repo_id.split('/')[-1]} (fastai-free port)"
+        task = card.task or ("An audio classifier (its task was not described by the publisher: "
+                             "`make publish CARD=card.json` with a `task` field)")
+    lines = [f"# {title}", "", f"{task.rstrip('.')} — converted from a fastai 1.0.61 + "
+             "fastai_audio learner to plain PyTorch with verified parity.", ""]
+    label = lambda c: f"`{c}`" + (f" ({card.labels[c]})" if c in card.labels else "")  # noqa: E731
+    lines += [f"- classes: {', '.join(label(c) for c in classes)}; positive class "
+              f"`{classes[config['positive_index']]}`",
+              f"- windows: {win['clip_seconds']} s every {win['hop_seconds']} s; each window -> "
+              f"log-mel spectrogram -> {arch['body']} + fastai head -> softmax",
+              f"- per-second confidence: first window raw, then a rolling mean of 2 windows, last "
+              f"window appended ({agg['smoothing']})",
+              f"- a second is positive when its confidence > {agg['threshold']}; a file is a "
+              f"detection when at least {agg['min_positive']} seconds are positive; its global "
+              "confidence is 100 x the mean confidence of the positive seconds"]
+    lines += [f"- {name}: {url}" for name, url in sorted(card.links.items())] + [""]
     if fixture:
         held = fixture.get("held_out", {})
         lines += ["> **Note:** these weights are orcaport's *test fixture*, a "
@@ -195,15 +221,27 @@ def provenance_section(config: Mapping[str, Any]) -> list[str]:
 
 def render_card(repo_id: str, config: Mapping[str, Any], report: Mapping[str, Any],
                 report_sha256: str, hashes: Mapping[str, tuple[str, int]], license_id: str,
-                fixture: Mapping[str, Any] | None = None) -> str:
-    """The whole README.md. `hashes`: staged path -> (sha256, bytes), README/SHA256SUMS excluded."""
-    lines = front_matter(license_id) + model_section(config, fixture)
-    lines += usage_section(repo_id, config) + frontend_section(config)
+                fixture: Mapping[str, Any] | None = None, card: CardConfig | None = None) -> str:
+    """The whole README.md, parsed back with huggingface_hub's ModelCard before it is returned.
+    `hashes`: staged path -> (sha256, bytes), README/SHA256SUMS excluded. OrcaHello wording only
+    when `card.orcahello` says so or, left unsaid, for the fixture (fixture.json)."""
+    card = card or CardConfig()
+    orcahello = card.orcahello if card.orcahello is not None else fixture is not None
+    data = card_data(license_id, orcahello, card)
+    lines = model_section(config, fixture, orcahello, card, repo_id)
+    lines += usage_section(repo_id, config, card, str(report.get("weights_sha256")))
+    lines += frontend_section(config)
     lines += parity_section(report, report_sha256) + files_section(hashes)
     lines += provenance_section(config)
     lines += ["## Limitations", "",
               "Parity shows the runtime reproduces the legacy pipeline's outputs on the same "
-              "weights; it says nothing about how well those weights detect whales in new "
-              "recordings. Decoding reproduces pydub's (legacy) reading of WAV files, including "
-              "its refusals.", ""]
-    return "\n".join(lines)
+              "weights; it says nothing about how well those weights detect "
+              f"{'whales' if orcahello else 'their classes'} in new recordings. Decoding "
+              "reproduces pydub's (legacy) reading of WAV files, including its refusals; other "
+              "formats go through production's ffmpeg-to-WAV conversion.", ""]
+    text = f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines)
+    parsed = ModelCard(text).data.to_dict()   # huggingface_hub's own parser
+    if parsed != data.to_dict():
+        raise CardError(f"the model card's front matter does not parse back ({parsed} != "
+                        f"{data.to_dict()}); report this as an orcaport bug")
+    return text

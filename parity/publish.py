@@ -1,15 +1,18 @@
-"""`make publish`: gate on parity, stage a self-contained Hub folder, upload it as one commit.
+"""`make publish`: gate on parity, stage the Hub folder, upload it as one commit.
 
-    python -m parity.publish --model DIR --report reports/parity.json --repo-id NS/NAME
-        [--dry-run] [--staging DIR] [--license-file F] [--references DIR]
+    python -m parity.publish --model DIR --report REPORTS/parity.json --references DIR
+        --repo-id NS/NAME [--dry-run] [--staging DIR] [--card card.json] [--task TEXT]
+        [--license ID] [--license-file F] [--orcahello | --not-orcahello]
 
 The staging folder (default staging/NS--NAME) is what the Hub repo will hold, file for file:
-model.safetensors, config.json, README.md (model card), parity.json (the gated report), LICENSE
-(with --license-file), the runtime as the `orcaport_runtime/` package, and SHA256SUMS. It is
-built in a temp sibling, verified by loading it through its *own* copied runtime, and only then
-renamed into place, so there is never a half-written staging folder. --dry-run stops there; the
-gate applies either way. The token is huggingface_hub's own (HF_TOKEN, else the login cache) and
-is never printed; HF_ENDPOINT picks the Hub.
+model.safetensors, config.json, README.md (the model card: task, labels, license and links from
+--card/flags, see parity/card_config.py), parity.json (the gated report), LICENSE (with
+--license-file) and SHA256SUMS. It holds no code: users run it with the installed orcaport
+(`Detector.from_pretrained`). It is built in a temp sibling, loaded back through
+`model.hub.resolve_pretrained` + `load_artifact` (hashes checked), and only then renamed into place,
+so there is never a half-written staging folder. --dry-run stops there; the gate applies either
+way. --references is the folder the report was made from. The token is huggingface_hub's own
+(HF_TOKEN, else the login cache) and is never printed; HF_ENDPOINT picks the Hub.
 
 Exit status: 0 done, 1 bad arguments, 2 the gate refused, 3 staging failed, 4 the Hub failed.
 """
@@ -17,32 +20,30 @@ Exit status: 0 done, 1 bad arguments, 2 the gate refused, 3 staging failed, 4 th
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import itertools
 import json
 import os
 import shutil
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
-from typing import Any
 
-from huggingface_hub import (CommitOperationAdd, CommitOperationDelete, HfApi, get_token,
-                             snapshot_download)
+from huggingface_hub import HfApi, get_token
 from huggingface_hub.errors import HFValidationError, LocalTokenNotFoundError
 from huggingface_hub.utils import validate_repo_id
 
-from parity.gate import (CONFIG_FILE, DEFAULT_REFERENCES, WEIGHTS_FILE, GatedReport, GateError,
-                         check_report, sha256_file)
 from parity.atomic import is_stale
-from parity.model_card import RUNTIME_PACKAGE, detect_license, render_card
-from parity.runtime_package import PublishError, copy_runtime
+from parity import card_config
+from parity.card_config import CardConfig, CardConfigError, check_license, load_card_config
+from parity.gate import (CONFIG_FILE, DEFAULT_REFERENCES, WEIGHTS_FILE, GatedReport, GateError,
+                         check_report, make_command, parity_fix, sha256_file)
+from parity.model_card import detect_license, render_card
 
 EXIT_USAGE, EXIT_GATE, EXIT_STAGING, EXIT_HUB = 1, 2, 3, 4
 SUMS, REPORT, LICENSE, CARD = "SHA256SUMS", "parity.json", "LICENSE", "README.md"
-_imports = itertools.count()
+
+
+class PublishError(Exception):
+    """Staging or upload failed; str() is one line saying what happened and what to do."""
 
 
 # ----------------------------------------------------------------------------- staging
@@ -52,29 +53,28 @@ def _hash_tree(root: Path) -> dict[str, tuple[str, int]]:
 
 
 def _build(tmp: Path, model_dir: Path, gated: GatedReport, repo_id: str,
-           license_file: Path | None) -> dict[str, str]:
+           license_file: Path | None, card: CardConfig, fix: str) -> None:
     for name, key in ((WEIGHTS_FILE, "weights_sha256"), (CONFIG_FILE, "config_sha256")):
         shutil.copyfile(model_dir / name, tmp / name)
         # Hash the *copy*: the source could have changed since the gate looked at it.
         if sha256_file(tmp / name) != gated.data[key]:
-            raise PublishError(f"{model_dir / name} changed while staging; run `make parity` again")
+            raise PublishError(f"{model_dir / name} changed while staging; {fix}")
     (tmp / REPORT).write_bytes(gated.raw)
     if license_file is not None:
         shutil.copyfile(license_file, tmp / LICENSE)
-    skipped = copy_runtime(tmp / RUNTIME_PACKAGE)
     # fixture.json marks orcaport's synthetic-audio test learner: the card must say so.
     fixture = json.loads((model_dir / "fixture.json").read_text()) \
         if (model_dir / "fixture.json").is_file() else None
-    license_id = detect_license(license_file.read_text() if license_file is not None else None)
+    license_id = card.license or detect_license(license_file.read_text() if license_file else None)
     (tmp / CARD).write_text(render_card(repo_id, json.loads((tmp / CONFIG_FILE).read_text()),
-                                        gated.data, gated.sha256, _hash_tree(tmp), license_id, fixture))
+                                        gated.data, gated.sha256, _hash_tree(tmp), license_id,
+                                        fixture, card))
     (tmp / SUMS).write_text("".join(f"{sha}  {rel}\n" for rel, (sha, _) in _hash_tree(tmp).items()))
-    return skipped
 
 
 def _is_ours(path: Path) -> bool:
     """Only an earlier staging folder (or an empty one) may be replaced: never a random dir."""
-    return not any(path.iterdir()) or ((path / SUMS).is_file() and (path / RUNTIME_PACKAGE).is_dir())
+    return not any(path.iterdir()) or ((path / SUMS).is_file() and (path / REPORT).is_file())
 
 
 def recover_staging(staging: Path) -> None:
@@ -91,11 +91,19 @@ def recover_staging(staging: Path) -> None:
             shutil.rmtree(parent / entry, ignore_errors=True)
 
 
-def stage(model_dir: Path, gated: GatedReport, repo_id: str, staging: Path,
-          license_file: Path | None = None) -> dict[str, str]:
-    """Build, verify by loading, then atomically move the staging folder into place.
+def _load_back(folder: Path) -> None:
+    """What we ship must load the way users load it: verified, through the installed runtime."""
+    from model.artifact import load_artifact
+    from model.hub import resolve_pretrained
 
-    Returns the model/ files left out of the runtime, with why (see copy_runtime)."""
+    load_artifact(resolve_pretrained(folder))
+
+
+def stage(model_dir: Path, gated: GatedReport, repo_id: str, staging: Path,
+          license_file: Path | None = None, card: CardConfig | None = None,
+          fix: str = "run `make parity`") -> None:
+    """Build, verify by loading, then atomically move the staging folder into place.
+    `fix`: the command that remakes the report, for the one error that needs it."""
     recover_staging(staging)
     if staging.exists() and (not staging.is_dir() or not _is_ours(staging)):
         raise PublishError(f"{staging} exists and is not a staging folder; pass another --staging")
@@ -104,9 +112,9 @@ def stage(model_dir: Path, gated: GatedReport, repo_id: str, staging: Path,
     tmp = Path(tempfile.mkdtemp(prefix=f".{staging.name}.tmp-{pid}-", dir=staging.parent))
     old = None
     try:
-        skipped = _build(tmp, model_dir, gated, repo_id, license_file)
+        _build(tmp, model_dir, gated, repo_id, license_file, card or CardConfig(), fix)
         tmp.chmod(0o755)  # mkdtemp makes it 0700; the published folder should read like any other
-        load_model(tmp)   # what we ship must load through what we ship
+        _load_back(tmp)
         if staging.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{staging.name}.old-{pid}-", dir=staging.parent))
             os.replace(staging, old / "previous")
@@ -119,7 +127,6 @@ def stage(model_dir: Path, gated: GatedReport, repo_id: str, staging: Path,
     finally:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-    return skipped
 
 
 def staged_files(staging: Path) -> list[str]:
@@ -130,44 +137,6 @@ def staged_files(staging: Path) -> list[str]:
         if Path(name).is_absolute() or ".." in Path(name).parts:
             raise PublishError(f"{staging / SUMS} names {name!r}, outside {staging}; stage again")
     return sorted(names + [SUMS])
-
-
-# ----------------------------------------------------------------------------- loading
-@dataclass(frozen=True)
-class LoadedModel:
-    """A model folder loaded through its own copied runtime (not this repo's model/)."""
-
-    folder: Path
-    runtime: ModuleType
-    artifact: Any
-
-    def detect(self, audio: str | Path) -> Any:
-        return self.runtime.detect(self.artifact, audio)
-
-
-def load_model(source: str | Path, revision: str | None = None,
-               cache_dir: str | Path | None = None) -> LoadedModel:
-    """Load from a staged/downloaded folder, or a Hub repo id through the Hub cache.
-
-    A repo id goes through `snapshot_download`, so HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE=1
-    (serve from the cache, no network) all apply as huggingface_hub defines them. The folder's
-    own orcaport_runtime/ is imported under a unique name, writing no __pycache__ into it.
-    """
-    folder = Path(source)
-    if not folder.is_dir():
-        folder = Path(snapshot_download(repo_id=str(source), revision=revision, cache_dir=cache_dir))
-    pkg, name = folder / RUNTIME_PACKAGE, f"_{RUNTIME_PACKAGE}_{next(_imports)}"
-    spec = importlib.util.spec_from_file_location(name, pkg / "__init__.py",
-                                                  submodule_search_locations=[str(pkg)])
-    if spec is None or spec.loader is None:
-        raise PublishError(f"{pkg} is not an importable runtime package")
-    runtime = sys.modules[name] = importlib.util.module_from_spec(spec)
-    before, sys.dont_write_bytecode = sys.dont_write_bytecode, True
-    try:
-        spec.loader.exec_module(runtime)
-    finally:
-        sys.dont_write_bytecode = before
-    return LoadedModel(folder=folder, runtime=runtime, artifact=runtime.load(folder))
 
 
 # ----------------------------------------------------------------------------- upload
@@ -190,7 +159,7 @@ def _redact(text: str) -> str:
     return text.replace(token, "hf_***") if token else text
 
 
-def _hub_error(step: str, e: Exception, repo_id: str, endpoint: str) -> PublishError:
+def _hub_error(step: str, e: Exception, repo_id: str, endpoint: str, retry: str) -> PublishError:
     if isinstance(e, LocalTokenNotFoundError):
         return PublishError("no Hugging Face token: set HF_TOKEN or run `hf auth login`")
     status = getattr(getattr(e, "response", None), "status_code", None)
@@ -202,15 +171,18 @@ def _hub_error(step: str, e: Exception, repo_id: str, endpoint: str) -> PublishE
                             "run `hf auth login`; nothing was published")
     if isinstance(status, int) and status >= 500:
         return PublishError(f"the Hub failed at {step} (HTTP {status}: {server}); nothing was "
-                            "published (a commit is all-or-nothing); retry `make publish` later")
+                            f"published (a commit is all-or-nothing); retry {retry} later")
     if status is None:   # no HTTP answer at all: DNS, refused connection, timeout, TLS
         return PublishError(f"cannot reach the Hub at {endpoint} during {step} ({type(e).__name__}: "
                             f"{server}); check the network or HF_ENDPOINT; nothing was published")
     return PublishError(f"the Hub rejected {step} (HTTP {status}: {server}); nothing was published")
 
 
-def upload(staging: Path, repo_id: str, gated: GatedReport) -> str:
-    """create_repo(exist_ok) + ONE commit making the repo equal to `staging`; returns its URL."""
+def upload(staging: Path, repo_id: str, gated: GatedReport,
+           retry: str = "`make publish`") -> str:
+    """create_repo(exist_ok) + ONE commit (upload_folder) making the repo equal to `staging`:
+    the staged files added, every other remote file deleted (huggingface_hub never deletes
+    .gitattributes). Returns the commit URL."""
     api = HfApi()   # endpoint and token: huggingface_hub's own resolution (HF_ENDPOINT, HF_TOKEN)
     files = staged_files(staging)
     message, description = commit_text(repo_id, gated, files)
@@ -221,59 +193,89 @@ def upload(staging: Path, repo_id: str, gated: GatedReport) -> str:
         api.whoami()
         step = "create repo"
         api.create_repo(repo_id, repo_type="model", exist_ok=True)
-        step = "list files"
-        stale = [p for p in api.list_repo_files(repo_id) if p not in files and p != ".gitattributes"]
-        ops = [CommitOperationAdd(path_in_repo=f, path_or_fileobj=str(staging / f)) for f in files]
-        ops += [CommitOperationDelete(path_in_repo=p) for p in stale]  # type: ignore[misc]
         step = "commit"
-        info = api.create_commit(repo_id, operations=ops, commit_message=message,
+        info = api.upload_folder(repo_id=repo_id, folder_path=staging, allow_patterns=files,
+                                 delete_patterns="*", commit_message=message,
                                  commit_description=description)
     except Exception as e:  # noqa: BLE001 - HTTP, token and network errors alike: one line each
-        raise _hub_error(step, e, repo_id, api.endpoint) from None
+        raise _hub_error(step, e, repo_id, api.endpoint, retry) from None
     return str(info.commit_url)
 
 
 # ----------------------------------------------------------------------------- CLI
+def _publish_command(args: argparse.Namespace, **extra: str | Path | None) -> str:
+    variables = {"MODEL": args.model, "REFERENCES": args.references, "REPORTS": args.report.parent,
+                 "REPO_ID": args.repo_id, "CARD": args.card}
+    return make_command("publish", **(variables | extra))
+
+
+def _card(args: argparse.Namespace) -> CardConfig:
+    classes = json.loads((args.model / CONFIG_FILE).read_text()).get("classes", []) \
+        if (args.model / CONFIG_FILE).is_file() else []
+    card = load_card_config(args.card, classes)
+    check_license("--license", args.license)
+    return card.with_flags(args.task, args.license, args.orcahello, args.title)
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m parity.publish", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m parity.publish", description=__doc__.split("\n")[0],
+                                 epilog=f"--card: {card_config.__doc__}",
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, required=True, help="model.safetensors + config.json")
     ap.add_argument("--report", type=Path, default=Path("reports/parity.json"))
+    ap.add_argument("--references", type=Path, default=DEFAULT_REFERENCES,
+                    help="the references folder the report was made from (default: %(default)s)")
     ap.add_argument("--repo-id", default="", help="NAMESPACE/NAME on the Hub")
     ap.add_argument("--dry-run", action="store_true", help="gate and stage only; upload nothing")
     ap.add_argument("--staging", type=Path, help="default: staging/NAMESPACE--NAME")
+    ap.add_argument("--card", type=Path, help="card config JSON: title, task, orcahello, labels, "
+                    "license, links, tags, install (parity/card_config.py)")
+    ap.add_argument("--task", help="what the model detects, one sentence (wins over --card)")
+    ap.add_argument("--title", help="the card's title (wins over --card)")
+    ap.add_argument("--license", help="Hub license id, e.g. mit, apache-2.0 (wins over --card and "
+                    "over the one read from --license-file)")
     ap.add_argument("--license-file", type=Path, help="shipped as LICENSE; sets the card license")
-    ap.add_argument("--references", type=Path, default=DEFAULT_REFERENCES)
+    which = ap.add_mutually_exclusive_group()
+    which.add_argument("--orcahello", dest="orcahello", action="store_true", default=None,
+                       help="the model is OrcaHello (SRKW wording and links in the card)")
+    which.add_argument("--not-orcahello", dest="orcahello", action="store_false",
+                       help="never the OrcaHello wording, even for the fixture")
     args = ap.parse_args(argv)
     try:
         validate_repo_id(args.repo_id if "/" in args.repo_id else "")
     except HFValidationError:
         print(f"error: --repo-id {args.repo_id!r} is not NAMESPACE/NAME on the Hub; use e.g. "
-              "`make publish REPO_ID=orcasound/orcahello-srkw`", file=sys.stderr)
+              f"{_publish_command(args, REPO_ID='orcasound/orcahello-srkw')}", file=sys.stderr)
         return EXIT_USAGE
     if args.license_file is not None and not args.license_file.is_file():
-        print(f"error: --license-file {args.license_file} does not exist", file=sys.stderr)
+        print(f"error: --license-file {args.license_file} does not exist; pass an existing "
+              "LICENSE file", file=sys.stderr)
         return EXIT_USAGE
     try:
-        gated = check_report(args.report, args.model, args.references)
+        card = _card(args)
+    except CardConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    fix = parity_fix(args.report, args.model, args.references)
+    try:
+        gated = check_report(args.report, args.model, args.references, fix=fix)
     except GateError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_GATE
     staging = args.staging or Path("staging") / args.repo_id.replace("/", "--")
     try:
-        skipped = stage(args.model, gated, args.repo_id, staging, args.license_file)
+        stage(args.model, gated, args.repo_id, staging, args.license_file, card, fix)
     except Exception as e:  # noqa: BLE001 - any staging failure leaves no staging behind
-        print(f"error: staging failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})",
-              file=sys.stderr)
+        text = str(e).splitlines()[0] if str(e) else ""
+        print(f"error: staging failed ({type(e).__name__}: {text})", file=sys.stderr)
         return EXIT_STAGING
     print(f"staged {len(staged_files(staging))} files in {staging} "
           f"(weights {gated.data['weights_sha256']}, parity PASSED)")
-    for name, why in skipped.items():
-        print(f"not shipped in {RUNTIME_PACKAGE}/: {name} ({why})")
     if args.dry_run:
         print("dry run: nothing uploaded")
         return 0
     try:
-        url = upload(staging, args.repo_id, gated)
+        url = upload(staging, args.repo_id, gated, _publish_command(args))
     except PublishError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_HUB

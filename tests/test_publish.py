@@ -1,5 +1,7 @@
-"""`make publish`: the parity gate, the staging folder, the card, upload and download through a
-fake Hub on 127.0.0.1, offline loading, and that the token never leaks.
+"""`make publish`: the parity gate, the staging folder, the card (the user's task, labels, license,
+links; OrcaHello wording only for OrcaHello), upload (one commit) and `Detector.from_pretrained`
+through a fake Hub on 127.0.0.1 (cache, HF_HUB_OFFLINE, revision pinning, weights verified before
+use), and that the token never leaks.
 
 Uploads and downloads run the real CLI / loader in a subprocess, because huggingface_hub reads
 HF_ENDPOINT, HF_HUB_DISABLE_XET and HF_HUB_OFFLINE once, at import time.
@@ -14,7 +16,6 @@ import re
 import shutil
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,9 @@ import numpy as np
 import pytest
 from huggingface_hub import ModelCard
 
-from parity import gate, publish, runtime_package
+from model.detector import Detector
+from model.hub import IntegrityError
+from parity import gate, publish
 from parity.gate import GateError, check_report
 from parity.references import load_references
 from tests.conftest import CORPUS, FIXTURE, REFS, ROOT, copy_fixture
@@ -118,11 +121,9 @@ def _one_line_error(stderr: str) -> str:
 # ----------------------------------------------------------------------------- staging + card
 def test_dry_run_stages_hub_folder_with_verified_hashes(staged: Path, report: Path) -> None:
     files = _staged_bytes(staged)
-    runtime = {n for n in files if n.startswith("orcaport_runtime/")}
-    assert set(files) - runtime == {"README.md", "SHA256SUMS", "LICENSE", "config.json",
-                                    "model.safetensors", "parity.json"}
-    assert {f"orcaport_runtime/{m}.py" for m in ("__init__",) + runtime_package.RUNTIME_MODULES} <= runtime
-    assert {n.split("/")[1] for n in runtime} <= {p.name for p in (ROOT / "model").glob("*.py")}
+    # Data only: no code ships, so none can be imported from a download.
+    assert set(files) == {"README.md", "SHA256SUMS", "LICENSE", "config.json", "model.safetensors",
+                          "parity.json"}
     assert files["model.safetensors"] == (FIXTURE / "model.safetensors").read_bytes()
     assert files["config.json"] == (FIXTURE / "config.json").read_bytes()
     assert files["parity.json"] == report.read_bytes()
@@ -155,59 +156,34 @@ def test_card_front_matter_table_hashes_and_provenance(staged: Path, report: Pat
         if name != "README.md":
             assert f"| `{name}` |" in text and f"`{digest}`" in text, name
     assert config["provenance"]["source_sha256"] in text
-    assert f'snapshot_download("{REPO}")' in text and "pip install" in text
-    assert "from orcaport_runtime import detect, load" in text
+    assert "pip install orcaport" in text and f'Detector.from_pretrained("{REPO}"' in text
+    assert f'weights_sha256="{data["weights_sha256"]}"' in text
+    assert "sys.path" not in text and "orcaport_runtime" not in text
+    # the fixture is OrcaHello-shaped: OrcaHello wording, plus the note that it is a test fixture
+    assert "Southern Resident killer whale" in text and "*test fixture*" in text
 
 
-def test_staged_runtime_is_standalone_and_reproduces_reference_probs(staged: Path) -> None:
-    """Import from a clean sys.path (staging dir + stdlib + site-packages, no repo, no .pth
-    editable finder) and run detection on corpus files; compare with legacy's recorded probs."""
-    site = sysconfig.get_paths()["purelib"]
-    code = f"""
-import importlib.util, json, sys
-sys.path[:] = [{str(staged)!r}] + [p for p in sys.path if p] + [{site!r}]
-assert importlib.util.find_spec("model") is None and importlib.util.find_spec("parity") is None
-import importlib, pathlib
-import orcaport_runtime as rt
-assert rt.__file__.startswith({str(staged)!r}), rt.__file__
-for f in sorted(pathlib.Path(rt.__file__).parent.glob("*.py")):   # every shipped module stands alone
-    importlib.import_module("orcaport_runtime." + f.stem)
-art = rt.load({str(staged)!r})
-out = {{}}
-for name in {DETECT_FILES!r}:
-    d = rt.detect(art, {str(CORPUS)!r} + "/" + name)
-    out[name] = {{"probs": d.probs.tolist(), "confidence": d.aggregate.confidence.tolist(),
-                  "global": d.global_prediction, "global_confidence": d.global_confidence}}
-bad = sorted(m for m in sys.modules if m.split(".")[0] in ("model", "parity", "fastai", "torchaudio"))
-print("RESULT", json.dumps({{"results": out, "bad_modules": bad, "weights": art.weights_sha256}}))
-"""
-    run = subprocess.run([sys.executable, "-I", "-S", "-B", "-c", code], cwd=staged.parent,
-                         capture_output=True, text=True, timeout=TIMEOUT)
-    assert run.returncode == 0, run.stderr[-3000:]
-    result = json.loads(run.stdout.split("RESULT ", 1)[1])
-    assert result["bad_modules"] == []
-    refs = load_references(REFS)
+def test_from_pretrained_on_a_staged_folder_gives_from_folders_detections(staged: Path) -> None:
+    hub, local = Detector.from_pretrained(staged), Detector.from_folder(FIXTURE)
+    assert hub.artifact.root == staged
     for name in DETECT_FILES:
-        t, got = refs.file(name).tensors, result["results"][name]
-        np.testing.assert_allclose(np.array(got["probs"], np.float32), t["all/probs"], rtol=0, atol=1e-5)
-        np.testing.assert_allclose(got["confidence"], t["aggregate/confidence"], rtol=0, atol=1e-5)
-        assert got["global"] == int(t["aggregate/global_prediction"][0])
-    assert not list(staged.rglob("__pycache__")), "importing must not litter the staged folder"
+        a, b = hub.detect(CORPUS / name), local.detect(CORPUS / name)
+        np.testing.assert_array_equal(a.clip_confidence, b.clip_confidence)
+        np.testing.assert_array_equal(a.confidence, b.confidence)
+        assert (a.global_prediction, a.global_confidence) == (b.global_prediction, b.global_confidence)
 
 
-def test_load_model_from_staged_folder_uses_its_own_runtime(staged: Path) -> None:
-    loaded = publish.load_model(staged)
-    assert loaded.artifact.weights_sha256 == gate.sha256_file(FIXTURE / "model.safetensors")
-    assert Path(loaded.runtime.__file__).parent == staged / "orcaport_runtime"
-    assert not list(staged.rglob("__pycache__"))
-
-
-def test_load_refuses_a_corrupted_staged_file(staged: Path, tmp_path: Path) -> None:
+def test_from_pretrained_refuses_corrupted_or_unpinned_weights(staged: Path, tmp_path: Path) -> None:
     bad = tmp_path / "copy"
     shutil.copytree(staged, bad)
     (bad / "config.json").write_text((bad / "config.json").read_text() + " ")
-    with pytest.raises(ValueError, match="does not match SHA256SUMS"):
-        publish.load_model(bad)
+    with pytest.raises(IntegrityError, match="config.json does not match SHA256SUMS"):
+        Detector.from_pretrained(bad)
+    with pytest.raises(IntegrityError, match="not the pinned"):
+        Detector.from_pretrained(staged, weights_sha256="0" * 64)
+    (bad / "config.json").unlink()
+    with pytest.raises(IntegrityError, match="has no config.json"):
+        Detector.from_pretrained(bad)
 
 
 def test_staging_is_atomic_and_never_clobbers_other_folders(staged: Path, report: Path,
@@ -237,26 +213,6 @@ def test_staging_is_atomic_and_never_clobbers_other_folders(staged: Path, report
     with pytest.raises(publish.PublishError, match="not a staging folder"):
         publish.stage(FIXTURE, gated, REPO, precious)
     assert (precious / "notes.txt").read_text() == "keep me"
-
-
-def test_runtime_copy_ships_only_what_stands_alone(tmp_path: Path) -> None:
-    src = tmp_path / "model"
-    src.mkdir()
-    (src / "a.py").write_text("from model.b import f\n\ndef g():\n    from model import b\n    return b\n")
-    (src / "b.py").write_text("import numpy\n\ndef f():\n    return 1\n")
-    (src / "cli.py").write_text("from model.a import g\nfrom rich.console import Console\n")
-    (src / "__main__.py").write_text("from model.cli import main\n")
-    skipped = runtime_package.copy_runtime(tmp_path / "out", src, required=("a",))
-    assert (tmp_path / "out" / "a.py").read_text().startswith("from .b import f")
-    assert "    from . import b" in (tmp_path / "out" / "a.py").read_text()
-    assert "def detect(" in (tmp_path / "out" / "__init__.py").read_text()
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["__init__.py", "a.py", "b.py"]
-    assert skipped == {"cli.py": "model/cli.py imports rich.console (line 2)",
-                       "__main__.py": "model/cli.py imports rich.console (line 2), needed by "
-                                      "model/__main__.py"}
-    (src / "b.py").write_text("import pandas\n")   # now the entry point itself cannot ship
-    with pytest.raises(publish.PublishError, match=r"model/b.py imports pandas .*needed by model/a.py"):
-        runtime_package.copy_runtime(tmp_path / "out2", src, required=("a",))
 
 
 # ----------------------------------------------------------------------------- the gate
@@ -293,7 +249,9 @@ def test_gate_refuses_bad_reports(report: Path, tmp_path: Path, edit: Any, expec
     with pytest.raises(GateError) as e:
         check_report(bad, FIXTURE, REFS)
     msg = str(e.value)
-    assert expect in msg and "\n" not in msg and "`make parity`" in msg, msg
+    assert expect in msg and "\n" not in msg, msg
+    # the fix names the command that remakes *this* report, with the same variables
+    assert f"`make parity MODEL={FIXTURE} REFERENCES={REFS} REPORTS={bad.parent}`" in msg, msg
 
 
 def test_gate_refuses_a_report_made_with_other_runtime_code(report: Path, tmp_path: Path) -> None:
@@ -303,15 +261,15 @@ def test_gate_refuses_a_report_made_with_other_runtime_code(report: Path, tmp_pa
     fresh = _tampered_report(report, tmp_path, lambda d: d.update(runtime_files=recorded))
     check_report(fresh, FIXTURE, REFS, runtime=runtime)   # unchanged: fine
     (runtime / "spectrogram.py").write_text((runtime / "spectrogram.py").read_text() + "# edit\n")
-    with pytest.raises(GateError, match=r"other runtime code \(spectrogram.py\).*stale; run `make parity`"):
+    with pytest.raises(GateError, match=r"other runtime code \(spectrogram.py\).*stale; run `make parity MODEL="):
         check_report(fresh, FIXTURE, REFS, runtime=runtime)
 
 
 def test_gate_refuses_missing_and_unreadable_reports(tmp_path: Path) -> None:
-    with pytest.raises(GateError, match=r"does not exist.*run `make parity`"):
+    with pytest.raises(GateError, match=r"does not exist.*run `make parity MODEL="):
         check_report(tmp_path / "nope.json", FIXTURE, REFS)
     (tmp_path / "garbage.json").write_bytes(b"\x00{not json")
-    with pytest.raises(GateError, match=r"unreadable.*run `make parity`"):
+    with pytest.raises(GateError, match=r"unreadable.*run `make parity MODEL="):
         check_report(tmp_path / "garbage.json", FIXTURE, REFS)
 
 
@@ -321,7 +279,7 @@ def test_gate_refuses_weights_changed_after_the_report(report: Path, tmp_path: P
     blob = bytearray((model / "model.safetensors").read_bytes())
     blob[-1] ^= 0x01                     # one bit of one weight
     (model / "model.safetensors").write_bytes(bytes(blob))
-    with pytest.raises(GateError, match=r"other weights .*stale; run `make parity`"):
+    with pytest.raises(GateError, match=rf"other weights .*stale; run `make parity MODEL={model} "):
         check_report(report, model, REFS)
     (model / "model.safetensors").unlink()
     with pytest.raises(GateError, match="missing"):
@@ -338,7 +296,8 @@ def test_gate_refuses_changed_config_and_references(report: Path, tmp_path: Path
     manifest = json.loads((REFS / "manifest.json").read_text())
     manifest["command"] = "re-recorded with something else"
     (refs / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(GateError, match=r"other references .*run `make parity`"):
+    with pytest.raises(GateError, match=r"other references .*pass the references folder the report "
+                                         rf"was made from as REFERENCES=.*REFERENCES={refs} "):
         check_report(report, FIXTURE, refs)
 
 
@@ -372,7 +331,8 @@ def test_upload_sends_one_commit_with_the_staged_files(report: Path, tmp_path: P
     assert commit.lfs_paths == {"model.safetensors"}           # the weights took the LFS path
     assert commit.deleted == ["stale.txt"]                     # the repo now equals the staging folder
     assert set(hub.repos[REPO].files) == set(commit.files) | {".gitattributes"}
-    assert len(hub.validated_yaml) == 1 and hub.validated_yaml[0] == commit.files["README.md"].decode()
+    # huggingface_hub validated the card's YAML with the Hub (upload_folder may ask more than once)
+    assert hub.validated_yaml and set(hub.validated_yaml) == {commit.files["README.md"].decode()}
     names = [f"{m} {p}" for m, p, _s, _a in hub.requests]
     for pattern in ("GET /api/whoami-v2", "POST /api/repos/create", r"preupload/main",
                     r"info/lfs/objects/batch", r"PUT /__lfs/", r"commit/main"):
@@ -423,41 +383,131 @@ def test_missing_token_is_named_before_any_request(report: Path, tmp_path: Path)
 # ----------------------------------------------------------------------------- download (fake Hub)
 LOAD = """
 import json, sys
-from parity.publish import load_model
-m = load_model(sys.argv[1])
-d = m.detect(sys.argv[2])
-if len(sys.argv) > 3:   # the model card's usage snippet, verbatim but for the audio path
-    exec(sys.argv[3].replace('"hydrophone.wav"', repr(sys.argv[2])), {})
-print("RESULT", json.dumps({"weights": m.artifact.weights_sha256, "folder": str(m.folder),
-                            "runtime": m.runtime.__file__, "probs": d.probs.tolist()}))
+from model.detector import Detector
+repo, audio, revision = sys.argv[1], sys.argv[2], sys.argv[3] or None
+try:
+    det = Detector.from_pretrained(repo, revision=revision)
+except ValueError as e:
+    print("RESULT", json.dumps({"error": f"{type(e).__name__}: {e}"}))
+    raise SystemExit(0)
+d = det.detect(audio)
+if len(sys.argv) > 4:   # the model card's usage snippet, verbatim but for the audio path
+    exec(sys.argv[4].replace('"hydrophone.wav"', repr(audio)), {})
+print("RESULT", json.dumps({"weights": det.artifact.weights_sha256, "folder": str(det.artifact.root),
+                            "confidence": d.confidence.tolist(), "global": d.global_prediction}))
 """
 
 
-def _load(tmp: Path, hub: FakeHub | None, *snippet: str, **env: str) -> tuple[str, dict[str, Any]]:
-    run = subprocess.run([sys.executable, "-c", LOAD, REPO, str(CORPUS / DETECT_FILES[1]), *snippet],
-                         cwd=ROOT, env=_env(tmp, hub, None, **env), capture_output=True, text=True,
-                         timeout=TIMEOUT)
+def _load(tmp: Path, hub: FakeHub | None, *snippet: str, revision: str = "",
+          **env: str) -> tuple[str, dict[str, Any]]:
+    run = subprocess.run([sys.executable, "-c", LOAD, REPO, str(CORPUS / DETECT_FILES[1]), revision,
+                          *snippet], cwd=tmp, env=_env(tmp, hub, None, **env), capture_output=True,
+                         text=True, timeout=TIMEOUT)
     assert run.returncode == 0, run.stderr[-3000:]
     printed, result = run.stdout.split("RESULT ", 1)
     return printed, json.loads(result)
 
 
-def test_load_from_hub_through_the_cache_then_offline(staged: Path, tmp_path: Path) -> None:
-    weights = gate.sha256_file(FIXTURE / "model.safetensors")
-    ref = load_references(REFS).file(DETECT_FILES[1]).tensors
+def test_from_pretrained_through_the_hub_cache_then_offline(staged: Path, tmp_path: Path) -> None:
+    local = Detector.from_folder(FIXTURE).detect(CORPUS / DETECT_FILES[1])
     with FakeHub() as hub:
         commit = hub.seed(REPO, _staged_bytes(staged))
         _, online = _load(tmp_path, hub)
-        assert any("/resolve/" in p for _m, p, _s, _a in hub.requests)
-    assert online["weights"] == weights and commit in online["folder"]
-    assert online["runtime"].startswith(online["folder"])   # the downloaded runtime, not model/
-    np.testing.assert_allclose(np.array(online["probs"], np.float32), ref["all/probs"], rtol=0, atol=1e-5)
+        paths = [p for _m, p, _s, _a in hub.requests if "/resolve/" in p]
+    assert online["weights"] == gate.sha256_file(FIXTURE / "model.safetensors")
+    assert commit in online["folder"] and str(tmp_path / "hf_home") in online["folder"]
+    # only data is fetched: no README/LICENSE, and there is no code in the repo to fetch
+    assert {p.rsplit("/", 1)[1] for p in paths} == {"config.json", "model.safetensors",
+                                                    "SHA256SUMS", "parity.json"}
+    assert online["confidence"] == local.confidence.tolist() and online["global"] == local.global_prediction
     # The server is gone: HF_HUB_OFFLINE=1 must serve the same snapshot from the cache, to
-    # load_model and to the card's own usage snippet alike.
+    # from_pretrained and to the card's own usage snippet alike.
     snippet = re.search(r"```python\n(.*?)```", (staged / "README.md").read_text(), re.S)[1]
     printed, offline = _load(tmp_path, None, snippet, HF_HUB_OFFLINE="1",
                              HF_ENDPOINT="http://127.0.0.1:9")
     assert offline == online
     prediction, confidence = printed.splitlines()[0].split()   # print(global_prediction, ..._confidence)
-    assert int(prediction) == int(ref["aggregate/global_prediction"][0]), printed
-    assert abs(float(confidence) - float(ref["aggregate/global_confidence"][0])) < 1e-3, printed
+    assert int(prediction) == local.global_prediction
+    assert float(confidence) == pytest.approx(local.global_confidence)
+    # offline, a revision never downloaded is a clear one-line error, not a traceback
+    _, missing = _load(tmp_path, None, revision="0" * 40, HF_HUB_OFFLINE="1")
+    assert "not in the Hugging Face cache" in missing["error"] and "hf download" in missing["error"]
+
+
+def test_revision_pins_the_repo_and_tampered_weights_are_refused_before_use(staged: Path,
+                                                                           tmp_path: Path) -> None:
+    files = _staged_bytes(staged)
+    blob = bytearray(files["model.safetensors"])
+    blob[-1] ^= 0x01                                        # one bit of one weight, on the Hub
+    with FakeHub() as hub:
+        good = hub.seed(REPO, files)
+        hub.seed(REPO, {**files, "model.safetensors": bytes(blob)}, summary="tampered")
+        _, latest = _load(tmp_path, hub)
+        _, pinned = _load(tmp_path, hub, revision=good)
+    assert latest["error"].startswith("IntegrityError") and "does not match SHA256SUMS" in latest["error"]
+    assert good in pinned["folder"] and pinned["weights"] == gate.sha256_file(FIXTURE / "model.safetensors")
+
+
+# ----------------------------------------------------------------------------- card config
+def test_card_follows_the_users_model_not_orcahello(report: Path, tmp_path: Path) -> None:
+    card = tmp_path / "card.json"
+    card.write_text(json.dumps({"task": "Detects humpback whale song in glider recordings",
+                                "labels": {"positive": "humpback song"}, "license": "apache-2.0",
+                                "links": {"code": "https://example.org/me/orcaport"},
+                                "tags": ["humpback"], "title": "Humpback song detector"}))
+    staging = tmp_path / "s"
+    mine = copy_fixture(tmp_path)   # the same weights, without fixture.json: a user's model
+    assert publish.main(_publish_args(report, staging, "--dry-run", "--card", str(card), model=mine)) == 0
+    text = (staging / "README.md").read_text()
+    data = ModelCard(text).data
+    assert data.license == "apache-2.0" and "humpback" in data.tags and "orcahello" not in data.tags
+    assert "# Humpback song detector" in text and "Detects humpback whale song" in text
+    assert "`positive` (humpback song)" in text and "https://example.org/me/orcaport" in text
+    assert 'pip install "orcaport @ git+https://example.org/me/orcaport"' in text
+    assert "OrcaHello" not in text and "Southern Resident" not in text
+    # flags win over the file; --not-orcahello drops the wording even for the fixture
+    assert publish.main(_publish_args(report, staging, "--dry-run", "--not-orcahello")) == 0
+    text = (staging / "README.md").read_text()
+    assert "Southern Resident" not in text and "was not described by the publisher" in text
+
+
+@pytest.mark.parametrize("content, expect", [
+    ('{"task": 3}', "field 'task' must be a JSON str"),
+    ('{"colour": "red"}', "unknown field 'colour'"),
+    ('{"labels": {"whale": "x"}}', "labels names 'whale', not one of the model's classes"),
+    ('{"license": "MIT License"}', "not a Hub license id"),
+    ('{"links": {"code": "file:///etc/passwd"}}', "every link must be an http(s) URL"),
+    ("{not json", "not readable JSON"),
+])
+def test_bad_card_config_is_one_line_and_stages_nothing(report: Path, tmp_path: Path, capsys,
+                                                        content: str, expect: str) -> None:
+    card = tmp_path / "card.json"
+    card.write_text(content)
+    staging = tmp_path / "s"
+    assert publish.main(_publish_args(report, staging, "--dry-run", "--card", str(card))) == publish.EXIT_USAGE
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {card}") and expect in err and "\n" not in err, err
+    assert not staging.exists()
+
+
+def test_publish_takes_the_references_the_report_was_made_from(report: Path, tmp_path: Path,
+                                                               capsys) -> None:
+    """A user's report made from their own references: refused against the default folder with
+    the commands that fix it, accepted with --references (REFERENCES=)."""
+    refs = tmp_path / "my_refs"
+    shutil.copytree(REFS, refs)
+    manifest = json.loads((refs / "manifest.json").read_text())
+    manifest["command"] = "recorded on my own recordings"
+    (refs / "manifest.json").write_text(json.dumps(manifest))
+    mine = _tampered_report(report, tmp_path, lambda d: d.update(
+        references_manifest_sha256=gate.sha256_file(refs / "manifest.json")))
+    staging = tmp_path / "s"
+    args = ["--model", str(FIXTURE), "--report", str(mine), "--repo-id", REPO, "--staging",
+            str(staging), "--dry-run"]
+    assert publish.main(args) == publish.EXIT_GATE
+    err = capsys.readouterr().err.strip()
+    assert "other references" in err and "as REFERENCES= (--references)" in err, err
+    assert f"`make parity MODEL={FIXTURE} REFERENCES=reference_outputs/stages REPORTS={tmp_path}`" in err
+    assert "\n" not in err and not staging.exists()
+    assert publish.main(args + ["--references", str(refs)]) == 0
+    assert (staging / "parity.json").read_bytes() == mine.read_bytes()
