@@ -187,6 +187,15 @@ def measure_one_cpu(hour: Path, models: dict[str, Path], repeats: int, use_legac
     return out
 
 
+def measure_pairs(model: Path, repeats: int) -> dict[str, Any]:
+    """fast vs legacy-exact alternated in one process (bench/pair.py), on 2 CPUs and pinned to one."""
+    print("bench: fast vs legacy-exact, alternated in one process", file=sys.stderr, flush=True)
+    return {key: {**clean("pair", "--model", model, "--wav", WAV, "--repeats", repeats, one_cpu=one),
+                  "model": "resnet50", "wav": WAV.name,
+                  "measured": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+            for key, one in (("2 CPUs", False), ("1 CPU", True))}
+
+
 def measure_rounds(models: dict[str, Path], rounds: int, repeats: int, use_legacy: bool
                    ) -> tuple[dict[str, dict[str, list]], dict[str, dict[str, list]], list[dict]]:
     """Interleaved rounds: peak, then per model legacy -> legacy-exact -> fast (whole pipeline and
@@ -228,9 +237,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "bench")
     ap.add_argument("--render", action="store_true", help="re-render OUT/results.json, measure nothing")
     ap.add_argument("--hour-only", action="store_true", help="re-measure only the 1-hour file into OUT/results.json")
+    ap.add_argument("--pair-only", action="store_true",
+                    help="measure only fast vs legacy-exact alternated in one process, into OUT/results.json")
     args = ap.parse_args(argv)
-    if args.render or args.hour_only:
+    if args.render or args.hour_only or args.pair_only:
         res = json.loads((args.out / "results.json").read_text())
+        if args.pair_only:
+            res["pair"] = measure_pairs(trained_resnet50(), 2 * args.repeats + 1)
         if args.hour_only:
             with tempfile.TemporaryDirectory(prefix="orcaport-bench-") as tmp:
                 hour = write_tiled(WAV, Path(tmp) / "hydrophone_48k_1h.wav", HOUR_S)
@@ -267,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in models:     # paired per round, like the legacy ratios
             res["figures"][name]["fast"]["fast_vs_exact"] = paired_speedup(
                 runs[name]["legacy-exact"], runs[name]["fast"], "times_s")
+        res["pair"] = measure_pairs(models["resnet50"], 2 * args.repeats + 1)
         print("bench: network variants", file=sys.stderr, flush=True)
         res["network_variants"] = {
             label: network_figures(clean("network", "--model", models["resnet50"], "--wav", WAV,

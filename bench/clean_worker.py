@@ -6,6 +6,7 @@
     python -m bench.clean_worker corpus  --model DIR --corpus DIR
     python -m bench.clean_worker prepare --wav FILE --out DIR
     python -m bench.clean_worker int8    --model DIR --corpus DIR      (bench/int8.py)
+    python -m bench.clean_worker pair    --model DIR --wav FILE        (bench/pair.py)
 
 Prints one `RESULT {json}` line. `detect` times the whole Detector.detect (decode -> decisions)
 after one warm-up run; `network` times only the network on the file's precomputed inputs, with
@@ -177,9 +178,16 @@ def cmd_int8(args: argparse.Namespace) -> dict:
     return measure(args.model, args.corpus, args.repeats)
 
 
+def cmd_pair(args: argparse.Namespace) -> dict:
+    from bench.pair import measure_pair
+
+    return {**measure_pair(args.model, args.wav, args.repeats), "peak_rss_mb": peak_rss_mb(),
+            "cpus": sorted(os.sched_getaffinity(0))}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.clean_worker")
-    ap.add_argument("mode", choices=("detect", "network", "peak", "corpus", "prepare", "int8"))
+    ap.add_argument("mode", choices=("detect", "network", "peak", "corpus", "prepare", "int8", "pair"))
     ap.add_argument("--out", type=Path)
     ap.add_argument("--model", type=Path)
     ap.add_argument("--wav", type=Path)
@@ -195,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--arithmetic", default="", help="force fast's arithmetic (fp32 | bf16); empty: auto")
     args = ap.parse_args(argv)
     modes = {"detect": cmd_detect, "network": cmd_network, "peak": cmd_peak, "corpus": cmd_corpus,
-             "prepare": cmd_prepare, "int8": cmd_int8}
+             "prepare": cmd_prepare, "int8": cmd_int8, "pair": cmd_pair}
     out = modes[args.mode](args)
     print(RESULT_MARK + json.dumps(out))
     return 0
