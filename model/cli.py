@@ -23,7 +23,6 @@ from rich.table import Table
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = ROOT / "reference_outputs" / "fixture"
-AUDIO_SUFFIXES = (".wav", ".flac")
 FORMATS = ("table", "json", "csv", "raven", "audacity")
 CSV_FIELDS = ("wav_filename", "start_time_s", "duration_s", "confidence", "local_prediction",
               "global_prediction", "global_confidence", "profile")
@@ -57,6 +56,20 @@ def _threshold(text: str) -> float:
     return value
 
 
+def _window_seconds(text: str) -> float:
+    value = float(text)
+    if not 2.0 <= value <= 3600.0:
+        raise argparse.ArgumentTypeError(f"must be within 2..3600 seconds, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -65,9 +78,23 @@ def _positive_int(text: str) -> int:
 
 
 def configure_detect(p: argparse.ArgumentParser) -> None:
-    p.add_argument("inputs", nargs="+", type=Path, metavar="FILE|DIR",
-                   help="audio files, or folders scanned (recursively) for .wav/.flac")
-    p.add_argument("--format", choices=FORMATS, default="table",
+    p.add_argument("inputs", nargs="*", type=Path, metavar="FILE|DIR",
+                   help="audio files (WAV read directly; FLAC, MP3, AAC, .ts... through production's "
+                        "ffmpeg conversion), local HLS playlists (.m3u8: one result per live "
+                        "window), or folders scanned recursively for them")
+    p.add_argument("--follow", type=Path, metavar="DIR", default=None,
+                   help="keep polling DIR and process each new file / complete playlist window once, "
+                        "across restarts; JSON lines on stdout")
+    p.add_argument("--state", type=Path, default=None,
+                   help="--follow's state file (default: DIR/.orcaport-follow.json)")
+    p.add_argument("--poll-seconds", type=_seconds, default=10.0, help="--follow: pause between scans")
+    p.add_argument("--polls", type=_positive_int, default=None,
+                   help="--follow: stop after this many scans (default: until interrupted)")
+    p.add_argument("--settle-seconds", type=_seconds, default=5.0,
+                   help="--follow: a file is taken once unchanged this long (still copying before)")
+    p.add_argument("--window-seconds", type=_window_seconds, default=60.0,
+                   help="playlists: live window length, as production's polling interval (default 60)")
+    p.add_argument("--format", choices=FORMATS, default=None,
                    help="table / json / csv: per-second rows; raven (Raven Pro selection table) / "
                         "audacity (label track): one row per detection event (default: table)")
     p.add_argument("--threshold", type=_threshold, default=None,
@@ -89,13 +116,17 @@ def configure_detect(p: argparse.ArgumentParser) -> None:
 
 
 def collect_audio(inputs: Sequence[Path]) -> list[Path]:
-    """Files as given, folders expanded to their .wav/.flac files (sorted); raises UsageError."""
+    """Files as given, folders expanded to their inputs (sorted); raises UsageError."""
+    from model.inputs import SCANNED_SUFFIXES, scan_folder
+
     files: list[Path] = []
     for path in inputs:
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+            found = scan_folder(path)
             if not found:
-                raise UsageError(f"{path}: folder holds no .wav or .flac files")
+                raise UsageError(f"{path}: folder holds no .wav or .flac files (nor "
+                                 f"{', '.join(s for s in SCANNED_SUFFIXES if s not in ('.wav', '.flac'))}); "
+                                 "point at the folder holding the recordings")
             files += found
         elif path.is_file():
             files.append(path)
@@ -193,15 +224,25 @@ def run_detect(args: argparse.Namespace) -> int:
     from model.audio import AudioDecodeError, SliceError
     from model.config import ConfigError
     from model.detector import Detector, DetectorError
+    from model.inputs import detect_input
     from model.spectrogram import FrontendError
     from model.weights import WeightsError
 
-    files = collect_audio(args.inputs)
+    if args.follow is not None and args.inputs:
+        raise UsageError("--follow DIR takes no other inputs; run one or the other")
+    if args.follow is not None and (args.output is not None or args.format not in (None, "json")):
+        raise UsageError("--follow writes JSON lines to stdout; drop --output/--format")
+    args.format = args.format or "table"
+    if args.follow is None and not args.inputs:
+        raise UsageError("no inputs; pass audio files or folders, or --follow DIR")
+    files = collect_audio(args.inputs) if args.follow is None else []
     try:
         detector = Detector.from_folder(args.model, profile=args.profile, device=args.device,
                                         batch_size=args.batch_size, arithmetic=args.arithmetic)
     except (DetectorError, ConfigError, WeightsError, FrontendError) as e:
         raise UsageError(str(e)) from None
+    if args.follow is not None:
+        return _run_follow(args, detector)
     err = Console(stderr=True)
     results, errors, paths = [], [], []
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -213,8 +254,10 @@ def run_detect(args: argparse.Namespace) -> int:
             bar.update(clips_task, description=f"clips of {path.name}", completed=0, total=None)
             progress = lambda done, total: bar.update(clips_task, completed=done, total=total)  # noqa: E731
             try:
-                results.append(detector.detect(path, args.threshold, args.min_positive, progress))
-                paths.append(path)
+                found = detect_input(detector, path, args.threshold, args.min_positive, progress,
+                                     args.window_seconds)
+                results += found
+                paths += [path] * len(found)
             except (DetectorError, AudioDecodeError, SliceError, FrontendError, OSError) as e:
                 message = str(e).splitlines()[0] if str(e) else type(e).__name__
                 errors.append((path, message))
@@ -233,6 +276,16 @@ def run_detect(args: argparse.Namespace) -> int:
         else:
             write_output(args.output, text)
     return 1 if errors else 0
+
+
+def _run_follow(args: argparse.Namespace, detector: Any) -> int:
+    from model.follow import FollowError, follow
+
+    try:
+        return follow(detector, args.follow, args.state, args.poll_seconds, args.polls,
+                      args.settle_seconds, args.window_seconds)
+    except FollowError as e:
+        raise UsageError(str(e)) from None
 
 
 register("detect", "detect SRKW calls in audio files, per second and per file", configure_detect, run_detect)

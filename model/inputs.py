@@ -1,0 +1,51 @@
+"""One input of `orcaport detect` -> its detections: a WAV or any file ffmpeg reads (one
+Detection), or a local HLS playlist (one Detection per complete live window, model/hls.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Callable
+
+from model.hls import LIVE_WINDOW_SECONDS, Playlist, Window, check_window_length, read_playlist
+from model.source import DetectorError
+from model.transcode import FFMPEG_SUFFIXES, PLAYLIST_SUFFIXES, WAV_SUFFIXES, production_wav
+
+# What a folder scan picks up. Bare .ts files are HLS segments: they are read through their
+# playlist (or when named one by one), never each on its own from a folder scan.
+SCANNED_SUFFIXES = WAV_SUFFIXES + tuple(s for s in FFMPEG_SUFFIXES if s != ".ts") + PLAYLIST_SUFFIXES
+ProgressFn = Callable[[int, int], None]
+
+
+def is_playlist(path: Path) -> bool:
+    return path.suffix.lower() in PLAYLIST_SUFFIXES
+
+
+def scan_folder(folder: Path) -> list[Path]:
+    """Every input a folder holds (recursive, sorted)."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in SCANNED_SUFFIXES)
+
+
+def detect_window(detector: Any, playlist: Playlist, window: Window, threshold: float | None = None,
+                  min_positive: int | None = None, progress: ProgressFn | None = None) -> Any:
+    """One live window: its segments `cat`ed and converted as production does, then detected.
+    The Detection is named after the window (segments and start time on the stream)."""
+    with production_wav(playlist.path, [s.path for s in window.segments]) as wav:
+        d = detector.detect(wav, threshold, min_positive, progress)
+    check_window_length(window, d.duration_s, playlist.path)
+    return dataclasses.replace(d, wav_filename=window.name(playlist.path))
+
+
+def detect_input(detector: Any, path: Path, threshold: float | None = None,
+                 min_positive: int | None = None, progress: ProgressFn | None = None,
+                 window_seconds: float = LIVE_WINDOW_SECONDS) -> list[Any]:
+    """The detections of one input, in time order. Raises one-line DetectorError/ValueError."""
+    if not is_playlist(path):
+        return [detector.detect(path, threshold, min_positive, progress)]
+    playlist = read_playlist(path)
+    windows = playlist.windows(window_seconds)
+    if not windows:
+        raise DetectorError(f"{path}: {len(playlist.segments)} segment(s), fewer than one "
+                            f"{window_seconds:g} s live window; wait for more segments or pass a "
+                            "smaller --window-seconds")
+    return [detect_window(detector, playlist, w, threshold, min_positive, progress) for w in windows]
