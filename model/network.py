@@ -250,8 +250,3 @@ class OrcaNet(nn.Module):
             x = self._step(name, x)
             out[name] = x
         return out
-
-
-def build_network(config: ArchitectureConfig) -> OrcaNet:
-    """A freshly initialised OrcaNet in eval mode (weights come from `model.weights`)."""
-    return OrcaNet(config).eval()

@@ -33,10 +33,3 @@ ACTIVATION_LAYERS: tuple[str, ...] = ("stem", "layer1", "layer2", "layer3", "lay
 AGGREGATE_FIELDS: tuple[str, ...] = (
     "confidence", "local_prediction", "global_prediction", "global_confidence",
 )
-
-
-def check_stage(name: str) -> str:
-    """Return `name` if it is a known stage, else raise naming the vocabulary."""
-    if name not in STAGES:
-        raise ValueError(f"unknown stage {name!r}; stages are: {', '.join(STAGES)}")
-    return name

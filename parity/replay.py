@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -251,6 +251,3 @@ def replay_file(ref: FileReference, audio: Path, art: Artifact,
                 tols: dict[str, Tolerance]) -> tuple[dict[str, Any], Heatmaps]:
     r = FileReplay(ref, audio, art, tols)
     return r.run(), r.heatmaps
-
-
-ProgressFn = Callable[[str], None]

@@ -27,7 +27,6 @@ from scipy.signal import lfilter
 
 DEFAULT_SAMPLE_RATE = 48_000
 LABELS = ("negative", "positive")          # fastai sorts classes: index 1 is "positive"
-KINDS = ("call", "whistle", "clicks")      # clicks only ride along: calls/whistles make a positive
 
 MAX_PARTIAL_HZ = 11_000.0                  # the legacy mel stops at 10 kHz; keep a little margin
 NYQUIST_GUARD = 0.45                       # partials stay below 0.45*sr: no aliasing even at 8 kHz

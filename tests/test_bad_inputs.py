@@ -118,7 +118,6 @@ print(json.dumps({"streamed": src.pcm is None, "duration_s": src.duration_s,
 def test_ten_hour_file_is_streamed_not_loaded_whole(tmp_path: Path) -> None:
     """A sparse 10 h, 48 kHz 16-bit WAV (3.5 GB, no disk used): the detector's reader opens it
     and hands out its first seconds with a few hundred MB of memory, never the whole file."""
-    pytest.importorskip("model.detector", reason="pending: model/detector.py (the streaming reader)")
     path = tmp_path / "ten_hours.wav"
     frames = 10 * 3600 * 48000
     header = _wav(tmp_path / "h.wav", np.zeros(0, np.int16)).read_bytes()   # 44-byte PCM_16 header
