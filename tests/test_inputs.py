@@ -151,3 +151,12 @@ def test_follow_refuses_a_corrupt_state_file(tmp_path: Path, capsys) -> None:
     assert main(["detect", "--follow", str(tmp_path), "--polls", "1", "--quiet"]) == 2
     line = _error(capsys)
     assert "state file" in line and "delete it to process the folder from scratch" in line, line
+
+
+@pytest.mark.parametrize("args, expect", [
+    (["x.wav", "--follow", "."], "--follow DIR takes no other inputs"),
+    (["--follow", ".", "--format", "csv"], "--follow writes JSON lines to stdout"),
+    ([], "no inputs; pass audio files or folders, or --follow DIR"),
+])
+def test_follow_usage_errors(args: list[str], expect: str, capsys) -> None:
+    assert main(["detect", *args]) == 2 and expect in _error(capsys)
