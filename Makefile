@@ -27,6 +27,11 @@ OUT ?=
 BUDGET_MB ?= 2000
 REPO_ID ?=
 DRY_RUN ?=
+# The tolerances parity applies: derived from the fixture's envelope by default; `make envelope` with
+# your MODEL= / AUDIO= / REFERENCES= measures your model's own (VARIANTS= a comma list to measure fewer).
+ENVELOPE ?= reference_outputs/envelope.json
+TOLERANCES ?= parity/tolerances.json
+VARIANTS ?=
 MODEL_DIR = $(if $(filter %.pkl,$(MODEL)),$(patsubst %/,%,$(dir $(MODEL))),$(MODEL))
 VERIFY_REFERENCES ?= build/verify/references
 
@@ -56,13 +61,13 @@ references: env-legacy  ## [legacy] record stage-by-stage references from the re
 	$(LEGACY) -m convert.references --model "$(MODEL_DIR)" --audio $(AUDIO) --out "$(REFERENCES)" \
 	  --budget-mb $(BUDGET_MB) $(if $(SHA256),--sha256 "$(SHA256)")
 
-envelope: env-legacy  ## [legacy] legacy's own spread under every kernel path -> reference_outputs/envelope.json, then tolerances
-	$(LEGACY) -m convert.envelope --model $(FIXTURE) --corpus reference_outputs/corpus \
-	  --references reference_outputs/stages --out reference_outputs/envelope.json
-	$(MAKE) tolerances
+envelope: env-legacy env-clean  ## [legacy] legacy's own spread under every kernel path -> ENVELOPE, then TOLERANCES  (MODEL= AUDIO= REFERENCES= VARIANTS=)
+	$(LEGACY) -m convert.envelope --model "$(MODEL_DIR)" --corpus $(AUDIO) --references "$(REFERENCES)" \
+	  --out "$(ENVELOPE)" $(if $(VARIANTS),--variants "$(VARIANTS)")
+	$(CLEAN) -m parity.envelope derive --envelope "$(ENVELOPE)" --out "$(TOLERANCES)"
 
-tolerances: env-clean  ## derive parity/tolerances.json from the envelope (policy: parity/tolerance_policy.json)
-	$(CLEAN) -m parity.envelope derive
+tolerances: env-clean  ## derive TOLERANCES from ENVELOPE (policy: parity/tolerance_policy.json)
+	$(CLEAN) -m parity.envelope derive --envelope "$(ENVELOPE)" --out "$(TOLERANCES)"
 
 controls-refs: env-legacy  ## [legacy] record the negative controls' odd-rate references
 	$(CLEAN) -m parity.corpus --set controls --out reference_outputs/controls/corpus
@@ -73,13 +78,14 @@ controls: env-clean  ## [clean] negative controls: each broken quirk must fail a
 	$(CLEAN) -m parity.controls --reports reports
 
 parity: env-clean  ## [clean] replay every stage fastai-free and diff against the references  (MODEL= AUDIO= REFERENCES= REPORTS=)
-	$(CLEAN) -m parity --model "$(MODEL_DIR)" --references "$(REFERENCES)" --audio $(AUDIO) --reports "$(REPORTS)"
+	$(CLEAN) -m parity --model "$(MODEL_DIR)" --references "$(REFERENCES)" --audio $(AUDIO) --reports "$(REPORTS)" \
+	  --tolerances "$(TOLERANCES)"
 
 verify: env-legacy env-clean  ## [both] strongest proof: fresh references on this machine, replayed (same-machine criteria)  (MODEL= AUDIO= REPORTS=)
 	$(LEGACY) -m convert.references --model "$(MODEL_DIR)" --audio $(AUDIO) --out "$(VERIFY_REFERENCES)" \
 	  --budget-mb $(BUDGET_MB) $(if $(SHA256),--sha256 "$(SHA256)")
 	$(CLEAN) -m parity --model "$(MODEL_DIR)" --references "$(VERIFY_REFERENCES)" --audio $(AUDIO) \
-	  --reports "$(REPORTS)"
+	  --reports "$(REPORTS)" --tolerances "$(TOLERANCES)"
 
 variants: env-clean  ## [clean] make parity under every kernel-path variant of the envelope (reports/variants.json)
 	$(CLEAN) -m parity.variants --reports reports
@@ -97,5 +103,5 @@ PUBLISH_MODEL = $(MODEL_DIR)
 
 publish: env-clean  ## stage (DRY_RUN=1) or upload to the Hub, gated on $(REPORTS)/parity.json  (REPO_ID= MODEL= REFERENCES= REPORTS= CARD=)
 	$(CLEAN) -m parity.publish --model "$(PUBLISH_MODEL)" --report "$(REPORTS)/parity.json" \
-	  --references "$(REFERENCES)" --repo-id "$(REPO_ID)" $(if $(DRY_RUN),--dry-run) \
+	  --references "$(REFERENCES)" --tolerances "$(TOLERANCES)" --repo-id "$(REPO_ID)" $(if $(DRY_RUN),--dry-run) \
 	  $(if $(CARD),--card "$(CARD)")

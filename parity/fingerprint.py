@@ -25,7 +25,7 @@ RESULT_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512dq", "
 # Run-time switches that move legacy's numbers on one machine (measured: parity/ENVELOPE in README).
 KERNEL_ENV = ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA",
               "DNNL_MAX_CPU_ISA", "MKL_DEBUG_CPU_TYPE")
-MATCH_KEYS = ("cpu_model", "isa_flags", "cpu_capability", "device", "kernel_env")
+MATCH_KEYS = ("cpu_model", "cpu_id", "isa_flags", "cpu_capability", "device", "kernel_env")
 
 
 def _cpuinfo(path: Path = Path("/proc/cpuinfo")) -> tuple[str, list[str]]:
@@ -40,6 +40,18 @@ def _cpuinfo(path: Path = Path("/proc/cpuinfo")) -> tuple[str, list[str]]:
     return (model.group(1).strip() if model else "unknown"), [f for f in RESULT_FLAGS if f in have]
 
 
+def _cpu_id(path: Path = Path("/proc/cpuinfo")) -> str:
+    """Vendor, family, model and stepping: hypervisors often hide the model name ('Intel(R) Xeon(R)
+    Processor' covers several generations), these numbers they pass through."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return "unknown"
+    fields = [re.search(rf"^{k}\s*:\s*(.+)$", text, re.M) for k in
+              ("vendor_id", "cpu family", "model", "stepping", "CPU implementer", "CPU part")]
+    return " ".join(m.group(1).strip() for m in fields if m) or "unknown"
+
+
 def _library_versions(config: str) -> dict[str, str]:
     mkl = re.search(r"Math Kernel Library Version ([\w.\-]+)", config)
     dnnl = re.search(r"MKL-DNN v([\w.]+)", config)
@@ -52,7 +64,7 @@ def fingerprint(device: str = "cpu") -> dict[str, Any]:
 
     model, flags = _cpuinfo()
     fp: dict[str, Any] = {
-        "cpu_model": model, "isa_flags": flags, "machine": platform.machine(),
+        "cpu_model": model, "cpu_id": _cpu_id(), "isa_flags": flags, "machine": platform.machine(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "device": device if device == "cpu" else torch.cuda.get_device_name(torch.device(device)),
         "kernel_env": {k: os.environ[k] for k in KERNEL_ENV if os.environ.get(k)},

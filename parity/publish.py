@@ -34,7 +34,7 @@ from huggingface_hub.utils import validate_repo_id
 from parity.atomic import is_stale
 from parity import card_config
 from parity.card_config import CardConfig, CardConfigError, check_license, load_card_config
-from parity.gate import (CONFIG_FILE, DEFAULT_REFERENCES, WEIGHTS_FILE, GatedReport, GateError,
+from parity.gate import (CONFIG_FILE, DEFAULT_REFERENCES, DEFAULT_TOLERANCES, WEIGHTS_FILE, GatedReport, GateError,
                          check_report, make_command, parity_fix, sha256_file)
 from parity.model_card import detect_license, render_card
 
@@ -225,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--report", type=Path, default=Path("reports/parity.json"))
     ap.add_argument("--references", type=Path, default=DEFAULT_REFERENCES,
                     help="the references folder the report was made from (default: %(default)s)")
+    ap.add_argument("--tolerances", type=Path, default=DEFAULT_TOLERANCES,
+                    help="the tolerances the report was made with (a model's own: make envelope TOLERANCES=)")
     ap.add_argument("--repo-id", default="", help="NAMESPACE/NAME on the Hub")
     ap.add_argument("--dry-run", action="store_true", help="gate and stage only; upload nothing")
     ap.add_argument("--staging", type=Path, help="default: staging/NAMESPACE--NAME")
@@ -258,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     fix = parity_fix(args.report, args.model, args.references)
     try:
-        gated = check_report(args.report, args.model, args.references, fix=fix)
+        gated = check_report(args.report, args.model, args.references, args.tolerances, fix=fix)
     except GateError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_GATE

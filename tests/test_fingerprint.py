@@ -19,6 +19,7 @@ def test_this_machine_matches_itself_but_not_an_unprobed_or_other_machine(monkey
     assert not same_machine(me, {**me, "probed": False})
     assert not same_machine(me, {**me, "isa_flags": me["isa_flags"] + ["amx_bf16"]})
     assert not same_machine(me, {**me, "cpu_model": "AMD EPYC 9R14"})
+    assert not same_machine(me, {**me, "cpu_id": "GenuineIntel 6 106 6"})   # same masked name, other CPU
     other = "avx2" if me["kernel_env"].get("ATEN_CPU_CAPABILITY") == "default" else "default"
     monkeypatch.setenv("ATEN_CPU_CAPABILITY", other)
     assert not same_machine(me, fingerprint())        # a forced kernel path is another machine

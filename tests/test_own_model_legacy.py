@@ -32,12 +32,15 @@ def flow(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     made = run_legacy(["tests/legacy/own_model.py", str(base)], timeout=1800)
     card = base / "card.json"
     card.write_text(json.dumps({"title": "Glider humpback detector", "task": TASK, "orcahello": False,
-                                "labels": {"positive": "whale", "negative": "ambient or boat"},
+                                "labels": {"whale": "humpback song", "ambient": "background", "boat": "vessel noise"},
                                 "license": "apache-2.0"}))
     v = {"MODEL": str(base / "model"), "AUDIO": str(base / "recordings"),
-         "REFERENCES": str(base / "references"), "REPORTS": str(base / "reports")}
+         "REFERENCES": str(base / "references"), "REPORTS": str(base / "reports"),
+         "TOLERANCES": str(base / "tolerances.json")}
     steps = {"convert": make("convert", MODEL=v["MODEL"], POSITIVE="whale"),
              "references": make("references", **v),
+             # the model's own envelope: a ResNet50 is not the fixture's ResNet18 (two variants: time)
+             "envelope": make("envelope", **v, ENVELOPE=str(base / "envelope.json"), VARIANTS="threads-2,mkl-avx2"),
              "parity": make("parity", **v),
              "publish": make("publish", **v, CARD=str(card), REPO_ID="someone/glider-humpback", DRY_RUN="1")}
     return {"base": base, "made": made, "steps": steps, "vars": v}
@@ -73,6 +76,11 @@ def test_parity_replays_them_under_same_machine_criteria(flow: dict[str, Any]) -
     report = json.loads((flow["base"] / "reports" / "parity.json").read_text())
     assert report["passed"], report["first_failure"]
     assert report["criteria"]["regime"] == "same_machine"
+    own = json.loads((flow["base"] / "tolerances.json").read_text())
+    assert report["tolerances"]["envelope_sha256"] == own["envelope_sha256"]     # the model's own
+    envelope = json.loads((flow["base"] / "envelope.json").read_text())
+    assert {c["name"] for c in envelope["comparisons"]} >= {"threads-2 vs baseline", "clean vs baseline",
+                                                           "detector vs baseline"}
     status = {f["name"]: f["status"] for f in report["files"]}
     assert status["too_short_1s5.wav"] == "expected-error"
     assert sum(s == "ok" for s in status.values()) == 4
