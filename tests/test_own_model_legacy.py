@@ -92,4 +92,5 @@ def test_publish_dry_run_card_names_the_users_task(flow: dict[str, Any]) -> None
         list((ROOT / "staging").glob("someone--glider-humpback/README.md"))
     assert staged, flow["steps"]["publish"].stdout[-2000:]
     card = staged[0].read_text()
-    assert TASK in card and "Southern Resident" not in card and "OrcaHello" not in card.split("---")[1]
+    assert TASK.rstrip(".") in card and "Southern Resident" not in card
+    assert "orcahello" not in card.split("---")[1].lower()          # the YAML: no OrcaHello tags
