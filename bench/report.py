@@ -160,12 +160,11 @@ def refresh(res: dict[str, Any]) -> dict[str, Any]:
 
 
 def _label(p: str, f: dict[str, Any]) -> str:
-    """Pipeline name; fast's with the arithmetic it chose (and its ratio to legacy-exact)."""
+    """Pipeline name; fast's with the arithmetic it chose."""
     if p != "fast":
         return LABELS[p]
     arith = ((f.get("network") or {}).get("arithmetic") or {}).get("name") or f.get("precision", "")
-    ratio = f.get("fast_vs_exact", {}).get("median")
-    return f"{LABELS[p]} ({arith})" + (f", {ratio:.2f}x legacy-exact" if ratio else "")
+    return f"{LABELS[p]} ({arith})"
 
 
 def _lscpu(m: dict[str, Any]) -> str:
@@ -175,7 +174,7 @@ def _lscpu(m: dict[str, Any]) -> str:
 
 
 def _arith(a: dict[str, Any] | None) -> str:
-    return "n/a" if not a else f"{a['name']}** ({a['source']}: {a['reason']})**"
+    return "n/a" if not a else f"**{a['name']}** ({a['source']}: {a['reason']})"
 
 
 def _loads(res: dict[str, Any]) -> str:
@@ -215,12 +214,13 @@ def pair_lines(res: dict[str, Any]) -> list[str]:
         return []
     lines = ["", "fast vs legacy-exact alternated in ONE process (bench/pair.py: each pair of runs sees the "
              "same load; separate processes minutes apart do not on a shared machine), ResNet50, 60 s file:", "",
-             "| CPUs | fast arithmetic | legacy-exact s (per run) | fast s (per run) | exact/fast per pair | median |",
-             "|---|---|---|---|---|---:|"]
+             "| CPUs | fast arithmetic | legacy-exact s (per run) | fast s (per run) | exact/fast per pair | median "
+             "| load avg at start | measured |", "|---|---|---|---|---|---:|---:|---|"]
     for key, p in res["pair"].items():
         fmt = lambda xs: ", ".join(f"{x:.2f}" for x in xs)  # noqa: E731
         lines.append(f"| {key} | {p['arithmetic']['name']} | {fmt(p['times_s']['legacy-exact'])} "
-                     f"| {fmt(p['times_s']['fast'])} | {fmt(p['ratios'])} | {p['median_ratio']:.2f}x |")
+                     f"| {fmt(p['times_s']['fast'])} | {fmt(p['ratios'])} | {p['median_ratio']:.2f}x "
+                     f"| {p.get('loadavg_before', float('nan')):.2f} | {p.get('measured', 'n/a')} |")
     return lines
 
 
@@ -248,7 +248,7 @@ def markdown(res: dict[str, Any]) -> str:
              "(the machine is shared: other jobs compete for the same CPUs, so absolute rates vary "
              "run to run; legacy and clean were interleaved round by round).", "",
              f"lscpu: {_lscpu(m)}.", "",
-             f"`fast` chose **{_arith(res.get('fast_arithmetic'))}**. Load average seen by each worker at its "
+             f"`fast` chose {_arith(res.get('fast_arithmetic'))}. Load average seen by each worker at its "
              f"start: {_loads(res)}.", "",
              f"Workload: `{res['wav']}` ({res['audio_s']:.0f} s, {res['clips']} clips), median of "
              f"{res['settings']['rounds']} rounds x {res['settings']['repeats']} timed runs after a warm-up. "
@@ -295,6 +295,8 @@ def markdown(res: dict[str, Any]) -> str:
                          f"| {h['cpu_s_per_clip']:.3f} | {h['peak_rss_mb']:.0f} "
                          f"| {h.get('measured', res['date'])} ({h.get('loadavg_after', 'n/a')}) |")
     lines += pair_lines(res) + one_cpu_lines(res) + int8_lines(res)
+    if not res.get("cuda"):
+        lines += ["", "CUDA rows: none. No GPU was available to this run; they are left empty, not estimated."]
     if res.get("agreement"):
         lines += ["", "fast vs legacy-exact decisions on the whole corpus (files >= 2 s). resnet50: the trained "
                   "stand-in (bench/train.py); resnet50-random: random weights, BN calibrated. Probe: the fp32 "
