@@ -129,3 +129,11 @@ def write_files_atomically(out_dir: Path, files: dict[str, bytes | Path]) -> Non
     finally:
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)
+
+
+def write_json_atomically(folder: Path, name: str, obj: object) -> Path:
+    """`obj` as indented JSON in folder/name, written atomically. -> the path."""
+    import json
+
+    write_files_atomically(folder, {name: (json.dumps(obj, indent=2) + "\n").encode()})
+    return folder / name

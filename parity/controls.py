@@ -30,7 +30,7 @@ import model.spectrogram
 import parity.replay
 from model.aggregate import Aggregate, rolling_mean_2
 from model.weights import read_metadata, save_network_state
-from parity.atomic import write_files_atomically
+from parity.atomic import write_json_atomically
 from parity.run import run_parity
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -231,13 +231,13 @@ def main(argv: list[str] | None = None) -> int:
             if row["failed_stage"] else "nowhere"
         print(f"{'ok  ' if row['caught'] else 'MISS'} {row['control']:<20} expected {row['expected_stage']:<11} "
               f"failed at {where:<18} {row['margin']}")
-    write_files_atomically(args.reports, {"controls.json": (json.dumps(rows, indent=2) + "\n").encode()})
+    path = write_json_atomically(args.reports, "controls.json", rows)
     missed = [r["control"] for r in rows if not r["caught"]]
     if missed:
-        print(f"error: control(s) {missed} not caught at their stage", file=sys.stderr)
-        return 1
-    print(f"all {len(rows)} controls caught at their stage; {args.reports / 'controls.json'}")
-    return 0
+        print(f"error: control(s) {missed} not caught at their stage; see {path}", file=sys.stderr)
+    else:
+        print(f"all {len(rows)} controls caught at their stage; {path}")
+    return 1 if missed else 0
 
 
 if __name__ == "__main__":

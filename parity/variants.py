@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from parity.atomic import write_files_atomically
+from parity.atomic import write_json_atomically
 from parity.envelope import VARIANTS
 from parity.fingerprint import KERNEL_ENV
 
@@ -65,13 +65,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'PASS' if row['passed'] else 'FAIL'} {name:<20} {row.get('criteria', '-'):<14} "
               + ("closest to tolerance: " + ", ".join(f"{s} {v:.2f}" for s, v in tops) if tops
                  else row.get("error", "")), flush=True)
-    write_files_atomically(args.reports, {"variants.json": (json.dumps(rows, indent=2) + "\n").encode()})
+    path = write_json_atomically(args.reports, "variants.json", rows)
     failed = [r["variant"] for r in rows if not r["passed"]]
     if failed:
-        print(f"error: parity failed under {failed}; see {args.reports / 'variants.json'}", file=sys.stderr)
-        return 1
-    print(f"parity passed under all {len(rows)} variants; {args.reports / 'variants.json'}")
-    return 0
+        print(f"error: parity failed under {failed}; see {path}", file=sys.stderr)
+    else:
+        print(f"parity passed under all {len(rows)} variants; {path}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -31,13 +31,14 @@ CASES = {
 }
 
 
-def make_data(root: Path, classes: int, norm):
+def make_data(root: Path, classes: int, norm, names=None):
+    """Two noise clips per class and split; classes named class0.. unless `names` are given."""
     from audio.data import AudioList
 
     rng = np.random.default_rng(0)
     for split in ("train", "valid"):
         for c in range(classes):
-            d = root / split / f"class{c}"
+            d = root / split / (names[c] if names else f"class{c}")
             d.mkdir(parents=True)
             for i in range(2):
                 sf.write(str(d / f"{i}.wav"), (rng.standard_normal(32000) * 0.1).astype(np.float32),

@@ -17,10 +17,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from convert.fixture import legacy_audio_config
 from convert.legacy import isolated_home, patch_torchaudio_io, sha256_file
-from model.config import FrontendConfig
-from tests.legacy.convert_roundtrip import randomize
+from tests.legacy.convert_roundtrip import make_data, randomize
 
 warnings.simplefilter("ignore")
 CLASSES = ("ambient", "boat", "whale")
@@ -54,20 +52,10 @@ def write_recordings(root: Path) -> list[str]:
 
 
 def build_learner(out: Path, work: Path) -> str:
-    from audio.data import AudioList
     from audio.learner import audio_learner
     from fastai.vision import models
 
-    rng = np.random.default_rng(0)
-    for split in ("train", "valid"):
-        for c in CLASSES:
-            d = work / split / c
-            d.mkdir(parents=True)
-            for i in range(2):
-                sf.write(str(d / f"{i}.wav"), (rng.standard_normal(32000) * 0.1).astype(np.float32),
-                         16000, subtype="PCM_16")
-    data = (AudioList.from_folder(work, config=legacy_audio_config(FrontendConfig()))
-            .split_by_folder().label_from_folder().databunch(bs=2, num_workers=0))
+    data = make_data(work, len(CLASSES), None, CLASSES)
     learn = audio_learner(data, base_arch=models.resnet50, pretrained=False)
     randomize(learn.model)
     with torch.no_grad():   # random BN stats give logits of ~1e4: scale them to O(1) so the
