@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -31,7 +30,8 @@ from convert.legacy import ConvertError
 from parity.atomic import write_files_atomically
 from parity.diffstats import diff_stats
 from parity.envelope import VARIANTS, compare_sets, fold_stats
-from parity.fingerprint import KERNEL_ENV as KERNEL_VARS, same_machine
+from parity.fingerprint import default_kernel_environ, same_machine
+from parity.metrics import tolerance_stage
 from parity.references import ReferenceError, load_references
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,11 +41,10 @@ SCHEMA_VERSION = 1
 
 def record(name: str, env: dict[str, str], threads: int, model: Path, corpus: Path, out: Path) -> float:
     """One legacy reference run under `env` into `out`. -> seconds it took."""
-    clean = {k: v for k, v in os.environ.items() if k not in KERNEL_VARS}
     cmd = [sys.executable, "-m", "convert.references", "--model", str(model), "--audio", str(corpus),
            "--out", str(out), "--threads", str(threads)]
     start = time.monotonic()
-    run = subprocess.run(cmd, cwd=ROOT, env={**clean, **env, "PYTHONPATH": str(ROOT)},
+    run = subprocess.run(cmd, cwd=ROOT, env=default_kernel_environ({**env, "PYTHONPATH": str(ROOT)}),
                          capture_output=True, text=True)
     if run.returncode != 0:
         raise ConvertError(f"variant {name}: legacy reference run failed: "
@@ -60,7 +59,7 @@ def clean_replay(refs: Path, model: Path, corpus: Path, work: Path) -> dict[str,
     reports = work / "clean-reports"
     subprocess.run([str(CLEAN_PYTHON), "-m", "parity", "--model", str(model), "--references", str(refs),
                     "--corpus", str(corpus), "--reports", str(reports)], cwd=ROOT,
-                   env={k: v for k, v in os.environ.items() if k not in KERNEL_VARS},
+                   env=default_kernel_environ(),
                    capture_output=True, text=True)
     path = reports / "parity.json"
     return json.loads(path.read_text()) if path.exists() else None
@@ -74,7 +73,7 @@ def clean_comparison(report: dict[str, Any]) -> dict[str, Any]:
         for c in f["checks"]:
             if c["mode"] != "chained" or c["metrics"].get("max_abs") is None:
                 continue
-            fold_stats(stages, "pooled" if c.get("layer") == "pooled" else c["stage"], c["metrics"])
+            fold_stats(stages, tolerance_stage(c["stage"], c.get("layer")), c["metrics"])
             flips += len((c.get("decisions") or {}).get("local_flips", []))
     return {"stages": dict(sorted(stages.items())), "digests": {},
             "decisions": {"local_flips": flips}}
@@ -88,7 +87,7 @@ def detector_comparison(base: Any, model: Path, corpus: Path) -> dict[str, Any] 
         return None
     run = subprocess.run([str(CLEAN_PYTHON), "-m", "parity.engine_check", "--model", str(model),
                           "--corpus", str(corpus), *names], cwd=ROOT, capture_output=True, text=True,
-                         env={k: v for k, v in os.environ.items() if k not in KERNEL_VARS})
+                         env=default_kernel_environ())
     if run.returncode != 0:
         raise ConvertError(f"clean detector run failed: {(run.stderr.strip().splitlines() or ['?'])[-1]}")
     got = json.loads(run.stdout)

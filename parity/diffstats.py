@@ -31,6 +31,13 @@ def log_power_diff(ref: np.ndarray, got: np.ndarray, floor_db: float = LOG_FLOOR
     return np.where(np.isnan(r) | np.isnan(g), np.inf, d)
 
 
+def abs_diff(ref: np.ndarray, got: np.ndarray) -> np.ndarray:
+    """|got - ref| in float64; NaN on both sides is no difference, NaN on one side an infinite one."""
+    r, g = np.asarray(ref).astype(np.float64), np.asarray(got).astype(np.float64)
+    d = np.where(np.isnan(r) & np.isnan(g), 0.0, np.abs(g - r))
+    return np.where(np.isnan(d), np.inf, d)
+
+
 def _num(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
 
@@ -42,9 +49,7 @@ def diff_stats(ref: np.ndarray, got: np.ndarray) -> dict[str, Any]:
     if not n:
         return {"max_abs": 0.0, "mean_abs": 0.0, "rms": 0.0, "p99_abs": 0.0, "p999_abs": 0.0,
                 "max_rel": 0.0, "rel_to_max": 0.0, "max_log_power_db": None, "snr_db": None}
-    both_nan = np.isnan(r) & np.isnan(g)
-    d = np.where(both_nan, 0.0, np.abs(g - r))
-    d = np.where(np.isnan(d), np.inf, d)
+    d = abs_diff(r, g)
     top = float(np.nanmax(np.abs(r))) if not np.all(np.isnan(r)) else 0.0
     rel = d / (np.abs(r) + 1e-6 * top + 1e-30)
     finite = np.where(np.isfinite(d), d, 0.0)

@@ -98,8 +98,8 @@ def compare_sets(base: References, other: References, threshold: float = 0.5) ->
             digests["clip"]["compared"] += 1
             digests["clip"]["differ"] += x != y
         for key in sorted(set(b.tensors) & set(o.tensors)):
-            stage = stage_of(key)
-            if stage and not key.startswith("aggregate/") or key == "aggregate/confidence":
+            stage = stage_of(key)     # "" for the aggregate decisions, compared below
+            if stage:
                 fold_stats(stages, stage, diff_stats(b.tensors[key], o.tensors[key]))
         conf = b.tensors["aggregate/confidence"]
         dist = np.abs(conf - threshold)

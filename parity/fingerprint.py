@@ -76,6 +76,13 @@ def fingerprint(device: str = "cpu") -> dict[str, Any]:
     return fp
 
 
+def default_kernel_environ(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment with every kernel-path switch removed (then `extra` applied):
+    a child started with it runs the machine's default kernels."""
+    env = {k: v for k, v in os.environ.items() if k not in KERNEL_ENV}
+    return {**env, **(extra or {})}
+
+
 def same_machine(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
     """True when both fingerprints were probed and agree on everything that selects kernels."""
     if not a or not b or not a.get("probed") or not b.get("probed"):

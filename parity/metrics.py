@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from parity.diffstats import diff_stats, log_power_diff
+from parity.diffstats import abs_diff, diff_stats, log_power_diff
 
 # Axis names per stage, so the worst element is reported as (mel_bin, frame) rather than a flat index.
 AXES: dict[str, tuple[str, ...]] = {
@@ -32,6 +32,12 @@ AXES: dict[str, tuple[str, ...]] = {
     "logits": ("class",), "probs": ("class",), "aggregate": ("row",),
 }
 DOMAINS = ("linear", "log_power")
+
+
+def tolerance_stage(stage: str, layer: str | None) -> str:
+    """The tolerances entry a check runs under: the pooled features have their own."""
+    return "pooled" if layer == "pooled" else stage
+
 SCALES = ("abs", "max")
 
 
@@ -81,9 +87,7 @@ class Tolerance:
         r, g = ref.astype(np.float64), got.astype(np.float64)
         if self.domain == "log_power":
             return log_power_diff(r, g, self.floor_db), np.full(r.shape, self.atol)
-        both_nan = np.isnan(r) & np.isnan(g)
-        d = np.where(both_nan, 0.0, np.abs(g - r))
-        d = np.where(np.isnan(d), np.inf, d)  # NaN on one side only is the worst possible difference
+        d = abs_diff(r, g)
         scale = float(np.nanmax(np.abs(r))) if self.scale == "max" and r.size and not np.all(np.isnan(r)) else 1.0
         return d, self.atol * scale + self.rtol * np.abs(r)
 

@@ -22,7 +22,7 @@ from model.audio import PcmAudio, decode_pcm, slice_ms
 from model.waveform import cache_round_trip, clip_windows, downmix, load_clip, resample
 from model.spectrogram import amplitude_to_db, frontend_stages, mel_spectrogram, pad_or_crop, standardize
 from model.stages import ACTIVATION_LAYERS, STAGES
-from parity.metrics import AXES, Tolerance, compare
+from parity.metrics import AXES, Tolerance, compare, tolerance_stage
 from parity.references import FileReference
 
 BATCH = 16
@@ -48,7 +48,7 @@ class FileReplay:
     # -- bookkeeping -------------------------------------------------------------------------
     def check(self, mode: str, stage: str, ref: np.ndarray, got: Any, clip: int | None = None,
               layer: str | None = None) -> dict[str, Any]:
-        key = "pooled" if layer == "pooled" else stage
+        key = tolerance_stage(stage, layer)
         tol = self.tols[key]
         got = got.detach().cpu().numpy() if isinstance(got, torch.Tensor) else np.asarray(got)
         metrics = compare(ref, got, tol, AXES.get(key, ()))

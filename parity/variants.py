@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -22,15 +21,15 @@ from typing import Any
 
 from parity.atomic import write_json_atomically
 from parity.envelope import VARIANTS
-from parity.fingerprint import KERNEL_ENV
+from parity.fingerprint import default_kernel_environ
+from parity.metrics import tolerance_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def replay_variant(name: str, args: list[str]) -> dict[str, Any]:
     env_vars, threads = VARIANTS[name]
-    env = {k: v for k, v in os.environ.items() if k not in KERNEL_ENV}
-    env.update(env_vars, OMP_NUM_THREADS=str(threads), PYTHONPATH=str(ROOT))
+    env = default_kernel_environ({**env_vars, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT)})
     with tempfile.TemporaryDirectory(prefix="orcaport-variant-") as tmp:
         run = subprocess.run([sys.executable, "-m", "parity", "--reports", tmp, *args], cwd=ROOT,
                              env=env, capture_output=True, text=True)
@@ -44,7 +43,7 @@ def replay_variant(name: str, args: list[str]) -> dict[str, Any]:
         for c in f["checks"]:
             e = c["metrics"].get("excess")
             if isinstance(e, (int, float)) and not c["tolerance"].get("exact"):
-                key = "pooled" if c.get("layer") == "pooled" else c["stage"]
+                key = tolerance_stage(c["stage"], c.get("layer"))
                 worst[key] = max(worst.get(key, 0.0), float(e))
     return {"variant": name, "env": env_vars, "threads": threads, "exit": run.returncode,
             "passed": report["passed"], "criteria": report["criteria"]["regime"],
