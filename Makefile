@@ -55,7 +55,7 @@ convert: env-legacy  ## [legacy] MODEL/model.pkl -> model.safetensors + config.j
 	  $(if $(POSITIVE),--positive-class "$(POSITIVE)")
 
 corpus: env-clean  ## regenerate the committed parity audio corpus (seeded, deterministic)
-	$(CLEAN) -m parity.corpus --out reference_outputs/corpus
+	$(CLEAN) -m orcaport.parity.corpus --out reference_outputs/corpus
 
 references: env-legacy  ## [legacy] record stage-by-stage references from the real legacy pipeline  (MODEL= AUDIO= REFERENCES= BUDGET_MB=)
 	$(LEGACY) -m convert.references --model "$(MODEL_DIR)" --audio $(AUDIO) --out "$(REFERENCES)" \
@@ -64,31 +64,31 @@ references: env-legacy  ## [legacy] record stage-by-stage references from the re
 envelope: env-legacy env-clean  ## [legacy] legacy's own spread under every kernel path -> ENVELOPE, then TOLERANCES  (MODEL= AUDIO= REFERENCES= VARIANTS=)
 	$(LEGACY) -m convert.envelope --model "$(MODEL_DIR)" --corpus $(AUDIO) --references "$(REFERENCES)" \
 	  --out "$(ENVELOPE)" $(if $(VARIANTS),--variants "$(VARIANTS)")
-	$(CLEAN) -m parity.envelope derive --envelope "$(ENVELOPE)" --out "$(TOLERANCES)"
+	$(CLEAN) -m orcaport.parity.envelope derive --envelope "$(ENVELOPE)" --out "$(TOLERANCES)"
 
 tolerances: env-clean  ## derive TOLERANCES from ENVELOPE (policy: parity/tolerance_policy.json)
-	$(CLEAN) -m parity.envelope derive --envelope "$(ENVELOPE)" --out "$(TOLERANCES)"
+	$(CLEAN) -m orcaport.parity.envelope derive --envelope "$(ENVELOPE)" --out "$(TOLERANCES)"
 
 controls-refs: env-legacy  ## [legacy] record the negative controls' odd-rate references
-	$(CLEAN) -m parity.corpus --set controls --out reference_outputs/controls/corpus
+	$(CLEAN) -m orcaport.parity.corpus --set controls --out reference_outputs/controls/corpus
 	$(LEGACY) -m convert.references --model $(FIXTURE) --corpus reference_outputs/controls/corpus \
 	  --out reference_outputs/controls/stages
 
 controls: env-clean  ## [clean] negative controls: each broken quirk must fail at its stage (reports/controls.json)
-	$(CLEAN) -m parity.controls --reports reports
+	$(CLEAN) -m orcaport.parity.controls --reports reports
 
 parity: env-clean  ## [clean] replay every stage fastai-free and diff against the references  (MODEL= AUDIO= REFERENCES= REPORTS=)
-	$(CLEAN) -m parity --model "$(MODEL_DIR)" --references "$(REFERENCES)" --audio $(AUDIO) --reports "$(REPORTS)" \
+	$(CLEAN) -m orcaport.parity --model "$(MODEL_DIR)" --references "$(REFERENCES)" --audio $(AUDIO) --reports "$(REPORTS)" \
 	  --tolerances "$(TOLERANCES)"
 
 verify: env-legacy env-clean  ## [both] strongest proof: fresh references on this machine, replayed (same-machine criteria)  (MODEL= AUDIO= REPORTS=)
 	$(LEGACY) -m convert.references --model "$(MODEL_DIR)" --audio $(AUDIO) --out "$(VERIFY_REFERENCES)" \
 	  --budget-mb $(BUDGET_MB) $(if $(SHA256),--sha256 "$(SHA256)")
-	$(CLEAN) -m parity --model "$(MODEL_DIR)" --references "$(VERIFY_REFERENCES)" --audio $(AUDIO) \
+	$(CLEAN) -m orcaport.parity --model "$(MODEL_DIR)" --references "$(VERIFY_REFERENCES)" --audio $(AUDIO) \
 	  --reports "$(REPORTS)" --tolerances "$(TOLERANCES)"
 
 variants: env-clean  ## [clean] make parity under every kernel-path variant of the envelope (reports/variants.json)
-	$(CLEAN) -m parity.variants --reports reports
+	$(CLEAN) -m orcaport.parity.variants --reports reports
 
 test: env-clean  ## run the test suite in the clean env (legacy tests run too when .venvs/legacy exists)
 	$(CLEAN) -m pytest
@@ -102,6 +102,6 @@ CARD ?=
 PUBLISH_MODEL = $(MODEL_DIR)
 
 publish: env-clean  ## stage (DRY_RUN=1) or upload to the Hub, gated on $(REPORTS)/parity.json  (REPO_ID= MODEL= REFERENCES= REPORTS= CARD=)
-	$(CLEAN) -m parity.publish --model "$(PUBLISH_MODEL)" --report "$(REPORTS)/parity.json" \
+	$(CLEAN) -m orcaport.parity.publish --model "$(PUBLISH_MODEL)" --report "$(REPORTS)/parity.json" \
 	  --references "$(REFERENCES)" --tolerances "$(TOLERANCES)" --repo-id "$(REPO_ID)" $(if $(DRY_RUN),--dry-run) \
 	  $(if $(CARD),--card "$(CARD)")

@@ -92,7 +92,7 @@ def write_tiled(src: Path, dest: Path, seconds: int) -> Path:
 
 def parity_check(run: dict[str, Any]) -> dict[str, Any]:
     """The fixture's legacy-exact result on the flagship vs the committed legacy references."""
-    from parity.references import load_references
+    from orcaport.parity.references import load_references
 
     t = load_references(STAGES).file(WAV.name).tensors
     probs = np.asarray(run["clip_confidence"])
@@ -312,7 +312,7 @@ def trained_resnet50() -> Path:
 
 
 def write(res: dict[str, Any], out: Path) -> int:
-    from parity.atomic import write_files_atomically
+    from orcaport.parity.atomic import write_files_atomically
 
     raw = json.dumps(res, indent=2) + "\n"
     try:

@@ -30,8 +30,8 @@ import torch
 
 from bench.models import (agreement, corpus_files, detector_flops, network_flops, resnet50_config,
                           reuse_plan, write_random_resnet50)
-from model.aggregate import aggregate
-from model.detector import Detector, _intra_op_threads, open_audio
+from orcaport.model.aggregate import aggregate
+from orcaport.model.detector import Detector, _intra_op_threads, open_audio
 
 FIXTURE = Path(__file__).resolve().parents[1] / "reference_outputs" / "fixture"
 

@@ -26,8 +26,8 @@ import torch
 
 from bench.models import agreement, corpus_files
 from bench.train import TRAIN_SEED, make_inputs
-from model.aggregate import aggregate
-from model.detector import Detector, _intra_op_threads, open_audio
+from orcaport.model.aggregate import aggregate
+from orcaport.model.detector import Detector, _intra_op_threads, open_audio
 
 CALIBRATION_PER_CLASS = 16
 BATCH = 4

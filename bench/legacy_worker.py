@@ -47,7 +47,7 @@ def resnet50_learner(work: Path):
     from fastai.vision import models
 
     from convert.fixture import legacy_audio_config
-    from model.config import FrontendConfig
+    from orcaport.model.config import FrontendConfig
 
     rng = np.random.default_rng(0)
     for split in ("train", "valid"):
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 
         from convert.legacy import load_trusted_learner, patch_torchaudio_io
         from convert.production import predict_file
-        from model.config import ModelConfig
+        from orcaport.model.config import ModelConfig
 
         if args.threads:
             torch.set_num_threads(args.threads)

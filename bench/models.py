@@ -22,12 +22,12 @@ import soundfile as sf
 import torch
 from torch import nn
 
-from model.config import ArchitectureConfig, HeadConfig, ModelConfig
-from model.detector import Detector
-from model.network import OrcaNet
-from model.onednn import ReusePlan, engine_layers
-from model.weights import save_network_state, sha256_file
-from parity.atomic import remove_stale_scratch, scratch_prefix
+from orcaport.model.config import ArchitectureConfig, HeadConfig, ModelConfig
+from orcaport.model.detector import Detector
+from orcaport.model.network import OrcaNet
+from orcaport.model.onednn import ReusePlan, engine_layers
+from orcaport.model.weights import save_network_state, sha256_file
+from orcaport.parity.atomic import remove_stale_scratch, scratch_prefix
 
 RESNET50_SOURCE = "bench-random-resnet50-seed0"   # stands in for a source pickle's sha256
 SEED = 0

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from model.detector import Detector
+from orcaport.model.detector import Detector
 
 
 def measure_pair(model: Path, wav: Path, repeats: int) -> dict[str, Any]:

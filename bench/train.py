@@ -33,15 +33,14 @@ import torch
 from torch import nn
 
 from bench.models import corpus_files, resnet50_config, write_model_folder
-from model.artifact import Artifact, load_artifact
-from model.audio import PcmAudio
-from model.config import ModelConfig
-from model.network import Bottleneck, OrcaNet
-from model.spectrogram import frontend_stages
-from parity.synth import make_training_set
+from orcaport.model.pipeline import normalize
+from orcaport.model.audio import PcmAudio
+from orcaport.model.config import ModelConfig
+from orcaport.model.network import Bottleneck, OrcaNet
+from orcaport.model.pipeline import frontend_stages
+from orcaport.parity.synth import make_training_set
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURE = ROOT / "reference_outputs" / "fixture"
 CORPUS = ROOT / "reference_outputs" / "corpus"
 RESULT_MARK = "RESULT "
 
@@ -89,13 +88,13 @@ def clip_input(audio: np.ndarray, frontend: Any) -> torch.Tensor:
     return frontend_stages(PcmAudio(np.ascontiguousarray(pcm[:, None]), SAMPLE_RATE, 2), frontend)["input"]
 
 
-def make_inputs(seed: int, per_class: int, artifact: Artifact) -> tuple[torch.Tensor, torch.Tensor]:
-    """`per_class` positives + negatives from `make_training_set(seed, ...)`, through `artifact`'s
+def make_inputs(seed: int, per_class: int, config: ModelConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """`per_class` positives + negatives from `make_training_set(seed, ...)`, through `config`'s
     frontend and normalization. -> x (2 * per_class, 1, n_mels, width) float32, y (2 * per_class,)
-    int64 class indices into `artifact.config.classes`."""
-    classes = artifact.config.classes
+    int64 class indices into `config.classes`."""
+    classes = config.classes
     clips = make_training_set(seed, per_class, per_class, seconds=2.0, sample_rate=SAMPLE_RATE)
-    x = artifact.normalize(torch.stack([clip_input(a, artifact.config.frontend) for a, _ in clips]))
+    x = normalize(torch.stack([clip_input(a, config.frontend) for a, _ in clips]), config.normalization)
     return x, torch.tensor([classes.index(label) for _, label in clips], dtype=torch.int64)
 
 
@@ -131,7 +130,7 @@ def fit_one_cycle(net: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int,
     for _ in range(epochs):
         order = torch.randperm(len(x), generator=generator)
         for s in range(steps):
-            idx = order[s * batch_size:(s + 1) * batch_size]
+            idx = order[s * batch_size:(s + 1) * batch_size].to(x.device)
             batch = x[idx].contiguous(memory_format=torch.channels_last)  # ~10 % faster on oneDNN
             loss = nn.functional.cross_entropy(net(batch), y[idx])
             opt.zero_grad(set_to_none=True)
@@ -149,7 +148,7 @@ def positive_probs(net: nn.Module, x: torch.Tensor, positive: int, batch: int = 
     net.eval()
     with torch.inference_mode():
         out = [torch.softmax(net(x[s:s + batch]), 1)[:, positive] for s in range(0, len(x), batch)]
-    return torch.cat(out).double().numpy()
+    return torch.cat(out).double().cpu().numpy()
 
 
 def histogram(probs: np.ndarray) -> dict[str, float]:
@@ -161,7 +160,7 @@ def histogram(probs: np.ndarray) -> dict[str, float]:
 
 def verify_folder(out: Path) -> dict[str, Any]:
     """Load `out` as `make bench` will and detect on the corpus's smallest file (by bytes)."""
-    from model.detector import Detector
+    from orcaport.model.detector import Detector
 
     wav = min(corpus_files(CORPUS), key=lambda p: p.stat().st_size)
     result = Detector.from_folder(out).detect(wav)
@@ -170,19 +169,18 @@ def verify_folder(out: Path) -> dict[str, Any]:
 
 def train_resnet50(out: Path, seed: int = 0, epochs: int = EPOCHS, per_class: int = TRAIN_PER_CLASS,
                    held_out_per_class: int = HELD_OUT_PER_CLASS, threads: int = THREADS,
-                   verify: bool = True) -> dict[str, Any]:
-    """Train, evaluate on held-out clips, write `out`, check it loads. -> the RESULT dict."""
+                   verify: bool = True, device: str = "cpu") -> dict[str, Any]:
+    """Train, evaluate on held-out clips, write `out`, check it loads. -> the RESULT dict.
+    device "cuda": the same recipe on a GPU (other weights than the CPU's: another reduction order)."""
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    fixture = load_artifact(FIXTURE)
     cfg = trained_config(seed, epochs, per_class)
-    # The inputs are made with the fixture's frontend and normalization: they must be this model's.
-    assert fixture.config.frontend == cfg.frontend and fixture.config.normalization == cfg.normalization
     t0 = time.perf_counter()
-    x, y = make_inputs(TRAIN_SEED, per_class, fixture)
-    hx, hy = make_inputs(HELD_OUT_SEED, held_out_per_class, fixture)
+    x, y = (t.to(device) for t in make_inputs(TRAIN_SEED, per_class, cfg))
+    hx, hy = make_inputs(HELD_OUT_SEED, held_out_per_class, cfg)
+    hx = hx.to(device)
     data_s = time.perf_counter() - t0
-    net = init_weights(OrcaNet(cfg.architecture)).to(memory_format=torch.channels_last)
+    net = init_weights(OrcaNet(cfg.architecture)).to(device, memory_format=torch.channels_last)
     t0 = time.perf_counter()
     total = epochs * (len(x) // BATCH_SIZE)
 
@@ -194,13 +192,14 @@ def train_resnet50(out: Path, seed: int = 0, epochs: int = EPOCHS, per_class: in
     probs = positive_probs(net, hx, cfg.positive_index)
     pred = (probs > 0.5).astype(np.int64)    # the detector's local rule: confidence > threshold
     truth = hy.numpy() == cfg.positive_index
+    y = y.cpu()
     seen = torch.arange(0, len(x), max(len(x) // 32, 1))[:32]   # 32 training clips, both labels
     seen_acc = float(np.mean((positive_probs(net, x[seen], cfg.positive_index) > 0.5)
                              == (y[seen].numpy() == cfg.positive_index)))
-    digest = write_model_folder(net.to(memory_format=torch.contiguous_format), cfg, out)
+    digest = write_model_folder(net.cpu().to(memory_format=torch.contiguous_format), cfg, out)
     return {"out": str(out), "train_s": round(train_s, 1), "data_s": round(data_s, 1), "epochs": epochs,
             "steps": len(losses), "train_clips": len(x), "threads": threads, "seed": seed,
-            "first_loss": losses[0], "last_epoch_mean_loss": float(np.mean(losses[-(len(x) // BATCH_SIZE):])),
+            "device": device, "first_loss": losses[0], "last_epoch_mean_loss": float(np.mean(losses[-(len(x) // BATCH_SIZE):])),
             "train_subset_accuracy": seen_acc,
             "held_out_clips": len(hx), "held_out_accuracy": float(np.mean(pred == truth)),
             "mean_prob_positive_clips": float(probs[truth].mean()),
@@ -216,8 +215,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="torch seed (init, shuffling, dropout)")
     ap.add_argument("--per-class", type=int, default=TRAIN_PER_CLASS, help="training clips per class")
     ap.add_argument("--threads", type=int, default=THREADS, help="torch intra-op threads")
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     args = ap.parse_args(argv)
-    out = train_resnet50(args.out, args.seed, args.epochs, args.per_class, threads=args.threads)
+    out = train_resnet50(args.out, args.seed, args.epochs, args.per_class, threads=args.threads,
+                         device=args.device)
     print(RESULT_MARK + json.dumps(out))
     return 0
 

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from model.stages import ACTIVATION_LAYERS
+from orcaport.model.stages import ACTIVATION_LAYERS
 
 
 _SKIPPED = np.empty(0)   # marks a stage seen (twice is still an error) but not kept

@@ -22,10 +22,10 @@ import torch
 from convert.introspect import introspect_learner
 from convert.keymap import KeyMapError, fastai_to_clean_keys
 from convert.legacy import ConvertError, legacy_versions, load_trusted_learner, sha256_file
-from model.config import ConfigError, FrontendConfig, ModelConfig, build_config
-from model.network import OrcaNet
-from model.weights import WeightsError, serialize_state
-from parity.atomic import write_files_atomically
+from orcaport.model.config import ConfigError, FrontendConfig, ModelConfig, build_config
+from orcaport.model.network import OrcaNet
+from orcaport.model.weights import WeightsError, serialize_state
+from orcaport.parity.atomic import write_files_atomically
 
 TOOL_VERSION = "orcaport 0.1.0"
 LOGIT_ATOL = 1e-5          # the bar for "zero loss": max |clean - learner| on one batch

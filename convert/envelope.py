@@ -10,7 +10,7 @@ reproducibility mode, oneDNN's max ISA, 1 vs 2 threads, and CUDA with TF32 off w
 committed references (recorded on another machine unless the fingerprints match). Where the clean
 env exists it also replays this machine's baseline references with the clean runtime: the
 same-machine clean-vs-legacy figure. The result, with every run's machine fingerprint, is the
-envelope that `python -m parity.envelope derive` turns into parity/tolerances.json.
+envelope that `python -m orcaport.parity.envelope derive` turns into parity/tolerances.json.
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ from typing import Any
 import numpy as np
 
 from convert.legacy import ConvertError
-from parity.atomic import write_files_atomically
-from parity.diffstats import diff_stats
-from parity.envelope import VARIANTS, compare_sets, fold_stats
-from parity.fingerprint import default_kernel_environ, same_machine
-from parity.metrics import tolerance_stage
-from parity.references import ReferenceError, load_references
+from orcaport.parity.atomic import write_files_atomically
+from orcaport.parity.diffstats import diff_stats
+from orcaport.parity.envelope import VARIANTS, compare_sets, fold_stats
+from orcaport.parity.fingerprint import default_kernel_environ, same_machine
+from orcaport.parity.metrics import tolerance_stage
+from orcaport.parity.references import ReferenceError, load_references
 
 ROOT = Path(__file__).resolve().parents[1]
 CLEAN_PYTHON = ROOT / ".venvs" / "clean" / "bin" / "python"
@@ -57,7 +57,7 @@ def clean_replay(refs: Path, model: Path, corpus: Path, work: Path) -> dict[str,
     if not CLEAN_PYTHON.exists():
         return None
     reports = work / "clean-reports"
-    subprocess.run([str(CLEAN_PYTHON), "-m", "parity", "--model", str(model), "--references", str(refs),
+    subprocess.run([str(CLEAN_PYTHON), "-m", "orcaport.parity", "--model", str(model), "--references", str(refs),
                     "--corpus", str(corpus), "--reports", str(reports)], cwd=ROOT,
                    env=default_kernel_environ(),
                    capture_output=True, text=True)
@@ -85,7 +85,7 @@ def detector_comparison(base: Any, model: Path, corpus: Path) -> dict[str, Any] 
     names = [f.name for f in base.files if f.error is None]
     if not CLEAN_PYTHON.exists() or not names:
         return None
-    run = subprocess.run([str(CLEAN_PYTHON), "-m", "parity.engine_check", "--model", str(model),
+    run = subprocess.run([str(CLEAN_PYTHON), "-m", "orcaport.parity.engine_check", "--model", str(model),
                           "--corpus", str(corpus), *names], cwd=ROOT, capture_output=True, text=True,
                          env=default_kernel_environ())
     if run.returncode != 0:

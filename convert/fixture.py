@@ -25,8 +25,8 @@ import numpy as np
 import soundfile as sf
 
 from convert.legacy import isolated_home, legacy_versions, patch_torchaudio_io, seed_everything, sha256_file
-from model.config import FrontendConfig
-from parity.synth import make_training_set
+from orcaport.model.config import FrontendConfig
+from orcaport.parity.synth import make_training_set
 
 SAMPLE_RATE = 48000          # the hydrophone format
 CLIP_SECONDS = 2.0

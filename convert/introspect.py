@@ -13,7 +13,7 @@ from typing import Any, Sequence
 from torch import nn
 
 from convert.legacy import ConvertError
-from model.config import ArchitectureConfig, HeadConfig, NormalizationConfig
+from orcaport.model.config import ArchitectureConfig, HeadConfig, NormalizationConfig
 
 # (block class name, blocks per layer) -> fastai/torchvision body name
 RESNETS: dict[tuple[str, tuple[int, ...]], str] = {

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from convert.fixture import legacy_audio_config
-from model.config import AggregationConfig, FrontendConfig
+from orcaport.model.config import AggregationConfig, FrontendConfig
 
 
 def two_second_windows(max_length: float) -> list[list[int]]:

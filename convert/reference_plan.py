@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from model.config import ModelConfig
+from orcaport.model.config import ModelConfig
 
 FLAGSHIP = "hydrophone_48k_mono16_60s.wav"
 CLIP_SECONDS = 2

@@ -41,13 +41,13 @@ from convert.cli import write_atomically
 from convert.legacy import ConvertError, ffmpeg_version, isolated_home, legacy_versions, load_trusted_learner, sha256_file
 from convert.production import predict_file
 from convert.reference_plan import activation_owner, clips_of, plan_within_budget, sampled_clips
-from model.artifact import load_artifact
-from model.config import ConfigError, ModelConfig
-from model.stages import ACTIVATION_LAYERS, CLIP_STAGES
-from model.weights import WeightsError
-from parity.atomic import remove_stale_scratch, scratch_prefix, write_files_atomically
-from parity.audio_manifest import AudioFolderError, build_entries, scan, tensor_file_name
-from parity.fingerprint import fingerprint
+from orcaport.model.artifact import load_artifact
+from orcaport.model.config import ConfigError, ModelConfig
+from orcaport.model.stages import ACTIVATION_LAYERS, CLIP_STAGES
+from orcaport.model.weights import WeightsError
+from orcaport.parity.atomic import remove_stale_scratch, scratch_prefix, write_files_atomically
+from orcaport.parity.audio_manifest import AudioFolderError, build_entries, scan, tensor_file_name
+from orcaport.parity.fingerprint import fingerprint
 
 SCHEMA_VERSION = 1
 WAVE_STAGES = ("load", "downmix", "resample", "mel", "db", "input")

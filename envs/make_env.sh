@@ -22,7 +22,7 @@ FASTAI_AUDIO_SPEC=${FASTAI_AUDIO_SPEC:-git+https://github.com/fastaudio/fastai_a
 inputs() {
   sha256sum "$LOCK" envs/make_env.sh
   if [ "$which" = legacy ]; then echo "$FASTAI_AUDIO_SPEC"; sha256sum envs/fix_fastai_audio.py; fi
-  if [ "$which" = clean ]; then sha256sum pyproject.toml; fi
+  sha256sum pyproject.toml
 }
 want=$(inputs | sha256sum | cut -d' ' -f1)
 if [ -f "$VENV/.stamp" ] && [ "$(cat "$VENV/.stamp")" = "$want" ]; then
@@ -48,7 +48,10 @@ case "$which" in
     # fastai pins 2020-era packages; its runtime needs are all in the lock.
     "${pip[@]}" install --no-deps fastai==1.0.61
     "${pip[@]}" install --no-deps "$FASTAI_AUDIO_SPEC"
-    "$VENV/bin/python" envs/fix_fastai_audio.py ;;
+    "$VENV/bin/python" envs/fix_fastai_audio.py
+    # convert/ imports the runtime as orcaport.model / orcaport.parity, as the clean env does
+    # (built in isolation: this venv's setuptools has no `wheel` beside it).
+    "${pip[@]}" install --no-deps -e . ;;
   *) echo "error: unknown env '$which' (clean|legacy)" >&2; exit 2 ;;
 esac
 echo "$want" > "$VENV/.stamp"

@@ -1,7 +1,7 @@
-"""`python -m model ...` is the `orcaport` command (see model/cli.py)."""
+"""`python -m orcaport.model ...` is the `orcaport` command (see model/cli.py)."""
 
 import sys
 
-from model.cli import main
+from orcaport.model.cli import main
 
 sys.exit(main())

@@ -25,7 +25,7 @@ from typing import Iterator
 
 import torch
 
-from model.source import DetectorError
+from orcaport.model.source import DetectorError
 
 ENV_VAR = "ORCAPORT_ARITHMETIC"
 CHOICES = ("auto", "fp32", "bf16", "fp16")

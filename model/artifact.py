@@ -7,9 +7,10 @@ from pathlib import Path
 
 import torch
 
-from model.config import ModelConfig
-from model.network import OrcaNet
-from model.weights import WeightsError, load_network, read_metadata, sha256_file
+from orcaport.model.config import ModelConfig
+from orcaport.model.pipeline import normalize
+from orcaport.model.network import OrcaNet
+from orcaport.model.weights import WeightsError, load_network, read_metadata, sha256_file
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -24,13 +25,8 @@ class Artifact:
     root: Path
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """fastai `normalize` on the network input (B, C, H, W), when the learner had stats."""
-        norm = self.config.normalization
-        if norm is None:
-            return x
-        mean = torch.tensor(norm.mean, dtype=x.dtype)[..., None, None]
-        std = torch.tensor(norm.std, dtype=x.dtype)[..., None, None]
-        return (x - mean) / std
+        """fastai `normalize` on the network input (..., C, H, W), when the learner had stats."""
+        return normalize(x, self.config.normalization)
 
 
 def load_artifact(root: str | Path) -> Artifact:

@@ -1,4 +1,4 @@
-"""`orcaport` command line: `orcaport detect FILE|DIR... [options]` (also `python -m model`).
+"""`orcaport` command line: `orcaport detect FILE|DIR... [options]` (also `python -m orcaport.model`).
 
 Subcommands live in `COMMANDS`; another module adds one with `register(name, help, configure, run)`
 (configure(parser) adds its arguments, run(args) -> exit code), so `main()` never changes.
@@ -117,7 +117,7 @@ def configure_detect(p: argparse.ArgumentParser) -> None:
 
 def collect_audio(inputs: Sequence[Path]) -> list[Path]:
     """Files as given, folders expanded to their inputs (sorted); raises UsageError."""
-    from model.inputs import SCANNED_SUFFIXES, scan_folder
+    from orcaport.model.inputs import SCANNED_SUFFIXES, scan_folder
 
     files: list[Path] = []
     for path in inputs:
@@ -186,7 +186,7 @@ def render_text(args: argparse.Namespace, results: list[Any], errors: list[tuple
     """The whole output of a non-terminal run, as text (written in one piece). paths: the audio
     file of each result (raven/audacity name them); detector: the `Detector` that ran."""
     if args.format in ("raven", "audacity"):
-        from model.review_formats import ReviewFormatError, render_audacity, render_raven
+        from orcaport.model.review_formats import ReviewFormatError, render_audacity, render_raven
 
         files = list(zip(paths, results))
         cfg = detector.artifact.config
@@ -209,7 +209,7 @@ def render_text(args: argparse.Namespace, results: list[Any], errors: list[tuple
 def write_output(path: Path, text: str) -> None:
     """--output: staged as a temp sibling and renamed into place, so a killed run never leaves a
     half-written file (and an older one stays whole). Raises UsageError for an unwritable place."""
-    from parity.atomic import write_files_atomically
+    from orcaport.parity.atomic import write_files_atomically
 
     if path.is_dir():
         raise UsageError(f"--output {path} is a folder; give a file name")
@@ -221,12 +221,12 @@ def write_output(path: Path, text: str) -> None:
 
 def run_detect(args: argparse.Namespace) -> int:
     # Imported here so `orcaport --help` stays instant (torch takes a second to import).
-    from model.audio import AudioDecodeError, SliceError
-    from model.config import ConfigError
-    from model.detector import Detector, DetectorError
-    from model.inputs import detect_input
-    from model.spectrogram import FrontendError
-    from model.weights import WeightsError
+    from orcaport.model.audio import AudioDecodeError, SliceError
+    from orcaport.model.config import ConfigError
+    from orcaport.model.detector import Detector, DetectorError
+    from orcaport.model.inputs import detect_input
+    from orcaport.model.spectrogram import FrontendError
+    from orcaport.model.weights import WeightsError
 
     if args.follow is not None and args.inputs:
         raise UsageError("--follow DIR takes no other inputs; run one or the other")
@@ -279,7 +279,7 @@ def run_detect(args: argparse.Namespace) -> int:
 
 
 def _run_follow(args: argparse.Namespace, detector: Any) -> int:
-    from model.follow import FollowError, follow
+    from orcaport.model.follow import FollowError, follow
 
     try:
         return follow(detector, args.follow, args.state, args.poll_seconds, args.polls,

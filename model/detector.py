@@ -32,15 +32,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from model.aggregate import aggregate
-from model.arithmetic import Arithmetic, choose, strict_fp32_cuda
-from model.artifact import CONFIG_FILE, WEIGHTS_FILE, Artifact, load_artifact
-from model.audio import PcmAudio
-from model.cpus import available_cpus
-from model.onednn import OneDnnNet
-from model.source import STREAM_BYTES, AudioSource, DetectorError, open_audio, release_free_memory
-from model.spectrogram import amplitude_to_db, check_supported, frontend_stages, mel_spectrogram, pad_or_crop, standardize
-from model.waveform import CLIP_SECONDS, cache_round_trip, clip_windows, downmix, load_clip, resample
+from orcaport.model.aggregate import aggregate
+from orcaport.model.arithmetic import Arithmetic, choose, strict_fp32_cuda
+from orcaport.model.artifact import CONFIG_FILE, WEIGHTS_FILE, Artifact, load_artifact
+from orcaport.model.audio import PcmAudio
+from orcaport.model.cpus import available_cpus
+from orcaport.model.onednn import OneDnnNet
+from orcaport.model.source import STREAM_BYTES, AudioSource, DetectorError, open_audio, release_free_memory
+from orcaport.model.pipeline import Frontend, mel_step, normalize, probabilities, run_steps, windows_of
+from orcaport.model.waveform import CLIP_SECONDS
 
 PROFILES = ("legacy-exact", "fast")
 DEVICES = ("cpu", "cuda")
@@ -138,7 +138,8 @@ class Detector:
         if cfg.aggregation.smoothing != "rolling2":
             raise DetectorError(f"aggregation.smoothing={cfg.aggregation.smoothing!r} is not "
                                 "implemented (only 'rolling2'); re-run `make convert`")
-        self.frontend = check_supported(cfg.frontend)
+        self._fe = Frontend.of(cfg)
+        self.frontend = self._fe.cfg
         self.artifact, self.profile, self.device, self.engine = artifact, profile, device, engine
         self.batch_size, self.stream_bytes, self.positive_index = batch_size, stream_bytes, cfg.positive_index
         cpus = available_cpus()        # affinity capped by a cgroup quota (a 1-CPU pod sees all cores)
@@ -186,9 +187,9 @@ class Detector:
         fe = self.frontend
         if not (fe.resample_to and fe.duration and fe.pad_mode.lower() == "zeros-after"):
             return None, None
-        frames = mel_spectrogram(np.zeros((1, CLIP_SECONDS * fe.resample_to), np.float32), fe).shape[-1]
+        frames = mel_step(np.zeros((1, CLIP_SECONDS * fe.resample_to), np.float32), self._fe, 0).shape[-1]
         shape = (1, self.artifact.config.architecture.in_channels, fe.n_mels, width)
-        return self.artifact.normalize(torch.zeros(shape)), frames
+        return normalize(torch.zeros(shape), self._fe.normalization), frames
 
     @classmethod
     def from_folder(cls, path: str | Path, profile: str = "legacy-exact", device: str = "cpu",
@@ -210,7 +211,7 @@ class Detector:
         """A model folder or Hub repo id ("org/name", through huggingface_hub's cache; HF_HUB_OFFLINE=1
         serves it offline), weights verified before use (model/hub.py); then as `from_folder`.
         Only data is downloaded: the code that runs it is this installed package."""
-        from model.hub import resolve_pretrained
+        from orcaport.model.hub import resolve_pretrained
 
         folder = resolve_pretrained(source, revision, cache_dir, weights_sha256, local_files_only)
         return cls.from_folder(folder, **kwargs)
@@ -223,29 +224,39 @@ class Detector:
 
     # -- frontend ----------------------------------------------------------------------------------
     def _prefix(self, seg: np.ndarray, src: AudioSource) -> np.ndarray:
-        """load + downmix + cache round trip of one second. (frames, C) ints -> (1, frames) float32"""
-        x = load_clip(PcmAudio(seg, src.sample_rate, src.sample_width))
-        return cache_round_trip(downmix(x), self.frontend.cache_subtype)
+        """The per-second steps (load, downmix), run once per second: both are per sample, so a
+        clip's prefix is its two seconds' prefixes side by side (tested bit for bit).
+        (frames, C) ints -> (1, frames) float32"""
+        pcm = PcmAudio(seg, src.sample_rate, src.sample_width)
+        return run_steps(pcm, self._fe, src.sample_rate, "load", "downmix")["downmix"]
 
-    def _input(self, clip: np.ndarray, src: AudioSource) -> torch.Tensor:
-        """The rest of `frontend_stages` for one clip. -> (C, n_mels, width) float32.
-        `clip` is a (1, N) prefix when the frontend downmixes, else (N, C) raw ints."""
-        fe = self.frontend
-        if not fe.downmix:              # no shared prefix: replay the clip as legacy does
-            return frontend_stages(PcmAudio(clip, src.sample_rate, src.sample_width), fe)["input"]
-        rate = src.sample_rate
-        if fe.resample_to:
-            clip = cache_round_trip(resample(clip, rate, fe.resample_to), fe.cache_subtype)
-            rate = fe.resample_to
-        mel = mel_spectrogram(clip, fe)
-        db = amplitude_to_db(mel, fe.top_db) if fe.to_db_scale else mel
-        return pad_or_crop(standardize(db) if fe.standardize else db, fe, rate)
+    def clip_waveform(self, clip: np.ndarray, src: AudioSource) -> np.ndarray:
+        """The waveform steps after the shared prefix (resample), per clip: resample_poly's edges
+        differ on a longer signal, so this step is never shared. `clip` is a (1, N) prefix when the
+        frontend downmixes, else (N, C) raw ints, run from `load` as legacy does.
+        -> (C, N') float32 at the spectrogram's rate"""
+        if not self.frontend.downmix:
+            pcm = PcmAudio(clip, src.sample_rate, src.sample_width)
+            return run_steps(pcm, self._fe, src.sample_rate, "load", "resample")["resample"]
+        return run_steps(clip, self._fe, src.sample_rate, "resample", "resample")["resample"]
 
-    def clip_inputs(self, src: AudioSource) -> Iterator[np.ndarray]:
-        """Each 2 s clip's frontend input (before `_input`), seconds shared between clips."""
-        n_clips = len(clip_windows(src.duration_s))
+    def spectrogram_inputs(self, waves: torch.Tensor, rate: int) -> torch.Tensor:
+        """The spectrogram steps (mel, db, input) of a batch, on the batch's device.
+        (B, C, N) float32 -> (B, C, n_mels, width) float32; `rate`: the file's sample rate.
+
+        On the CPU each clip runs alone: that is how legacy computes it, so the GEMM and FFT see
+        the same shapes (the bits are legacy's). A GPU runs the batch at once (fp32, TF32 off):
+        cuFFT/cuBLAS round differently, well inside the envelope (bench/cuda_results.json)."""
+        if waves.device.type == "cpu" and len(waves) > 1:
+            return torch.cat([self.spectrogram_inputs(w[None], rate) for w in waves])
+        return run_steps(waves, self._fe, rate, "mel", "input")["input"]
+
+    def clip_inputs(self, src: AudioSource, first: int = 0, count: int | None = None) -> Iterator[np.ndarray]:
+        """Clips first..first+count-1 (default: all) as their shared prefix (before
+        `clip_waveform`): each second is prepared once and shared by the two clips overlapping it."""
+        count = len(windows_of(src.duration_s, src.path)) - first if count is None else count
         prev: np.ndarray | None = None
-        for seg in src.segments(n_clips + 1):
+        for seg in src.segments(count + 1, first):
             cur = self._prefix(seg, src) if self.frontend.downmix else seg
             if prev is not None:
                 yield np.concatenate([prev, cur], axis=1 if self.frontend.downmix else 0)
@@ -259,20 +270,26 @@ class Detector:
             if self.engine != "onednn":
                 x = x.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
             logits = self.network(x).float()
-        return torch.softmax(logits, dim=1)[:, self.positive_index].cpu()
+        return probabilities(logits)[:, self.positive_index].cpu()
+
+    @contextlib.contextmanager
+    def network_context(self) -> Iterator[None]:
+        """Around a run: torch's intra-op threads, and for fp32 on CUDA TF32 off (fp32 means
+        fp32; a global torch setting, so set once around the run, not toggled per batch)."""
+        exact_cuda = self.device == "cuda" and self.dtype == torch.float32
+        with strict_fp32_cuda() if exact_cuda else contextlib.nullcontext(), _intra_op_threads(self.intra_threads):
+            yield
 
     def batch_inputs(self, clips: list[np.ndarray], src: AudioSource) -> torch.Tensor:
         """Frontend of one batch. -> (B, C, n_mels, width) float32, normalized."""
-        return self.artifact.normalize(torch.stack([self._input(c, src) for c in clips]))
+        waves = torch.from_numpy(np.stack([self.clip_waveform(c, src) for c in clips]))
+        return self.spectrogram_inputs(waves, src.sample_rate)
 
     def clip_probabilities(self, path: str | Path, progress: ProgressFn | None = None
                            ) -> tuple[np.ndarray, AudioSource]:
         """P(positive) of every 2 s clip of `path`, in start-time order. -> ((clips,) float32, source)"""
         src = open_audio(path, self.stream_bytes)
-        n_clips = len(clip_windows(src.duration_s))
-        if n_clips == 0:
-            raise DetectorError(f"{src.path}: {src.duration_s:.2f} s of audio is shorter than one "
-                                "2 s clip; give the detector at least 2 s (legacy fails on it too)")
+        n_clips = len(windows_of(src.duration_s, src.path))
         out: list[torch.Tensor] = []
         pending: deque[Future] = deque()
 
@@ -291,11 +308,7 @@ class Detector:
         n_batches = -(-n_clips // self.batch_size)
         n_batches = min(n_clips, -(-n_batches // self.workers) * self.workers)
         sizes = [n_clips // n_batches + (i < n_clips % n_batches) for i in range(n_batches)]
-        # fp32 on CUDA means fp32: TF32 off around the whole pool (a global torch setting, so not
-        # toggled per batch by concurrent workers).
-        exact_cuda = self.device == "cuda" and self.dtype == torch.float32
-        strict = strict_fp32_cuda() if exact_cuda else contextlib.nullcontext()
-        with strict, _intra_op_threads(self.intra_threads), ThreadPoolExecutor(self.workers) as pool:
+        with self.network_context(), ThreadPoolExecutor(self.workers) as pool:
             batch: list[np.ndarray] = []
             for clip in self.clip_inputs(src):
                 batch.append(clip)
@@ -313,16 +326,21 @@ class Detector:
         """Run the detector on one audio file (legacy's FastAIModel.predict, same fields). A WAV is
         read directly; anything else (FLAC, MP3, AAC, .ts, ...) first goes through production's
         ffmpeg-to-WAV conversion (model/transcode.py), so it is decoded as production decodes it."""
-        from model.transcode import needs_ffmpeg, production_wav
+        from orcaport.model.transcode import needs_ffmpeg, production_wav
 
         if needs_ffmpeg(Path(path)):
             with production_wav(Path(path)) as wav:
                 d = self.detect(wav, threshold, min_positive, progress)
             return dataclasses.replace(d, wav_filename=Path(path).name)
+        probs, src = self.clip_probabilities(path, progress)
+        return self.detection(probs, src, threshold, min_positive)
+
+    def detection(self, probs: np.ndarray, src: AudioSource, threshold: float | None = None,
+                  min_positive: int | None = None) -> Detection:
+        """A file's Detection from its clips' (clips,) float32 P(positive): the aggregate stage."""
         agg_cfg = self.artifact.config.aggregation
         threshold = agg_cfg.threshold if threshold is None else float(threshold)
         min_positive = agg_cfg.min_positive if min_positive is None else int(min_positive)
-        probs, src = self.clip_probabilities(path, progress)
         # legacy widens each float32 softmax to float64 before pandas sees it
         agg = aggregate(probs.astype(np.float64), threshold, min_positive)
         return Detection(src.path.name, self.profile, int(probs.size), src.duration_s, probs,

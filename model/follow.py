@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from model.hls import read_playlist
-from model.inputs import detect_input, detect_window, is_playlist, scan_folder
-from model.source import DetectorError
+from orcaport.model.hls import read_playlist
+from orcaport.model.inputs import detect_input, detect_window, is_playlist, scan_folder
+from orcaport.model.source import DetectorError
 
 STATE_NAME = ".orcaport-follow.json"
 STATE_VERSION = 1
@@ -46,7 +46,7 @@ def load_state(path: Path) -> dict[str, Any]:
 
 
 def save_state(path: Path, state: dict[str, Any]) -> None:
-    from parity.atomic import write_files_atomically
+    from orcaport.parity.atomic import write_files_atomically
 
     write_files_atomically(path.parent, {path.name: (json.dumps(state, indent=1, sort_keys=True) + "\n").encode()})
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from model.source import DetectorError
+from orcaport.model.source import DetectorError
 
 LIVE_WINDOW_SECONDS = 60.0          # production's hls_polling_interval
 DURATION_SLACK_S = 0.5              # decoded vs #EXTINF length; AAC priming is a few ms

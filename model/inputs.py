@@ -7,9 +7,9 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Callable
 
-from model.hls import LIVE_WINDOW_SECONDS, Playlist, Window, check_window_length, read_playlist
-from model.source import DetectorError
-from model.transcode import FFMPEG_SUFFIXES, PLAYLIST_SUFFIXES, WAV_SUFFIXES, production_wav
+from orcaport.model.hls import LIVE_WINDOW_SECONDS, Playlist, Window, check_window_length, read_playlist
+from orcaport.model.source import DetectorError
+from orcaport.model.transcode import FFMPEG_SUFFIXES, PLAYLIST_SUFFIXES, WAV_SUFFIXES, production_wav
 
 # What a folder scan picks up. Bare .ts files are HLS segments: they are read through their
 # playlist (or when named one by one), never each on its own from a folder scan.

@@ -15,8 +15,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from model.config import ArchitectureConfig, ConfigError
-from model.stages import ACTIVATION_LAYERS
+from orcaport.model.config import ArchitectureConfig, ConfigError
+from orcaport.model.stages import ACTIVATION_LAYERS
 
 # (block type, blocks per stage) for each supported body; torchvision's table.
 RESNET_LAYOUTS: dict[str, tuple[str, tuple[int, int, int, int]]] = {

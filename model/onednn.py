@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from model.network import OrcaNet
+from orcaport.model.network import OrcaNet
 
 
 def fold_batchnorm(net: OrcaNet) -> OrcaNet:

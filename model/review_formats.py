@@ -22,7 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from model.events import Event, detection_events
+from orcaport.model.events import Event, detection_events
 
 RAVEN_COLUMNS = ("Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)",
                  "High Freq (Hz)", "Begin File", "Begin Path", "File Offset (s)", "Peak Confidence",

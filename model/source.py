@@ -13,7 +13,7 @@ from typing import Iterator
 import numpy as np
 import soundfile as sf
 
-from model.audio import (FIX, PCM_BITS, AudioDecodeError, PcmAudio, _ffmpeg_float_to_s32,
+from orcaport.model.audio import (FIX, PCM_BITS, AudioDecodeError, PcmAudio, _ffmpeg_float_to_s32,
                          check_float_range, decode_pcm, inspect_header)
 
 STREAM_BYTES = 64 << 20         # files above this are streamed from disk, never held whole
@@ -52,9 +52,9 @@ class AudioSource:
         length_ms = round(1000 * (float(self.frames) / self.sample_rate))
         return int(min(second * 1000, length_ms) * (self.sample_rate / 1000.0))
 
-    def segments(self, count: int) -> Iterator[np.ndarray]:
-        """Seconds 0..count-1 as (frames, channels) ints, each read exactly once, in order."""
-        bounds = [(self.frame_at(j), self.frame_at(j + 1)) for j in range(count)]
+    def segments(self, count: int, start: int = 0) -> Iterator[np.ndarray]:
+        """Seconds start..start+count-1 as (frames, channels) ints, each read exactly once, in order."""
+        bounds = [(self.frame_at(j), self.frame_at(j + 1)) for j in range(start, start + count)]
         if self.pcm is not None:
             for a, b in bounds:
                 yield self.pcm.samples[a:b]

@@ -1,10 +1,13 @@
 """Spectrogram stages of the legacy frontend: torchaudio MelSpectrogram + AmplitudeToDB, then
 fastai_audio's `tfm_crop_time` padding, recomputed with torch only.
 
-    mel_spectrogram   (C, N) float32 at 20 kHz        -> (C, n_mels, 1 + N // hop)  power mel
-    amplitude_to_db   (C, n_mels, T)                  -> (C, n_mels, T)  dB, floored at max - top_db
+    mel_spectrogram   (..., C, N) float32 at 20 kHz   -> (..., C, n_mels, 1 + N // hop)  power mel
+    amplitude_to_db   (..., C, n_mels, T)             -> same shape, dB, floored at max - top_db per clip
     standardize       (C, n_mels, T)                  -> (C, n_mels, T)  fastai_audio's [0, 1] scaling
-    pad_or_crop       (C, n_mels, T)                  -> (C, n_mels, int(sr * duration / hop))
+    pad_or_crop       (..., C, n_mels, T)             -> (..., C, n_mels, int(sr * duration / hop))
+
+A leading batch dimension (`...`: clips) runs every clip as its own; tensors stay on their device
+(the CUDA detector runs these stages on the GPU).
 
 fastai_audio builds `MelSpectrogram(**mel_args)` without `sample_rate`, so the filterbank is laid
 out for torchaudio's default 16 kHz (`FrontendConfig.filterbank_sample_rate`) although the audio is
@@ -24,9 +27,7 @@ import math
 import numpy as np
 import torch
 
-from model.audio import PcmAudio
-from model.config import FrontendConfig
-from model.waveform import cache_round_trip, downmix, load_clip, resample
+from orcaport.model.config import FrontendConfig
 
 AMIN = 1e-10                   # AmplitudeToDB clamp
 REF_DB = math.log10(1.0)       # log10(max(amin, ref=1.0)) = 0.0
@@ -116,11 +117,11 @@ def mel_spectrogram(wave: np.ndarray | torch.Tensor, cfg: FrontendConfig) -> tor
         x = torch.nn.functional.pad(x, (cfg.pad, cfg.pad), "constant")
     lead = x.shape[:-1]
     spec = torch.stft(x.reshape(-1, x.shape[-1]), n_fft=cfg.n_fft, hop_length=hop,
-                      win_length=win_length, window=_hann_window(win_length), center=True,
+                      win_length=win_length, window=_hann_window(win_length).to(x.device), center=True,
                       pad_mode="reflect", normalized=False, onesided=True, return_complex=True)
-    power = spec.reshape(lead + spec.shape[-2:]).abs().pow(2.0)                 # (C, F, T)
+    power = spec.reshape(lead + spec.shape[-2:]).abs().pow(2.0)                 # (..., C, F, T)
     fb = mel_filterbank(cfg.n_fft // 2 + 1, cfg.f_min, f_max, cfg.n_mels, cfg.filterbank_sample_rate)
-    return torch.matmul(power.transpose(-1, -2), fb).transpose(-1, -2)
+    return torch.matmul(power.transpose(-1, -2), fb.to(x.device)).transpose(-1, -2)
 
 
 def amplitude_to_db(mel: torch.Tensor, top_db: float | None) -> torch.Tensor:
@@ -163,7 +164,7 @@ def pad_or_crop(db: torch.Tensor, cfg: FrontendConfig, sample_rate: int,
     if not cfg.duration:
         return db
     crop_s = cfg.duration / 1000
-    channels, n_mels, frames = db.shape
+    *lead, channels, n_mels, frames = db.shape
     width = int(sample_rate * crop_s / cfg.hop_length)
     if crop_s < (cfg.hop_length * frames) / sample_rate:
         raise FrontendError(f"spectrogram of {frames} frames is longer than duration="
@@ -171,7 +172,7 @@ def pad_or_crop(db: torch.Tensor, cfg: FrontendConfig, sample_rate: int,
                             "offset, which cannot be replayed; use clips no longer than duration")
     mode = cfg.pad_mode.lower()
     if mode == "repeat":
-        return db.repeat(1, 1, width // frames + 1)[:, :, :width]
+        return db.repeat(*[1] * (db.dim() - 1), width // frames + 1)[..., :width]
     if mode not in ("zeros", "zeros-after"):
         raise FrontendError(f"pad_mode {cfg.pad_mode!r} is not a fastai_audio pad mode")
     front = 0
@@ -183,34 +184,6 @@ def pad_or_crop(db: torch.Tensor, cfg: FrontendConfig, sample_rate: int,
         if not 0 <= zeros_front <= width - frames:
             raise FrontendError(f"zeros_front={zeros_front} is outside 0..{width - frames}")
         front = zeros_front
-    return torch.cat((torch.zeros((channels, n_mels, front)), db,
-                      torch.zeros((channels, n_mels, width - frames - front))), 2)
-
-
-def frontend_stages(clip: PcmAudio, cfg: FrontendConfig,
-                    zeros_front: int | None = None) -> dict[str, torch.Tensor]:
-    """Run one clip (a `slice_ms` result) through the whole legacy frontend (`zeros_front`: the
-    random pad offset legacy drew, to replay pad_mode="zeros"; see pad_or_crop).
-
-    Returns the `model.stages` tensors "load" (C, N), "downmix" (1, N), "resample" (C, N'),
-    "mel", "db" (C, n_mels, T) and "input" (C, n_mels, width), all float32. As in fastai_audio,
-    each cache round trip happens only when its step is configured (the resample one even when the
-    rate already matches); a step that is off passes its input through unchanged.
-    """
-    replay = zeros_front is not None and cfg.pad_mode.lower() == "zeros"
-    check_supported(dataclasses.replace(cfg, pad_mode="zeros-after") if replay else cfg)
-    out: dict[str, torch.Tensor] = {}
-    x = load_clip(clip)
-    out["load"] = torch.from_numpy(x)
-    if cfg.downmix:
-        x = cache_round_trip(downmix(x), cfg.cache_subtype)
-    out["downmix"] = torch.from_numpy(x)
-    rate = clip.sample_rate
-    if cfg.resample_to:
-        x = cache_round_trip(resample(x, rate, cfg.resample_to), cfg.cache_subtype)
-        rate = cfg.resample_to
-    out["resample"] = torch.from_numpy(x)
-    out["mel"] = mel = mel_spectrogram(x, cfg)
-    out["db"] = db = amplitude_to_db(mel, cfg.top_db) if cfg.to_db_scale else mel
-    out["input"] = pad_or_crop(standardize(db) if cfg.standardize else db, cfg, rate, zeros_front)
-    return out
+    zeros = functools.partial(torch.zeros, dtype=db.dtype, device=db.device)
+    return torch.cat((zeros((*lead, channels, n_mels, front)), db,
+                      zeros((*lead, channels, n_mels, width - frames - front))), -1)

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from model.source import DetectorError
+from orcaport.model.source import DetectorError
 
 WAV_SUFFIXES = (".wav",)                 # read directly (pydub's own parser, replayed)
 PLAYLIST_SUFFIXES = (".m3u8",)

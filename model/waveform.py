@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from scipy.signal import firwin, resample_poly
 
-from model.audio import PcmAudio
+from orcaport.model.audio import PcmAudio
 
 CLIP_SECONDS = 2
 CACHE_BITS = {"PCM_16": 16, "PCM_24": 24, "PCM_32": 32}   # plus "FLOAT"

@@ -22,8 +22,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
-from model.config import ArchitectureConfig, ModelConfig
-from model.network import OrcaNet
+from orcaport.model.config import ArchitectureConfig, ModelConfig
+from orcaport.model.network import OrcaNet
 
 FIX_HINT = "re-run `make convert` on the model.pkl that produced config.json"
 SHOW_FIRST = 5             # names listed per kind of mismatch; the rest are counted

@@ -1,4 +1,4 @@
-"""`make parity`: python -m parity --model DIR --references DIR --corpus DIR --reports DIR
+"""`make parity`: python -m orcaport.parity --model DIR --references DIR --corpus DIR --reports DIR
 
 Exit status: 0 when every stage passes, 1 when a stage fails (the first failing stage is named),
 2 when the inputs themselves are unusable (missing/tampered references, bad model folder).
@@ -14,15 +14,15 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from model.config import ConfigError
-from model.weights import WeightsError
-from parity.references import ReferenceError
-from parity.report import print_report, write_reports
-from parity.run import DEFAULT_TOLERANCES, ToleranceError, run_parity
+from orcaport.model.config import ConfigError
+from orcaport.model.weights import WeightsError
+from orcaport.parity.references import ReferenceError
+from orcaport.parity.report import print_report, write_reports
+from orcaport.parity.run import DEFAULT_TOLERANCES, ToleranceError, run_parity
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m parity", description="Stage-by-stage parity "
+    ap = argparse.ArgumentParser(prog="python -m orcaport.parity", description="Stage-by-stage parity "
                                  "of the fastai-free runtime against legacy references.")
     ap.add_argument("--model", type=Path, default=Path("reference_outputs/fixture"),
                     help="folder with model.safetensors + config.json")
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     console = Console(stderr=True)
     try:
-        from parity.references import load_references
+        from orcaport.parity.references import load_references
 
         n_files = len(args.only) if args.only else len(load_references(args.references).files)
         with Progress(TextColumn("[bold]parity[/]"), BarColumn(), MofNCompleteColumn(),

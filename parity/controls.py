@@ -5,7 +5,7 @@ legacy quirks the replay reproduces -- replays, and must fail at the stage where
 the pipeline. Its margin is how many times over tolerance that stage's worst element is (exact
 stages: how many clips/files differ), so a reviewer sees how far real bugs sit above the noise.
 
-    python -m parity.controls [--reports reports]     (make controls; writes reports/controls.json)
+    python -m orcaport.parity.controls [--reports reports]     (make controls; writes reports/controls.json)
 """
 
 from __future__ import annotations
@@ -25,13 +25,13 @@ import numpy as np
 import torch
 from safetensors.numpy import load_file, save_file
 
-import model.audio
-import model.spectrogram
-import parity.replay
-from model.aggregate import Aggregate, rolling_mean_2
-from model.weights import read_metadata, save_network_state
-from parity.atomic import write_json_atomically
-from parity.run import run_parity
+import orcaport.model.audio
+import orcaport.model.spectrogram
+import orcaport.parity.replay
+from orcaport.model.aggregate import Aggregate, rolling_mean_2
+from orcaport.model.weights import read_metadata, save_network_state
+from orcaport.parity.atomic import write_json_atomically
+from orcaport.parity.run import run_parity
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "reference_outputs" / "fixture"
@@ -117,26 +117,26 @@ def _patched(module: Any, name: str, value: Any) -> Iterator[None]:
 def _no_caches() -> Iterator[None]:
     def skip(x: np.ndarray, subtype: str = "PCM_16") -> np.ndarray:
         return np.asarray(x, dtype=np.float32)
-    with _patched(model.spectrogram, "cache_round_trip", skip), _patched(parity.replay, "cache_round_trip", skip):
+    with _patched(orcaport.model.spectrogram, "cache_round_trip", skip), _patched(orcaport.parity.replay, "cache_round_trip", skip):
         yield
 
 
 def _filterbank_20k() -> contextlib.AbstractContextManager[None]:
-    real = model.spectrogram.mel_filterbank
-    return _patched(model.spectrogram, "mel_filterbank",
+    real = orcaport.model.spectrogram.mel_filterbank
+    return _patched(orcaport.model.spectrogram, "mel_filterbank",
                     lambda n_freqs, f_min, f_max, n_mels, rate: real(n_freqs, f_min, f_max, n_mels, 20000))
 
 
 @contextlib.contextmanager
 def _floor_padding() -> Iterator[None]:
-    real = model.spectrogram.pad_or_crop
+    real = orcaport.model.spectrogram.pad_or_crop
 
     def pad_with_floor(db: torch.Tensor, cfg: Any, rate: int, zeros_front: int | None = None) -> torch.Tensor:
         out = real(db, cfg, rate, zeros_front)
         out[..., db.shape[-1]:] = db.min()                 # silence instead of legacy's 0.0 dB
         return out
-    with _patched(model.spectrogram, "pad_or_crop", pad_with_floor), \
-            _patched(parity.replay, "pad_or_crop", pad_with_floor):
+    with _patched(orcaport.model.spectrogram, "pad_or_crop", pad_with_floor), \
+            _patched(orcaport.parity.replay, "pad_or_crop", pad_with_floor):
         yield
 
 
@@ -147,13 +147,13 @@ def _aggregation(rows: Callable[[np.ndarray], np.ndarray]) -> contextlib.Abstrac
         return Aggregate(np.arange(r.size, dtype=np.int64), r, (r > threshold).astype(np.int64),
                          int(int((r > threshold).sum()) >= min_positive),
                          float(above.mean() * 100) if above.size else 0.0)
-    return _patched(parity.replay, "aggregate", aggregate)
+    return _patched(orcaport.parity.replay, "aggregate", aggregate)
 
 
 def _rounded_slicing() -> contextlib.AbstractContextManager[None]:
     # pydub maps ms to frames with int(ms * (rate / 1000.0)): at 37.8 kHz that float product falls
     # just below the integer for some whole seconds and drops a frame; rounding does not.
-    return _patched(model.audio, "_ms_to_frame", lambda pcm, ms: round(ms * pcm.sample_rate / 1000))
+    return _patched(orcaport.model.audio, "_ms_to_frame", lambda pcm, ms: round(ms * pcm.sample_rate / 1000))
 
 
 CONTROLS: tuple[Control, ...] = (
@@ -217,7 +217,7 @@ def run_control(control: Control) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m parity.controls", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m orcaport.parity.controls", description=__doc__.splitlines()[0])
     ap.add_argument("--reports", type=Path, default=Path("reports"))
     ap.add_argument("--only", action="append", help="run only this control (repeatable)")
     args = ap.parse_args(argv)

@@ -1,6 +1,6 @@
 """The committed parity audio corpus: seeded, byte-identical on every run, hash-checked on load.
 
-`python -m parity.corpus --out reference_outputs/corpus` (`make corpus`) rewrites every WAV and
+`python -m orcaport.parity.corpus --out reference_outputs/corpus` (`make corpus`) rewrites every WAV and
 `corpus.json`; `--check` only verifies. Each file exercises one thing the legacy pipeline is
 sensitive to (rate, channel count, sample format, length versus the 2 s window, clipping, DC,
 silence), and carries the ground-truth vocalization events it was synthesized with.
@@ -25,7 +25,7 @@ from typing import Callable
 import numpy as np
 import soundfile as sf
 
-from parity.synth import Background, CallSpec, Event, synth_recording
+from orcaport.parity.synth import Background, CallSpec, Event, synth_recording
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "corpus.json"
@@ -216,7 +216,7 @@ def write_corpus(out_dir: Path, specs: tuple[CorpusSpec, ...] = CORPUS) -> dict:
     """(Re)write every corpus file and corpus.json (last, so it only ever lists finished files)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    manifest = {"schema_version": SCHEMA_VERSION, "generator": "python -m parity.corpus",
+    manifest = {"schema_version": SCHEMA_VERSION, "generator": "python -m orcaport.parity.corpus",
                 "files": [write_file(spec, out_dir) for spec in specs]}
     text = json.dumps(manifest, indent=2) + "\n"
     _replace_atomically(out_dir / MANIFEST_NAME, lambda tmp: tmp.write_text(text))
@@ -256,7 +256,7 @@ def load_corpus_manifest(directory: Path | str, specs: tuple[CorpusSpec, ...] = 
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: write (default) or --check the corpus directory."""
-    parser = argparse.ArgumentParser(prog="python -m parity.corpus", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m orcaport.parity.corpus", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="corpus directory")
     parser.add_argument("--check", action="store_true", help="only verify files against corpus.json")
     parser.add_argument("--set", choices=sorted(SETS), default="main",

@@ -4,7 +4,7 @@
 machine: the fused oneDNN engine (BN folded, padding reuse) rounds differently from the plain
 module the parity replay runs, and the same-machine criteria must cover what users run too.
 
-    python -m parity.engine_check --model DIR --corpus DIR      -> JSON on stdout
+    python -m orcaport.parity.engine_check --model DIR --corpus DIR      -> JSON on stdout
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from model.detector import Detector, DetectorError
+from orcaport.model.detector import Detector, DetectorError
 
 
 def detector_outputs(model: Path, corpus: Path, names: list[str]) -> dict[str, Any]:
@@ -35,7 +35,7 @@ def detector_outputs(model: Path, corpus: Path, names: list[str]) -> dict[str, A
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m parity.engine_check", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m orcaport.parity.engine_check", description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, required=True)
     ap.add_argument("--corpus", type=Path, required=True)
     ap.add_argument("names", nargs="+")

@@ -7,7 +7,7 @@ turns them into `parity/tolerances.json`: per stage, the envelope figure in the 
 stage times a stated safety factor (never below the stage's floor). A test recomputes `derive`
 from the committed envelope and fails when the two files disagree.
 
-    python -m parity.envelope derive [--envelope reference_outputs/envelope.json] [--out parity/tolerances.json]
+    python -m orcaport.parity.envelope derive [--envelope reference_outputs/envelope.json] [--out parity/tolerances.json]
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from parity.diffstats import diff_stats
-from parity.references import References
+from orcaport.parity.diffstats import diff_stats
+from orcaport.parity.references import References
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_ENVELOPE = ROOT / "reference_outputs" / "envelope.json"
@@ -180,12 +180,12 @@ def render(tolerances: dict[str, Any]) -> bytes:
 
 
 def main(argv: Iterable[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m parity.envelope", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m orcaport.parity.envelope", description=__doc__.splitlines()[0])
     ap.add_argument("command", choices=["derive"])
     ap.add_argument("--envelope", type=Path, default=DEFAULT_ENVELOPE)
     ap.add_argument("--out", type=Path, default=DEFAULT_TOLERANCES)
     args = ap.parse_args(list(argv) if argv is not None else None)
-    from parity.atomic import write_files_atomically
+    from orcaport.parity.atomic import write_files_atomically
     try:
         blob = render(derive_files(args.envelope))
     except (OSError, ValueError, KeyError) as e:

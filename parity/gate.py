@@ -9,7 +9,7 @@ REFERENCES= and REPORTS= (`make_command`), never a bare `make parity` that would
 embedded fixture instead of the user's model. Identity is checked before the verdict: a failing report
 about other weights says nothing about these, and "stale" is the more useful thing to hear.
 
-    python -m parity.gate --model DIR --report reports/parity.json [--references DIR]
+    python -m orcaport.parity.gate --model DIR --report reports/parity.json [--references DIR]
 """
 
 from __future__ import annotations
@@ -228,7 +228,7 @@ def check_report(report: str | Path, model_dir: str | Path,
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m parity.gate",
+    ap = argparse.ArgumentParser(prog="python -m orcaport.parity.gate",
                                  description="Exit 0 only if the parity report allows a publish.")
     ap.add_argument("--model", type=Path, required=True, help="model.safetensors + config.json")
     ap.add_argument("--report", type=Path, default=Path("reports/parity.json"))

@@ -21,12 +21,12 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from model.stages import STAGES
-from parity.png import colorbar_png, heatmap_png, scale_limits
-from parity.report import (CHECK_HEADER, PROVENANCE_KEYS, REAL_DATA_HEADER, SUMMARY_HEADER,
+from orcaport.model.stages import STAGES
+from orcaport.parity.png import colorbar_png, heatmap_png, scale_limits
+from orcaport.parity.report import (CHECK_HEADER, PROVENANCE_KEYS, REAL_DATA_HEADER, SUMMARY_HEADER,
                            decision_rows, error_text, fmt_num, location_text, sorted_checks,
                            real_data_rows, summary_rows, tolerance_text, verdict_line, criteria_lines)
-from parity.report_md import HOW_TO_READ
+from orcaport.parity.report_md import HOW_TO_READ
 
 LOG_STAGES = frozenset({"mel"})     # power spectrogram: colour by log10, db/input are already log
 SVG_W, SVG_H, PAD_L, PAD_R, PAD_T, PAD_B = 720, 230, 44, 12, 22, 30

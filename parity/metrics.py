@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from parity.diffstats import abs_diff, diff_stats, log_power_diff
+from orcaport.parity.diffstats import abs_diff, diff_stats, log_power_diff
 
 # Axis names per stage, so the worst element is reported as (mel_bin, frame) rather than a flat index.
 AXES: dict[str, tuple[str, ...]] = {

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 from huggingface_hub import ModelCard, ModelCardData
 
-from parity.card_config import CardConfig
+from orcaport.parity.card_config import CardConfig
 
 BASE_TAGS = ("audio-classification", "fastai-port", "safetensors", "pytorch")
 ORCAHELLO_TAGS = ("bioacoustics", "killer-whale", "orca", "orcahello", "orcasound", "srkw")

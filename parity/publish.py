@@ -1,6 +1,6 @@
 """`make publish`: gate on parity, stage the Hub folder, upload it as one commit.
 
-    python -m parity.publish --model DIR --report REPORTS/parity.json --references DIR
+    python -m orcaport.parity.publish --model DIR --report REPORTS/parity.json --references DIR
         --repo-id NS/NAME [--dry-run] [--staging DIR] [--card card.json] [--task TEXT]
         [--license ID] [--license-file F] [--orcahello | --not-orcahello]
 
@@ -31,12 +31,12 @@ from huggingface_hub import HfApi, get_token
 from huggingface_hub.errors import HFValidationError, LocalTokenNotFoundError
 from huggingface_hub.utils import validate_repo_id
 
-from parity.atomic import is_stale
-from parity import card_config
-from parity.card_config import CardConfig, CardConfigError, check_license, load_card_config
-from parity.gate import (CONFIG_FILE, DEFAULT_REFERENCES, DEFAULT_TOLERANCES, WEIGHTS_FILE, GatedReport, GateError,
+from orcaport.parity.atomic import is_stale
+from orcaport.parity import card_config
+from orcaport.parity.card_config import CardConfig, CardConfigError, check_license, load_card_config
+from orcaport.parity.gate import (CONFIG_FILE, DEFAULT_REFERENCES, DEFAULT_TOLERANCES, WEIGHTS_FILE, GatedReport, GateError,
                          check_report, make_command, parity_fix, sha256_file)
-from parity.model_card import detect_license, render_card
+from orcaport.parity.model_card import detect_license, render_card
 
 EXIT_USAGE, EXIT_GATE, EXIT_STAGING, EXIT_HUB = 1, 2, 3, 4
 SUMS, REPORT, LICENSE, CARD = "SHA256SUMS", "parity.json", "LICENSE", "README.md"
@@ -93,8 +93,8 @@ def recover_staging(staging: Path) -> None:
 
 def _load_back(folder: Path) -> None:
     """What we ship must load the way users load it: verified, through the installed runtime."""
-    from model.artifact import load_artifact
-    from model.hub import resolve_pretrained
+    from orcaport.model.artifact import load_artifact
+    from orcaport.model.hub import resolve_pretrained
 
     load_artifact(resolve_pretrained(folder))
 
@@ -218,7 +218,7 @@ def _card(args: argparse.Namespace) -> CardConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m parity.publish", description=__doc__.split("\n")[0],
+    ap = argparse.ArgumentParser(prog="python -m orcaport.parity.publish", description=__doc__.split("\n")[0],
                                  epilog=f"--card: {card_config.__doc__}",
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, required=True, help="model.safetensors + config.json")

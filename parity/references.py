@@ -17,7 +17,7 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load as load_safetensors
 
-from parity.audio_manifest import safe_relative
+from orcaport.parity.audio_manifest import safe_relative
 
 MANIFEST = "manifest.json"
 SCHEMA_VERSION = 1

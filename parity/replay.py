@@ -16,14 +16,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from model.aggregate import aggregate
-from model.artifact import Artifact
-from model.audio import PcmAudio, decode_pcm, slice_ms
-from model.waveform import cache_round_trip, clip_windows, downmix, load_clip, resample
-from model.spectrogram import amplitude_to_db, frontend_stages, mel_spectrogram, pad_or_crop, standardize
-from model.stages import ACTIVATION_LAYERS, STAGES
-from parity.metrics import AXES, Tolerance, compare, tolerance_stage
-from parity.references import FileReference
+from orcaport.model.aggregate import aggregate
+from orcaport.model.artifact import Artifact
+from orcaport.model.audio import PcmAudio, decode_pcm, slice_ms
+from orcaport.model.pipeline import FRONTEND_STEPS, PREVIOUS, Frontend, frontend_stages, probabilities, windows_of
+from orcaport.model.stages import ACTIVATION_LAYERS, STAGES
+from orcaport.parity.metrics import AXES, Tolerance, compare, tolerance_stage
+from orcaport.parity.references import FileReference
 
 BATCH = 16
 HEATMAP_STAGES = ("mel", "db", "input")
@@ -39,7 +38,8 @@ class FileReplay:
 
     def __init__(self, ref: FileReference, audio: Path, art: Artifact, tols: dict[str, Tolerance]):
         self.ref, self.audio, self.art, self.tols = ref, audio, art, tols
-        self.fe = art.config.frontend
+        # not checked here: an unsupported frontend is the chained replay's error to report
+        self.fe = Frontend(art.config.frontend, art.config.normalization)
         self.checks: list[dict[str, Any]] = []
         self.heatmaps: Heatmaps = {}
         self.series: dict[str, Any] | None = None
@@ -83,27 +83,23 @@ class FileReplay:
                 and d["dtype"] == str(pcm.samples.dtype)
             self.digest_check("chained", "decode", [d["sha256"]], [_digest(pcm.samples) if ok else "differs"])
         self.stage = "clip"
-        windows = clip_windows(pcm.duration_s)
-        if not windows:
-            raise ValueError(f"{self.audio.name} is {pcm.duration_s:.2f} s: shorter than one 2 s window")
+        windows = windows_of(pcm.duration_s, self.audio.name)
         clips = [slice_ms(pcm, b * 1000, e * 1000) for b, e in windows]
         self.digest_check("chained", "clip", ref.entry["clip_sha256"], [_digest(c.samples) for c in clips])
         inputs = []
         for i, c in enumerate(clips):
             self.stage = "load"
             st = frontend_stages(c, fe)
-            x = art.normalize(st["input"][None])[0]
+            x = st["input"]
             inputs.append(x)
             if i in ref.full_clips:
                 self.check("chained", "clip", ref.clip_stage(i, "clip"), c.samples, clip=i)
-                for stage in ("load", "downmix", "resample", "mel", "db"):
+                for stage, _ in FRONTEND_STEPS:
                     self.check("chained", stage, ref.clip_stage(i, stage), st[stage], clip=i)
-                self.check("chained", "input", ref.clip_stage(i, "input"), x, clip=i)
                 if i == ref.full_clips[0]:
                     for stage in HEATMAP_STAGES:
-                        clean = x if stage == "input" else st[stage]
                         self.heatmaps[(ref.name, stage, i)] = (ref.clip_stage(i, stage)[0],
-                                                               clean.numpy()[0])
+                                                               st[stage].numpy()[0])
         self.stage = "activations"
         pooled, logits = [], []
         with torch.inference_mode():
@@ -121,7 +117,7 @@ class FileReplay:
         self.stage = "logits"
         self.check("chained", "logits", ref.tensors["all/logits"], logits_t)
         self.stage = "probs"
-        probs = torch.softmax(logits_t, dim=1)
+        probs = probabilities(logits_t)
         self.check("chained", "probs", ref.tensors["all/probs"], probs)
         self.stage = "aggregate"
         agg = self.check_aggregate("chained", probs[:, self.art.config.positive_index].double().numpy())
@@ -178,23 +174,11 @@ class FileReplay:
                 b, e = ref.entry["clip_windows"][i]
                 self.check("isolated", "clip", ref.clip_stage(i, "clip"),
                            slice_ms(self.pcm, b * 1000, e * 1000).samples, clip=i)
-            r = lambda s: ref.clip_stage(i, s)  # noqa: E731
-            samples = r("clip")
+            samples = ref.clip_stage(i, "clip")
             pcm = PcmAudio(samples=samples, sample_rate=rate, sample_width=samples.dtype.itemsize)
-            self.check("isolated", "load", r("load"), load_clip(pcm), clip=i)
-            dm = cache_round_trip(downmix(r("load")), fe.cache_subtype) if fe.downmix else r("load")
-            self.check("isolated", "downmix", r("downmix"), dm, clip=i)
-            rs = r("downmix")
-            if fe.resample_to:
-                rs = cache_round_trip(resample(rs, rate, fe.resample_to), fe.cache_subtype)
-            self.check("isolated", "resample", r("resample"), rs, clip=i)
-            self.check("isolated", "mel", r("mel"), mel_spectrogram(r("resample"), fe), clip=i)
-            db = torch.from_numpy(r("mel"))
-            self.check("isolated", "db", r("db"), amplitude_to_db(db, fe.top_db) if fe.to_db_scale else db,
-                       clip=i)
-            db = torch.from_numpy(r("db"))
-            x = pad_or_crop(standardize(db) if fe.standardize else db, fe, fe.resample_to or rate)
-            self.check("isolated", "input", r("input"), self.art.normalize(x[None])[0], clip=i)
+            for stage, step in FRONTEND_STEPS:     # each step fed legacy's own stage before it
+                before = pcm if PREVIOUS[stage] == "clip" else ref.clip_stage(i, PREVIOUS[stage])
+                self.check("isolated", stage, ref.clip_stage(i, stage), step(before, fe, rate), clip=i)
         with torch.inference_mode():
             for i in ref.activation_clips:
                 prev = "input"
@@ -208,7 +192,7 @@ class FileReplay:
                     prev = layer
             logits = net.forward_from("pooled", torch.from_numpy(ref.tensors["all/pooled"]))["logits"]
         self.check("isolated", "logits", ref.tensors["all/logits"], logits)
-        probs = torch.softmax(torch.from_numpy(ref.tensors["all/logits"]), dim=1)
+        probs = probabilities(torch.from_numpy(ref.tensors["all/logits"]))
         self.check("isolated", "probs", ref.tensors["all/probs"], probs)
         pos = self.art.config.positive_index
         self.check_aggregate("isolated", ref.tensors["all/probs"][:, pos].astype(np.float64))

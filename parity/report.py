@@ -26,8 +26,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from model.stages import ACTIVATION_LAYERS, STAGES
-from parity.atomic import TEMP_SUFFIX, fsync_dir, remove_stale_temps, temp_prefix
+from orcaport.model.stages import ACTIVATION_LAYERS, STAGES
+from orcaport.parity.atomic import TEMP_SUFFIX, fsync_dir, remove_stale_temps, temp_prefix
 
 PASS_MARK, FAIL_MARK, NONE_MARK = "✓", "✗", "–"
 MODES = ("isolated", "chained")      # stage-local error first, then the accumulated one
@@ -303,7 +303,7 @@ def write_json(result: Mapping[str, Any], path: str | os.PathLike) -> Path:
 
 
 def write_markdown(result: Mapping[str, Any], path: str | os.PathLike) -> Path:
-    from parity.report_md import render_markdown    # here: parity.report_md imports this module
+    from orcaport.parity.report_md import render_markdown    # here: parity.report_md imports this module
     return _atomic_write_many([(Path(path), render_markdown(result))])[0]
 
 
@@ -344,8 +344,8 @@ def write_reports(result: Mapping[str, Any], heatmaps: Mapping[tuple, tuple],
 
     Everything is rendered before anything is written, so an exception in any renderer leaves all
     previous reports untouched rather than a new JSON beside a stale HTML."""
-    from parity.html import render_html     # here, not at the top: both import this module
-    from parity.report_md import render_markdown
+    from orcaport.parity.html import render_html     # here, not at the top: both import this module
+    from orcaport.parity.report_md import render_markdown
     out = Path(out_dir)
     texts = {"json": render_json(result), "md": render_markdown(result),
              "html": render_html(result, heatmaps)}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
-from parity.report import (CHECK_HEADER, MD_MAX_FAILING_ROWS, PROVENANCE_KEYS, REAL_DATA_HEADER,
+from orcaport.parity.report import (CHECK_HEADER, MD_MAX_FAILING_ROWS, PROVENANCE_KEYS, REAL_DATA_HEADER,
                            SUMMARY_HEADER, decision_rows, error_text, fmt_num, location_text,
                            real_data_rows, sorted_checks, criteria_lines, summary_rows, tolerance_text, verdict_line)
 

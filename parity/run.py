@@ -14,15 +14,15 @@ import scipy
 import soundfile
 import torch
 
-from model.artifact import Artifact, load_artifact
-from model.stages import STAGES
-from parity.audio_manifest import AudioFolderError, verify
-from parity.fingerprint import describe, fingerprint, same_machine
-from parity.gate import runtime_files
-from parity.metrics import Tolerance
-from parity.references import FileReference, ReferenceError, load_references
-from parity.replay import Heatmaps, replay_file
-from parity.upstream import DEFAULT_PATH as UPSTREAM_REFERENCE, check_upstream
+from orcaport.model.artifact import Artifact, load_artifact
+from orcaport.model.stages import STAGES
+from orcaport.parity.audio_manifest import AudioFolderError, verify
+from orcaport.parity.fingerprint import describe, fingerprint, same_machine
+from orcaport.parity.gate import runtime_files
+from orcaport.parity.metrics import Tolerance
+from orcaport.parity.references import FileReference, ReferenceError, load_references
+from orcaport.parity.replay import Heatmaps, replay_file
+from orcaport.parity.upstream import DEFAULT_PATH as UPSTREAM_REFERENCE, check_upstream
 
 SCHEMA_VERSION = 1
 FLAGSHIP = "hydrophone_48k_mono16_60s.wav"   # level-matched stand-in for the upstream recording
@@ -40,8 +40,8 @@ REGIMES = ("same_machine", "cross_machine")
 def load_tolerances(path: Path = DEFAULT_TOLERANCES, regime: str = "cross_machine"
                     ) -> tuple[dict[str, Any], dict[str, Tolerance]]:
     """The `regime` criteria of a tolerances file (version 2: derived from the envelope by
-    `python -m parity.envelope derive`)."""
-    fix = "restore parity/tolerances.json from git or run `python -m parity.envelope derive`"
+    `python -m orcaport.parity.envelope derive`)."""
+    fix = "restore parity/tolerances.json from git or run `python -m orcaport.parity.envelope derive`"
     if regime not in REGIMES:
         raise ToleranceError(f"unknown criteria {regime!r}; one of {', '.join(REGIMES)}")
     try:

@@ -20,10 +20,11 @@ import numpy as np
 import torch
 from safetensors.numpy import load_file
 
-from model.audio import decode_pcm, slice_ms
-from model.waveform import cache_round_trip, clip_windows, downmix, load_clip, resample
-from model.config import FrontendConfig
-from model.spectrogram import amplitude_to_db, mel_spectrogram, pad_or_crop
+from orcaport.model.audio import decode_pcm, slice_ms
+from orcaport.model.config import FrontendConfig
+from orcaport.model.pipeline import Frontend, run_steps
+from orcaport.model.spectrogram import pad_or_crop
+from orcaport.model.waveform import cache_round_trip, clip_windows, resample
 
 DEFAULT_PATH = Path(__file__).resolve().parents[1].parent / "shared" / "data" / \
     "upstream_sunset_bay_mel_reference.safetensors"
@@ -34,19 +35,20 @@ def quantization_effect(wav: Path, fe: FrontendConfig, peak_db: float, clips: in
     """dB difference between the legacy path (16-bit caches) and the same path without them, on
     `wav` re-recorded (as 16-bit) at the level where its loudest mel bin sits at `peak_db` dB --
     quantization noise matters relative to the signal, so levels must match to compare."""
-    pcm = decode_pcm(wav)
-    windows = clip_windows(pcm.duration_s)[:clips]
-    xs = [downmix(load_clip(slice_ms(pcm, b * 1000, e * 1000))) for b, e in windows]
+    pcm, steps = decode_pcm(wav), Frontend(fe)
     rate = pcm.sample_rate
-    loudest = max(float(amplitude_to_db(mel_spectrogram(resample(x, rate, fe.resample_to), fe),
-                                        fe.top_db).max()) for x in xs)
+    # mono 16-bit input: the downmix step's cache round trip is lossless, so this is legacy's input
+    xs = [run_steps(slice_ms(pcm, b * 1000, e * 1000), steps, rate, "load", "downmix")["downmix"]
+          for b, e in clip_windows(pcm.duration_s)[:clips]]
+    db_of = lambda w: run_steps(w, steps, rate, "mel", "db")["db"]  # noqa: E731
+    loudest = max(float(db_of(resample(x, rate, fe.resample_to)).max()) for x in xs)
     gain = 10 ** ((peak_db - loudest) / 20)
     diffs = []
     for x in xs:
         x = cache_round_trip((x * gain).astype(np.float32))   # the quieter 16-bit recording
-        with_caches = cache_round_trip(resample(cache_round_trip(x), rate, fe.resample_to))
-        without = resample(x, rate, fe.resample_to)
-        db = [amplitude_to_db(mel_spectrogram(w, fe), fe.top_db).numpy() for w in (with_caches, without)]
+        with_caches = run_steps(x, steps, rate, "downmix", "resample")["resample"]   # legacy's steps
+        without = resample(x, rate, fe.resample_to)            # upstream's mel_raw: no caches
+        db = [db_of(w).numpy() for w in (with_caches, without)]
         diffs.append(np.abs(db[0] - db[1]))
     d = np.concatenate([x.ravel() for x in diffs])
     return {"max_abs_db": float(d.max()), "mean_abs_db": float(d.mean()), "clips": len(diffs),

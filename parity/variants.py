@@ -6,7 +6,7 @@ max ISA, threads) replays the committed references in its own process, and the t
 verdict, the criteria that applied and each stage's worst use of its tolerance (excess: 1.0 is
 exactly at the bound).
 
-    python -m parity.variants [--reports reports]     -> reports/variants.json
+    python -m orcaport.parity.variants [--reports reports]     -> reports/variants.json
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from parity.atomic import write_json_atomically
-from parity.envelope import VARIANTS
-from parity.fingerprint import default_kernel_environ
-from parity.metrics import tolerance_stage
+from orcaport.parity.atomic import write_json_atomically
+from orcaport.parity.envelope import VARIANTS
+from orcaport.parity.fingerprint import default_kernel_environ
+from orcaport.parity.metrics import tolerance_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,7 +31,7 @@ def replay_variant(name: str, args: list[str]) -> dict[str, Any]:
     env_vars, threads = VARIANTS[name]
     env = default_kernel_environ({**env_vars, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT)})
     with tempfile.TemporaryDirectory(prefix="orcaport-variant-") as tmp:
-        run = subprocess.run([sys.executable, "-m", "parity", "--reports", tmp, *args], cwd=ROOT,
+        run = subprocess.run([sys.executable, "-m", "orcaport.parity", "--reports", tmp, *args], cwd=ROOT,
                              env=env, capture_output=True, text=True)
         path = Path(tmp) / "parity.json"
         if not path.exists():
@@ -52,9 +52,9 @@ def replay_variant(name: str, args: list[str]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m parity.variants", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m orcaport.parity.variants", description=__doc__.splitlines()[0])
     ap.add_argument("--reports", type=Path, default=Path("reports"))
-    ap.add_argument("parity_args", nargs="*", help="passed to python -m parity (after --)")
+    ap.add_argument("parity_args", nargs="*", help="passed to python -m orcaport.parity (after --)")
     args = ap.parse_args(argv)
     rows = []
     for name in VARIANTS:

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from model.arithmetic import ENV_VAR, ArithmeticChoiceError, choose, read_cpu_flags, strict_fp32_cuda
-from model.cli import main
-from model.detector import Detector, DetectorError
+from orcaport.model.arithmetic import ENV_VAR, ArithmeticChoiceError, choose, read_cpu_flags, strict_fp32_cuda
+from orcaport.model.cli import main
+from orcaport.model.detector import Detector, DetectorError
 from tests.conftest import CORPUS, FIXTURE
 
 AVX512_ONLY = frozenset({"avx512f", "avx512_vnni", "avx2"})     # the Intel Xeon of issue 15

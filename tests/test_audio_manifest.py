@@ -10,8 +10,8 @@ import pytest
 import soundfile as sf
 
 from convert.reference_plan import estimate, plan_within_budget, sampled_clips
-from model.config import ModelConfig
-from parity.audio_manifest import AudioFolderError, build_entries, safe_relative, scan, tensor_file_name, verify
+from orcaport.model.config import ModelConfig
+from orcaport.parity.audio_manifest import AudioFolderError, build_entries, safe_relative, scan, tensor_file_name, verify
 from tests.conftest import FIXTURE
 
 

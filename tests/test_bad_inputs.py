@@ -1,6 +1,6 @@
 """Bad inputs for the clean side (rows of docs/BAD_INPUTS.md): the runtime API (decode_pcm,
-load_artifact, ModelConfig.load) raises one line naming the fix; `python -m parity` and
-`python -m parity.publish` exit non-zero with one `error:` line and write nothing."""
+load_artifact, ModelConfig.load) raises one line naming the fix; `python -m orcaport.parity` and
+`python -m orcaport.parity.publish` exit non-zero with one `error:` line and write nothing."""
 
 from __future__ import annotations
 
@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from model.artifact import load_artifact
-from model.audio import AudioDecodeError, decode_pcm
-from model.waveform import clip_windows
-from model.config import ConfigError, ModelConfig
-from model.weights import WeightsError
+from orcaport.model.artifact import load_artifact
+from orcaport.model.audio import AudioDecodeError, decode_pcm
+from orcaport.model.waveform import clip_windows
+from orcaport.model.config import ConfigError, ModelConfig
+from orcaport.model.weights import WeightsError
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "reference_outputs" / "fixture"
@@ -107,7 +107,7 @@ def test_audio_shorter_than_one_window_decodes_but_yields_no_window(tmp_path: Pa
 
 STREAM_PROBE = """
 import json, resource, sys
-from model.detector import open_audio
+from orcaport.model.detector import open_audio
 src = open_audio(sys.argv[1])
 print(json.dumps({"streamed": src.pcm is None, "duration_s": src.duration_s,
                   "seconds": [list(s.shape) for s in src.segments(3)],
@@ -222,7 +222,7 @@ def test_load_artifact_refuses_tampered_or_mismatched_weights(tmp_path: Path, ca
     assert expect in msg and "make convert" in msg, msg
 
 
-# ----------------------------------------------------------------------------- python -m parity
+# ----------------------------------------------------------------------------- python -m orcaport.parity
 def _cli(tmp: Path, module: str, *args: str, **env: str) -> tuple[int, str, str]:
     run = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True,
                          timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "60", **env})
@@ -312,7 +312,7 @@ def test_publish_refuses_a_repo_id_that_is_not_namespace_name(tmp_path: Path) ->
 
 
 def test_staged_file_names_cannot_reach_outside_the_staging_folder(tmp_path: Path) -> None:
-    from parity.publish import PublishError, staged_files
+    from orcaport.parity.publish import PublishError, staged_files
 
     (tmp_path / "SHA256SUMS").write_text(f"{'0' * 64}  config.json\n{'1' * 64}  ../../.cache/huggingface/token\n")
     with pytest.raises(PublishError, match="names '../../.cache/huggingface/token', outside"):
@@ -328,7 +328,7 @@ def _dead_pid() -> int:
 def test_a_staging_swap_killed_midway_is_undone_by_the_next_run(tmp_path: Path) -> None:
     """SIGKILL between moving the old staging aside and renaming the new one in: no staging folder,
     the old one under .repo.old-<pid>-*/previous. The next stage() puts it back first."""
-    from parity.publish import recover_staging
+    from orcaport.parity.publish import recover_staging
 
     dead, live = _dead_pid(), os.getpid()
     (tmp_path / f".repo.old-{dead}-x" / "previous").mkdir(parents=True)

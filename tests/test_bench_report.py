@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from bench.models import network_flops, resnet50_config
 from bench.report import network_figures
-from model.network import OrcaNet
-from model.onednn import layer_paths, plan_reuse
+from orcaport.model.network import OrcaNet
+from orcaport.model.onednn import layer_paths, plan_reuse
 
 
 def test_windowed_flops_are_the_plans_share_of_the_whole() -> None:

@@ -12,16 +12,16 @@ import torch
 
 from bench.models import write_model_folder
 from bench.train import HELD_OUT_SEED, SAMPLE_RATE, fit_one_cycle, make_inputs
-from model.artifact import load_artifact
-from model.detector import Detector, open_audio
-from model.network import OrcaNet
-from parity.synth import make_training_set
+from orcaport.model.artifact import load_artifact
+from orcaport.model.detector import Detector, open_audio
+from orcaport.model.network import OrcaNet
+from orcaport.parity.synth import make_training_set
 from tests.conftest import CORPUS, FIXTURE
 
 
 def test_inputs_are_the_detectors_and_one_step_trains(tmp_path: Path) -> None:
     fixture = load_artifact(FIXTURE)
-    x, y = make_inputs(HELD_OUT_SEED, 1, fixture)
+    x, y = make_inputs(HELD_OUT_SEED, 1, fixture.config)
     assert x.shape == (2, 1, 256, 312) and x.dtype == torch.float32
     assert y.tolist() == [1, 0]                               # positive first, as make_training_set
     assert fixture.config.classes[1] == "positive"

@@ -51,7 +51,7 @@ def test_clean_source_has_no_forbidden_import_or_unpickling(path: Path) -> None:
 
 def test_importing_every_clean_module_loads_no_forbidden_module() -> None:
     """Catches indirect imports (a clean module importing a helper that imports pandas...)."""
-    modules = [".".join(p.relative_to(ROOT).with_suffix("").parts) for p in _clean_sources()]
+    modules = ["orcaport." + ".".join(p.relative_to(ROOT).with_suffix("").parts) for p in _clean_sources()]
     modules = [m.removesuffix(".__init__") for m in modules if not m.endswith("__main__")]
     code = (
         "import importlib, sys, pickle\n"
@@ -67,14 +67,14 @@ def test_importing_every_clean_module_loads_no_forbidden_module() -> None:
 
 
 def test_parity_runs_end_to_end_with_unpickling_disabled(tmp_path: Path) -> None:
-    """At runtime too: `python -m parity` on the fixture, with pickle.load/loads/Unpickler made to
+    """At runtime too: `python -m orcaport.parity` on the fixture, with pickle.load/loads/Unpickler made to
     raise before anything is imported, still loads weights/references and passes."""
     code = (
         "import pickle, runpy, sys\n"
         "def _refuse(*a, **k): raise AssertionError('clean code unpickled something')\n"
         "pickle.load = pickle.loads = pickle.Unpickler = _refuse\n"
         f"sys.argv = ['parity', '--reports', {str(tmp_path)!r}]\n"
-        "runpy.run_module('parity', run_name='__main__', alter_sys=True)\n"
+        "runpy.run_module('orcaport.parity', run_name='__main__', alter_sys=True)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]

@@ -1,4 +1,4 @@
-"""`orcaport detect` (model/cli.py): table / json / csv output, bad inputs, `python -m model`."""
+"""`orcaport detect` (model/cli.py): table / json / csv output, bad inputs, `python -m orcaport.model`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from model.cli import COMMANDS, build_parser, main
+from orcaport.model.cli import COMMANDS, build_parser, main
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "reference_outputs" / "corpus"
@@ -94,7 +94,7 @@ def test_bad_inputs_exit_nonzero_with_one_line(capsys, folder: Path, tmp_path: P
 
 
 def test_python_dash_m_model_entry_point() -> None:
-    bad = subprocess.run([sys.executable, "-m", "model", "detect", "/definitely/not/here.wav"],
+    bad = subprocess.run([sys.executable, "-m", "orcaport.model", "detect", "/definitely/not/here.wav"],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2
     assert bad.stderr.strip() == "orcaport detect: error: /definitely/not/here.wav: no such file or folder"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from parity.controls import CONTROLS, Control, run_control
+from orcaport.parity.controls import CONTROLS, Control, run_control
 
 
 @pytest.mark.parametrize("control", CONTROLS, ids=lambda c: c.name.replace(" ", "-"))
@@ -20,8 +20,8 @@ def test_control_fails_at_its_stage(control: Control) -> None:
 def test_the_unbroken_odd_rate_set_passes_under_the_criteria_that_apply() -> None:
     """The controls' own references replay clean when nothing is broken -- under the tight
     same-machine criteria on the machine that recorded them, the cross-machine ones elsewhere."""
-    from parity.controls import FIXTURE, ODD_FILE, ODD_RATE
-    from parity.run import run_parity
+    from orcaport.parity.controls import FIXTURE, ODD_FILE, ODD_RATE
+    from orcaport.parity.run import run_parity
 
     result, _ = run_parity(FIXTURE, ODD_RATE / "stages", ODD_RATE / "corpus", only=[ODD_FILE])
     assert result["passed"], result["first_failure"]

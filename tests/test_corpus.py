@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from parity import corpus as corpus_mod
-from parity.corpus import CORPUS, CorpusError, load_corpus_manifest, write_file
-from parity.synth import (LABELS, CallSpec, make_training_set, sin_cycles, synth_clip,
+from orcaport.parity import corpus as corpus_mod
+from orcaport.parity.corpus import CORPUS, CorpusError, load_corpus_manifest, write_file
+from orcaport.parity.synth import (LABELS, CallSpec, make_training_set, sin_cycles, synth_clip,
                           synth_recording, training_example)
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from model.cpus import available_cpus, cgroup_cpu_limit
+from orcaport.model.cpus import available_cpus, cgroup_cpu_limit
 
 
 @pytest.mark.parametrize("cpu_max, want", [

@@ -11,13 +11,13 @@ import pytest
 import soundfile as sf
 import torch
 
-from model.audio import AudioDecodeError, decode_pcm, slice_ms
-from model.waveform import clip_windows
-from model.detector import Detector, DetectorError, open_audio
-from model.spectrogram import frontend_stages
-from parity.fingerprint import fingerprint
-from parity.references import load_references
-from parity.run import criteria, load_tolerances
+from orcaport.model.audio import AudioDecodeError, decode_pcm, slice_ms
+from orcaport.model.waveform import clip_windows
+from orcaport.model.detector import Detector, DetectorError, open_audio
+from orcaport.model.pipeline import frontend_stages
+from orcaport.parity.fingerprint import fingerprint
+from orcaport.parity.references import load_references
+from orcaport.parity.run import criteria, load_tolerances
 from tests.conftest import CORPUS, FIXTURE, FLAGSHIP, ROOT
 from tests.conftest import REFS as STAGES
 
@@ -86,7 +86,7 @@ def test_shared_seconds_give_legacy_clips_and_inputs_bit_for_bit(exact: Detector
     pcm = decode_pcm(CORPUS / name)
     for i, shared in enumerate(exact.clip_inputs(src)):
         want = frontend_stages(slice_ms(pcm, i * 1000, (i + 2) * 1000), exact.frontend)["input"]
-        assert torch.equal(exact._input(shared, src), want), f"clip {i}"
+        assert torch.equal(exact.batch_inputs([shared], src)[0], want), f"clip {i}"
 
 
 @pytest.mark.parametrize("path", SCIPY_WAVS + sorted(CORPUS.glob("*.wav")), ids=lambda p: p.name)

@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from parity.envelope import DEFAULT_ENVELOPE, DEFAULT_TOLERANCES, POLICY, derive, derive_files, round_up
-from parity.metrics import Tolerance
-from parity.references import FileReference
-from parity.replay import FileReplay
+from orcaport.parity.envelope import DEFAULT_ENVELOPE, DEFAULT_TOLERANCES, POLICY, derive, derive_files, round_up
+from orcaport.parity.metrics import Tolerance
+from orcaport.parity.references import FileReference
+from orcaport.parity.replay import FileReplay
 from tests.conftest import FIXTURE
 
 KNOBS = ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA")

@@ -7,8 +7,8 @@ import copy
 
 import pytest
 
-from parity.fingerprint import _cpuinfo, describe, fingerprint, same_machine
-from parity.run import criteria, load_tolerances
+from orcaport.parity.fingerprint import _cpuinfo, describe, fingerprint, same_machine
+from orcaport.parity.run import criteria, load_tolerances
 
 
 def test_this_machine_matches_itself_but_not_an_unprobed_or_other_machine(monkeypatch) -> None:

@@ -16,12 +16,13 @@ import pytest
 import soundfile as sf
 import torch
 
-from model.aggregate import aggregate, rolling_mean_2
-from model.audio import AudioDecodeError, PcmAudio, SliceError, decode_pcm, slice_ms
-from model.waveform import cache_round_trip, clip_windows, downmix, load_clip, resample
-from model.config import FrontendConfig
-from model.spectrogram import (FrontendError, amplitude_to_db, check_supported, frontend_stages,
-                               mel_filterbank, mel_spectrogram, pad_or_crop, standardize)
+from orcaport.model.aggregate import aggregate, rolling_mean_2
+from orcaport.model.audio import AudioDecodeError, PcmAudio, SliceError, decode_pcm, slice_ms
+from orcaport.model.waveform import cache_round_trip, clip_windows, downmix, load_clip, resample
+from orcaport.model.config import FrontendConfig
+from orcaport.model.pipeline import frontend_stages
+from orcaport.model.spectrogram import (FrontendError, amplitude_to_db, check_supported, mel_filterbank,
+                                        mel_spectrogram, pad_or_crop, standardize)
 
 CFG = FrontendConfig()
 SCIPY_WAVS = Path(__import__("scipy").__file__).parent / "io" / "tests" / "data"

@@ -33,12 +33,12 @@ from audio import transform as fa_tfm  # noqa: E402
 from pydub import AudioSegment  # noqa: E402
 from pydub.exceptions import TooManyMissingFrames  # noqa: E402
 
-from model.aggregate import aggregate  # noqa: E402
-from model.audio import AudioDecodeError, SliceError, decode_pcm, slice_ms  # noqa: E402
-from model.waveform import cache_round_trip, clip_windows, downmix, load_clip, resample  # noqa: E402
-from model.config import FrontendConfig  # noqa: E402
-from model.spectrogram import (amplitude_to_db, frontend_stages, mel_spectrogram,  # noqa: E402
-                               pad_or_crop, standardize)
+from orcaport.model.aggregate import aggregate  # noqa: E402
+from orcaport.model.audio import AudioDecodeError, SliceError, decode_pcm, slice_ms  # noqa: E402
+from orcaport.model.waveform import cache_round_trip, clip_windows, downmix, load_clip, resample  # noqa: E402
+from orcaport.model.config import FrontendConfig  # noqa: E402
+from orcaport.model.pipeline import frontend_stages  # noqa: E402
+from orcaport.model.spectrogram import amplitude_to_db, mel_spectrogram, pad_or_crop, standardize  # noqa: E402
 
 RATES = (48000, 44100, 96000, 8000, 16000)
 SUBTYPES = ("PCM_U8", "PCM_16", "PCM_24", "PCM_32")

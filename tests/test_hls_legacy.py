@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.detector import Detector
-from model.inputs import detect_input
-from parity.fingerprint import fingerprint
-from parity.run import criteria, load_tolerances
+from orcaport.model.detector import Detector
+from orcaport.model.inputs import detect_input
+from orcaport.parity.fingerprint import fingerprint
+from orcaport.parity.run import criteria, load_tolerances
 from tests.conftest import CORPUS, FIXTURE, FLAGSHIP, run_legacy
 
 WINDOW_SECONDS = 20.0        # 2 segments of 10 s per window: three windows of the 60 s flagship

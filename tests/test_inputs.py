@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.cli import main
-from model.detector import Detector
-from model.follow import follow
+from orcaport.model.cli import main
+from orcaport.model.detector import Detector
+from orcaport.model.follow import follow
 from tests.conftest import CORPUS, FIXTURE, FLAGSHIP
 from tests.test_hls_legacy import make_hls
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from convert.keymap import KeyMapError, fastai_to_clean_keys, head_targets
-from model.config import ArchitectureConfig, HeadConfig
-from model.network import OrcaNet
+from orcaport.model.config import ArchitectureConfig, HeadConfig
+from orcaport.model.network import OrcaNet
 
 ORCAHELLO_HEAD = ("pool", "flatten", "bn", "dropout", "linear", "relu", "bn", "dropout", "linear")
 

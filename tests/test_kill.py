@@ -1,4 +1,4 @@
-"""`python -m parity` killed with SIGKILL at 20 random points: the previous reports stay byte for
+"""`python -m orcaport.parity` killed with SIGKILL at 20 random points: the previous reports stay byte for
 byte (or are wholly replaced by a complete new set), no partial file, and the next run removes any
 temp a kill left. See tests/killing.py for the harness. The runs replay two fixture files (the
 write path is the full run's; the 60 s flagship would only lengthen every run)."""
@@ -24,7 +24,7 @@ ONLY = ["--only", "exact_2s0_48k_16.wav", "--only", "float32_48k_3s2.wav"]
 
 
 def _parity(reports: Path, *only: str) -> list[str]:
-    return [sys.executable, "-m", "parity", "--reports", str(reports), *(only or ONLY)]
+    return [sys.executable, "-m", "orcaport.parity", "--reports", str(reports), *(only or ONLY)]
 
 
 def _reset_from(previous: Path) -> Any:
@@ -91,7 +91,7 @@ def test_only_temps_of_writers_that_are_gone_are_removed(tmp_path: Path) -> None
     and a pid-less one (an older toolkit's) are; other files are never touched."""
     import subprocess
 
-    from parity.atomic import remove_stale_temps
+    from orcaport.parity.atomic import remove_stale_temps
 
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()

@@ -11,10 +11,10 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from model.config import ArchitectureConfig, ConfigError, HeadConfig
-from model.network import OrcaNet
-from model.stages import ACTIVATION_LAYERS
-from model.weights import (WeightsError, load_network, read_metadata, save_network_state,
+from orcaport.model.config import ArchitectureConfig, ConfigError, HeadConfig
+from orcaport.model.network import OrcaNet
+from orcaport.model.stages import ACTIVATION_LAYERS
+from orcaport.model.weights import (WeightsError, load_network, read_metadata, save_network_state,
                            sha256_file)
 
 # torchvision ResNet parameter totals minus fc (512*1000+1000 for 18/34, 2048*1000+1000 for 50+):

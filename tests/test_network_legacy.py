@@ -19,8 +19,8 @@ from torch import nn
 from fastai.vision import models
 from fastai.vision.learner import create_cnn_model
 from audio.learner import adapt_model
-from model.config import ArchitectureConfig, HeadConfig
-from model.network import OrcaNet
+from orcaport.model.config import ArchitectureConfig, HeadConfig
+from orcaport.model.network import OrcaNet
 
 torch.manual_seed(0)
 TV_BODY = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3", "7": "layer4"}

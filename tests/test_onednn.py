@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from model.artifact import load_artifact
-from model.config import ArchitectureConfig, HeadConfig
-from model.detector import Detector
-from model.network import OrcaNet
-from model.onednn import Geometry, OneDnnNet, layer_paths, plan_reuse
+from orcaport.model.artifact import load_artifact
+from orcaport.model.config import ArchitectureConfig, HeadConfig
+from orcaport.model.detector import Detector
+from orcaport.model.network import OrcaNet
+from orcaport.model.onednn import Geometry, OneDnnNet, layer_paths, plan_reuse
 from tests.conftest import FIXTURE
 
 WIDTH, CONTENT = 312, 157          # a 2 s clip's 157 frames padded to 4 s: legacy's input

@@ -15,13 +15,13 @@ import pytest
 import torch
 from safetensors.numpy import load_file, save_file
 
-from model.weights import read_metadata, save_network_state
-from parity.run import run_parity
+from orcaport.model.weights import read_metadata, save_network_state
+from orcaport.parity.run import run_parity
 from tests.conftest import CORPUS, FIXTURE, FLAGSHIP, REFS, ROOT, copy_fixture
 
 
 def parity_cli(tmp: Path, *args: str) -> tuple[int, str, dict[str, Any] | None]:
-    out = subprocess.run([sys.executable, "-m", "parity", "--reports", str(tmp / "reports"), *args],
+    out = subprocess.run([sys.executable, "-m", "orcaport.parity", "--reports", str(tmp / "reports"), *args],
                          cwd=ROOT, capture_output=True, text=True, timeout=600)
     report = tmp / "reports" / "parity.json"
     return out.returncode, out.stdout + out.stderr, json.loads(report.read_text()) if report.exists() else None

@@ -23,11 +23,11 @@ import numpy as np
 import pytest
 from huggingface_hub import ModelCard
 
-from model.detector import Detector
-from model.hub import IntegrityError
-from parity import gate, publish
-from parity.gate import GateError, check_report
-from parity.references import load_references
+from orcaport.model.detector import Detector
+from orcaport.model.hub import IntegrityError
+from orcaport.parity import gate, publish
+from orcaport.parity.gate import GateError, check_report
+from orcaport.parity.references import load_references
 from tests.conftest import CORPUS, FIXTURE, REFS, ROOT, copy_fixture
 from tests.fake_hub import FakeHub
 
@@ -52,7 +52,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
             return dst
         except GateError:
             pass
-    run = subprocess.run([sys.executable, "-m", "parity", "--model", str(FIXTURE), "--references",
+    run = subprocess.run([sys.executable, "-m", "orcaport.parity", "--model", str(FIXTURE), "--references",
                           str(REFS), "--corpus", str(CORPUS), "--reports", str(out)],
                          cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -95,7 +95,7 @@ def _env(tmp: Path, hub: FakeHub | None, token: str | None = TOKEN, **extra: str
 
 def _run_publish(report: Path, tmp: Path, hub: FakeHub,
                  token: str | None = TOKEN) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "parity.publish", *_publish_args(report, tmp / "staging")],
+    return subprocess.run([sys.executable, "-m", "orcaport.parity.publish", *_publish_args(report, tmp / "staging")],
                           cwd=ROOT, env=_env(tmp, hub, token), capture_output=True, text=True,
                           timeout=TIMEOUT)
 
@@ -383,7 +383,7 @@ def test_missing_token_is_named_before_any_request(report: Path, tmp_path: Path)
 # ----------------------------------------------------------------------------- download (fake Hub)
 LOAD = """
 import json, sys
-from model.detector import Detector
+from orcaport.model.detector import Detector
 repo, audio, revision = sys.argv[1], sys.argv[2], sys.argv[3] or None
 try:
     det = Detector.from_pretrained(repo, revision=revision)

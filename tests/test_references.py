@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from model.stages import ACTIVATION_LAYERS
-from parity.references import ReferenceError, load_references
+from orcaport.model.stages import ACTIVATION_LAYERS
+from orcaport.parity.references import ReferenceError, load_references
 
 ROOT = Path(__file__).resolve().parents[1]
 REFS = ROOT / "reference_outputs" / "stages"

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from parity.envelope import POLICY, compare_sets
-from parity.fingerprint import same_machine
-from parity.references import load_references
-from parity.run import load_tolerances
+from orcaport.parity.envelope import POLICY, compare_sets
+from orcaport.parity.fingerprint import same_machine
+from orcaport.parity.references import load_references
+from orcaport.parity.run import load_tolerances
 from tests.conftest import ROOT, legacy_interpreter
 
 pytestmark = pytest.mark.legacy

@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-import parity.html as phtml
-from model.stages import STAGES
-from parity import png, report, report_md
+import orcaport.parity.html as phtml
+from orcaport.model.stages import STAGES
+from orcaport.parity import png, report, report_md
 
 HYDRO, SHORT, STEREO = "hydrophone_48k_mono16_60s.wav", "short_0.5s.wav", "stereo_44k1_pcm24_10s.wav"
 CHROMIUM = Path("/usr/bin/chromium")

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.cli import main
-from model.detector import Detection, Detector
-from model.events import merge_events
-from model.review_formats import RAVEN_COLUMNS, ReviewFormatError, band_hz, render_audacity, render_raven
+from orcaport.model.cli import main
+from orcaport.model.detector import Detection, Detector
+from orcaport.model.events import merge_events
+from orcaport.model.review_formats import RAVEN_COLUMNS, ReviewFormatError, band_hz, render_audacity, render_raven
 from tests.conftest import CORPUS, FIXTURE
 
 RAVEN_OWN = ("Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)", "High Freq (Hz)")

@@ -186,7 +186,7 @@ def nan_and_rate_in_legacy(tmp: Path) -> dict[str, Any]:
     sf.write(tmp / "r500.wav", np.zeros(5000, np.int16), 500, subtype="PCM_16")
     slow = AudioSegment.from_wav(str(tmp / "r500.wav"))
     # beyond full scale but < 2^32: ffmpeg saturates, and the clean decode gives the same ints
-    from model.audio import decode_pcm
+    from orcaport.model.audio import decode_pcm
 
     big = np.array([1.5, -1.5, 3.0, -3.0, 1e9, -1e9, 0.25, -0.0, 0.9999999], np.float32)
     sf.write(tmp / "big.wav", big, 48000, subtype="FLOAT")

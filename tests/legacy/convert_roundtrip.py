@@ -19,8 +19,8 @@ from torch import nn
 from convert.cli import convert
 from convert.fixture import legacy_audio_config
 from convert.legacy import isolated_home, patch_torchaudio_io, sha256_file
-from model.config import FrontendConfig, ModelConfig
-from model.weights import load_network
+from orcaport.model.config import FrontendConfig, ModelConfig
+from orcaport.model.weights import load_network
 
 warnings.simplefilter("ignore")
 CASES = {

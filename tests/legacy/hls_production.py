@@ -19,8 +19,8 @@ from pathlib import Path
 
 from convert.legacy import isolated_home, load_trusted_learner
 from convert.production import predict_file
-from model.config import ModelConfig
-from parity.fingerprint import fingerprint
+from orcaport.model.config import ModelConfig
+from orcaport.parity.fingerprint import fingerprint
 
 
 def main(playlist: Path, window_seconds: float, model_dir: Path, scratch: Path) -> dict:

@@ -1,0 +1,194 @@
+"""`make bench-cuda`: the whole detector on a GPU over a folder of many hours (issue 15, GPU rows).
+
+    python -m bench.cuda --out DIR [--hours 8] [--check-minutes 10] [--workers N]
+
+One prepared run for a lent GPU machine (its time is scarce), in this order:
+1. train the OrcaHello-shaped ResNet50 stand-in on the GPU (bench/train.py's recipe; the weights
+   are this run's own: decision agreement is measured between CPU and GPU on the same weights);
+2. write the folder: `hours` files of one hour (48 kHz mono 16-bit, streamed from disk by the
+   detector) made of the synthetic training clips (both labels) in a seeded order per file, plus a
+   check set of 3 files of `check_minutes`;
+3. network alone on the GPU, per profile (clips/s of the ResNet50 without the frontend);
+4. frontend alone: the worker processes' chunks, no GPU (clips/s the CPUs can feed);
+5. the whole detector (model/feeder.py) over the folder, `legacy-exact` (fp32, TF32 off) and `fast`
+   (fp16 autocast): clips/s, GPU memory peak; a warm-up on the check set first;
+6. the check set on the CPU (legacy-exact) and on the GPU in both profiles: decision agreement,
+   max |prob diff|.
+Writes DIR/cuda.json (atomically) with the card's name, the CPU model and flags; prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from bench.train import SAMPLE_RATE, TRAIN_SEED, train_resnet50
+from orcaport.model.detector import Detector
+from orcaport.model.feeder import WaveformChunks, detect_many, plan_chunks
+from orcaport.parity.atomic import write_json_atomically
+from orcaport.parity.synth import training_example
+
+POOL_PER_CLASS = 100         # distinct synthetic clips per label; the hours are seeded orders of them
+HOUR_S = 3600
+
+
+def cpu_facts() -> dict[str, Any]:
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    keep = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+    return {"cpu": model or platform.processor(), "cpus": len(os.sched_getaffinity(0)),
+            "key_flags": {f: f in flags for f in keep}}
+
+
+def _example(args: tuple[int, bool]) -> np.ndarray:
+    i, positive = args
+    audio = training_example(TRAIN_SEED + 7, i, positive, 2.0, SAMPLE_RATE)
+    return np.clip(np.round(audio * 32767.0), -32768, 32767).astype("<i2")
+
+
+def write_folder(folder: Path, hours: int, check_minutes: int, workers: int,
+                 hour_s: int = HOUR_S) -> tuple[list[Path], list[Path]]:
+    """-> (the hour files, the check files). Each file: seeded sequence of pool clips, 50 % positive."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with ProcessPoolExecutor(workers) as pool:
+        clips = list(pool.map(_example, [(i, pos) for pos in (True, False) for i in range(POOL_PER_CLASS)]))
+    pool_audio = np.stack(clips)                                   # (2 * POOL, 96000) int16
+
+    def write(path: Path, seconds: int, seed: int) -> Path:
+        order = np.random.default_rng(seed).integers(0, len(pool_audio), seconds // 2)
+        with sf.SoundFile(str(path), "w", samplerate=SAMPLE_RATE, channels=1, subtype="PCM_16") as f:
+            for start in range(0, len(order), 300):
+                f.write(pool_audio[order[start:start + 300]].reshape(-1))
+        return path
+
+    hour_files = [write(folder / f"hour_{k:02d}.wav", hour_s, 1000 + k) for k in range(hours)]
+    check = [write(folder / f"check_{k}.wav", min(60 * check_minutes, hour_s), 2000 + k) for k in range(3)]
+    return hour_files, check
+
+
+def network_alone(det: Detector, batch: int, seconds: float = 5.0) -> dict[str, Any]:
+    fe = det.frontend
+    width = int(fe.resample_to * fe.duration / 1000 / fe.hop_length)
+    x = torch.randn(batch, det.artifact.config.architecture.in_channels, fe.n_mels, width, device=det.device)
+    sync = torch.cuda.synchronize if det.device == "cuda" else (lambda: None)
+    with det.network_context():
+        for _ in range(3):
+            det.run_network(x)
+        sync()
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            det.run_network(x)      # .cpu() of the probabilities: synchronizes each batch
+            n += batch
+        sync()
+    return {"batch": batch, "clips_per_s": round(n / (time.perf_counter() - t0), 1)}
+
+
+def frontend_alone(det: Detector, paths: list[Path], workers: int, limit_clips: int) -> dict[str, Any]:
+    """The workers' chunks drained with no GPU in the loop: what the CPUs can feed."""
+    from torch.utils.data import DataLoader
+
+    _, chunks = plan_chunks(paths, det.stream_bytes)
+    chunks = chunks[:max(1, limit_clips // chunks[0].count)]
+    loader = DataLoader(WaveformChunks(det, paths, chunks), batch_size=None, num_workers=workers,
+                        prefetch_factor=4)
+    t0, n = time.perf_counter(), 0
+    for _, _, waves in loader:
+        n += len(waves)
+    return {"workers": workers, "clips": n, "clips_per_s": round(n / (time.perf_counter() - t0), 1)}
+
+
+def whole(det: Detector, paths: list[Path], workers: int) -> tuple[dict[str, Any], list]:
+    cuda = det.device == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    results = list(detect_many(det, paths, workers))
+    wall = time.perf_counter() - t0
+    clips = sum(r.clips for r in results)
+    audio_s = sum(r.duration_s for r in results)
+    return {"files": len(paths), "clips": clips, "audio_hours": round(audio_s / 3600, 2),
+            "wall_s": round(wall, 1), "clips_per_s": round(clips / wall, 1),
+            "x_realtime": round(audio_s / wall, 1),
+            "hours_for_one_hydrophone_year": round(31_536_000 / (clips / wall) / 3600, 2),
+            "gpu_memory_peak_mb": round(torch.cuda.max_memory_allocated() / 2**20) if cuda else None,
+            "arithmetic": det.arithmetic.name, "why": det.arithmetic.reason}, results
+
+
+def agreement(a: list, b: list) -> dict[str, Any]:
+    local = np.concatenate([x.local_prediction for x in a]) == np.concatenate([y.local_prediction for y in b])
+    return {"seconds": int(local.size), "local_agreement": float(local.mean()),
+            "global_agreement": float(np.mean([x.global_prediction == y.global_prediction for x, y in zip(a, b)])),
+            "max_abs_prob_diff": float(max(np.abs(x.clip_confidence - y.clip_confidence).max() for x, y in zip(a, b))),
+            "positive_seconds": int(sum(x.positive_seconds for x in a))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.cuda", description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/orcaport-bench-cuda"))
+    ap.add_argument("--hours", type=int, default=8)
+    ap.add_argument("--check-minutes", type=int, default=10)
+    ap.add_argument("--workers", type=int, default=None, help="frontend processes (default: CPUs - 1)")
+    ap.add_argument("--dry-run", action="store_true", help="tiny sizes on the CPU: checks the script, measures nothing")
+    args = ap.parse_args(argv)
+    device = "cpu" if args.dry_run else "cuda"
+    if not args.dry_run and not torch.cuda.is_available():
+        raise SystemExit("bench.cuda: torch sees no CUDA GPU; run it on a GPU machine (or --dry-run)")
+    workers = args.workers or max(1, len(os.sched_getaffinity(0)) - 1)
+    res: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                           "gpu": torch.cuda.get_device_name(0) if device == "cuda" else "none (dry run)",
+                           "torch": torch.__version__,
+                           "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
+                           "machine": cpu_facts(), "workers": workers}
+
+    def log(msg: str) -> None:
+        print(f"[{time.perf_counter() - T0:6.1f} s] {msg}", file=sys.stderr, flush=True)
+
+    T0 = time.perf_counter()
+    model = args.work / "resnet50-trained-cuda"
+    tiny = {"epochs": 1, "per_class": 8, "held_out_per_class": 4} if args.dry_run else {}
+    res["training"] = {k: v for k, v in train_resnet50(model, threads=workers, verify=False, device=device,
+                                                       **tiny).items()
+                       if k in ("train_s", "data_s", "held_out_accuracy", "train_subset_accuracy", "device")}
+    log(f"trained: {res['training']}")
+    hours, check = write_folder(args.work / "audio", args.hours, args.check_minutes, workers,
+                                60 if args.dry_run else HOUR_S)
+    log(f"folder: {len(hours)} h + check set")
+    dets = {p: Detector.from_folder(model, profile=p, device=device, engine="channels_last")
+            for p in ("legacy-exact", "fast")}
+    res["network_alone"] = {p: network_alone(d, 8 if args.dry_run else 256, 1 if args.dry_run else 5)
+                            for p, d in dets.items()}
+    log(f"network alone: {res['network_alone']}")
+    res["frontend_alone"] = frontend_alone(dets["legacy-exact"], hours[:1], workers, 4096)
+    log(f"frontend alone: {res['frontend_alone']}")
+    gpu_check = {}
+    for p, d in dets.items():
+        _, gpu_check[p] = whole(d, check, workers)                  # warm-up + the check set
+        res.setdefault("whole", {})[p], _ = whole(d, hours, workers)
+        log(f"whole {p}: {res['whole'][p]}")
+    cpu = Detector.from_folder(model, profile="legacy-exact", device="cpu")
+    t0 = time.perf_counter()
+    cpu_results = [cpu.detect(p) for p in check]
+    res["cpu_check"] = {"wall_s": round(time.perf_counter() - t0, 1), "profile": "legacy-exact",
+                        "engine": cpu.engine, "workers": cpu.workers}
+    res["agreement_vs_cpu"] = {p: agreement(gpu_check[p], cpu_results) for p in dets}
+    log(f"agreement: {res['agreement_vs_cpu']}")
+    write_json_atomically(args.out, "cuda.json", res)
+    print(json.dumps(res, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
