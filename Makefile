@@ -35,7 +35,7 @@ VARIANTS ?=
 MODEL_DIR = $(if $(filter %.pkl,$(MODEL)),$(patsubst %/,%,$(dir $(MODEL))),$(MODEL))
 VERIFY_REFERENCES ?= build/verify/references
 
-.PHONY: help envs env-clean env-legacy fixture convert corpus references envelope tolerances controls controls-refs parity variants verify test test-legacy bench publish
+.PHONY: help envs env-clean env-legacy fixture convert corpus references envelope tolerances controls controls-refs parity variants verify test test-legacy bench bench-cuda publish
 
 help:  ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -95,6 +95,9 @@ test: env-clean  ## run the test suite in the clean env (legacy tests run too wh
 
 bench: env-clean  ## speed/memory benchmarks (never in CI); writes bench/results.json
 	$(CLEAN) -m bench
+
+bench-cuda: env-clean  ## [GPU machine] the whole detector on CUDA over many hours; writes bench/cuda.json (make bench shows it)
+	$(CLEAN) -m bench.cuda --out bench
 
 # publish's variables are the flow's (MODEL= the converted folder, REFERENCES=, REPORTS=); a MODEL=
 # naming model.pkl (convert's input) means the folder it sits in. CARD= is the card config JSON.

@@ -242,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.render or args.hour_only or args.pair_only:
         res = json.loads((args.out / "results.json").read_text())
+        res["cuda"] = cuda_results(args.out)
         if args.pair_only:
             res["pair"] = measure_pairs(trained_resnet50(), 2 * args.repeats + 1)
         if args.hour_only:
@@ -297,8 +298,16 @@ def main(argv: list[str] | None = None) -> int:
             res["hour"] = measure_hour(hour, flops["fixture"], peak)
             res["one_cpu"] = measure_one_cpu(hour, models, args.repeats, use_legacy, flops, peak)
     res["machine"]["loadavg_end"] = round(os.getloadavg()[0], 2)
+    res["cuda"] = cuda_results(args.out)
     res["targets"] = verdicts(res)
     return write(res, args.out)
+
+
+def cuda_results(out: Path) -> dict[str, Any] | None:
+    """The GPU rows: `make bench-cuda`'s OUT/cuda.json, measured on a GPU machine when one was
+    lent (this machine may have none); None when there is none -- never estimated."""
+    path = out / "cuda.json"
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def trained_resnet50() -> Path:

@@ -10,7 +10,7 @@ LABELS = {"legacy": "legacy fastai (FastAIModel.predict)", "legacy-exact": "orca
           "fast": "orcaport fast"}
 TARGETS = {"exact_speedup": 1.5, "exact_peak_fraction": 0.65, "fast_speedup": 4.0,
            "fast_local_agreement": 0.995, "fast_global_agreement": 1.0, "hour_rss_mb": 1536.0,
-           "fast_vs_exact": 1.0, "pod_rss_mb": 3072.0}
+           "fast_vs_exact": 1.0, "pod_rss_mb": 3072.0, "cuda_h100_clips_per_s": 3000.0}
 # fast >= legacy-exact is checked with this much run-to-run noise allowed: where the CPU has no
 # bf16, `fast` IS legacy-exact's engine, and two runs of one engine differ by a few % here.
 NOISE = 0.03
@@ -120,7 +120,49 @@ def verdicts(res: dict[str, Any]) -> list[dict[str, Any]]:
             agr["global_agreement"] if agr else None, TARGETS["fast_global_agreement"])
     for profile, hour in res.get("hour", {}).items():
         add(f"1-hour 48 kHz file, {profile}: peak RSS (MB)", hour["peak_rss_mb"], TARGETS["hour_rss_mb"], "<")
+    cuda = res.get("cuda")
+    if cuda:
+        on_h100 = "H100" in cuda["gpu"]
+        add(f"CUDA ({cuda['gpu']}) fast, whole detector over {cuda['whole']['fast']['audio_hours']:g} h: clips/s "
+            "[goal on an H100]", cuda["whole"]["fast"]["clips_per_s"], TARGETS["cuda_h100_clips_per_s"],
+            applies=on_h100)
+        for profile, a in cuda["agreement_vs_cpu"].items():
+            add(f"CUDA {profile} vs CPU legacy-exact, local decision agreement", a["local_agreement"],
+                TARGETS["fast_local_agreement"])
+            add(f"CUDA {profile} vs CPU legacy-exact, global decision agreement", a["global_agreement"],
+                TARGETS["fast_global_agreement"])
     return out
+
+
+def cuda_lines(res: dict[str, Any]) -> list[str]:
+    """The GPU rows: `make bench-cuda` on a lent GPU machine (bench/cuda.json), not this machine."""
+    cuda = res.get("cuda")
+    if not cuda:
+        return ["", "CUDA rows: none. No GPU was available to this run; they are left empty, not estimated."]
+    m = cuda["machine"]
+    flags = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in m["key_flags"].items())
+    lines = ["", f"CUDA: `make bench-cuda` on **{cuda['gpu']}** (torch {cuda['torch']}, CUDA {cuda['cuda']}, cuDNN "
+             f"{cuda['cudnn']}), host {m['cpu']} x {m['cpus']} CPUs ({flags}), {cuda['date']}. The trained "
+             f"ResNet50 stand-in (trained there, held-out accuracy {cuda['training']['held_out_accuracy']:.2f}), "
+             f"the whole detector (model/feeder.py: {cuda['workers']} frontend worker processes doing the waveform "
+             "steps, mel/dB/pad and the network batched on the GPU) over a folder of one-hour 48 kHz files:", "",
+             "| profile | arithmetic | files | audio h | wall s | clips/s | x realtime | h per hydrophone-year "
+             "| GPU memory peak MB | network alone clips/s |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for p, w in cuda["whole"].items():
+        lines.append(f"| {p} | {w['arithmetic']} ({w['why']}) | {w['files']} | {w['audio_hours']:g} | {w['wall_s']:.1f} "
+                     f"| **{w['clips_per_s']:.0f}** | {w['x_realtime']:.0f} | {w['hours_for_one_hydrophone_year']:.2f} "
+                     f"| {w['gpu_memory_peak_mb']} | {cuda['network_alone'][p]['clips_per_s']:.0f} |")
+    fe = cuda["frontend_alone"]
+    lines += ["", f"Frontend alone (the workers with no GPU in the loop, {fe['workers']} processes, {fe['clips']} clips): "
+              f"{fe['clips_per_s']:.0f} clips/s.", "",
+              f"Decisions, GPU vs the CPU detector (legacy-exact, {cuda['cpu_check']['engine']}) on the same weights, "
+              "check set of 3 files:", "",
+              "| GPU profile | seconds | local agreement | global agreement | max abs prob diff | positive seconds |",
+              "|---|---:|---:|---:|---:|---:|"]
+    for p, a in cuda["agreement_vs_cpu"].items():
+        lines.append(f"| {p} | {a['seconds']} | {100 * a['local_agreement']:.2f} % | {100 * a['global_agreement']:.1f} % "
+                     f"| {a['max_abs_prob_diff']:.2g} | {a['positive_seconds']} |")
+    return lines
 
 
 def _f(x: float | None, fmt: str) -> str:
@@ -295,8 +337,7 @@ def markdown(res: dict[str, Any]) -> str:
                          f"| {h['cpu_s_per_clip']:.3f} | {h['peak_rss_mb']:.0f} "
                          f"| {h.get('measured', res['date'])} ({h.get('loadavg_after', 'n/a')}) |")
     lines += pair_lines(res) + one_cpu_lines(res) + int8_lines(res)
-    if not res.get("cuda"):
-        lines += ["", "CUDA rows: none. No GPU was available to this run; they are left empty, not estimated."]
+    lines += cuda_lines(res)
     if res.get("agreement"):
         lines += ["", "fast vs legacy-exact decisions on the whole corpus (files >= 2 s). resnet50: the trained "
                   "stand-in (bench/train.py); resnet50-random: random weights, BN calibrated. Probe: the fp32 "

@@ -246,7 +246,7 @@ class Detector:
 
         On the CPU each clip runs alone: that is how legacy computes it, so the GEMM and FFT see
         the same shapes (the bits are legacy's). A GPU runs the batch at once (fp32, TF32 off):
-        cuFFT/cuBLAS round differently, well inside the envelope (bench/cuda_results.json)."""
+        cuFFT/cuBLAS round differently, well inside the envelope (bench/cuda.json)."""
         if waves.device.type == "cpu" and len(waves) > 1:
             return torch.cat([self.spectrogram_inputs(w[None], rate) for w in waves])
         return run_steps(waves, self._fe, rate, "mel", "input")["input"]
