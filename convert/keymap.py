@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
+from orcaport.model.errors import OrcaportError
+
 # Body child index -> torchvision ResNet attribute (indices 2 and 3 are ReLU/MaxPool: no params).
 BODY_CHILDREN: dict[str, str] = {
     "0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3", "7": "layer4",
@@ -23,7 +25,7 @@ HEAD_KINDS_WITH_PARAMS = ("bn", "linear", "bn_final")
 HEAD_KINDS = HEAD_KINDS_WITH_PARAMS + ("pool", "flatten", "dropout", "relu")
 
 
-class KeyMapError(ValueError):
+class KeyMapError(OrcaportError, ValueError):
     """A key that cannot be mapped, or a layout that does not describe a fastai head."""
 
 

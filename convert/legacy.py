@@ -22,10 +22,12 @@ import soundfile as sf
 import torch
 import torchaudio
 
+from orcaport.model.errors import OrcaportError
+
 PKL_SHA256_SUFFIX = ".sha256"
 
 
-class ConvertError(RuntimeError):
+class ConvertError(OrcaportError, RuntimeError):
     """A clear, one-line reason the legacy side refuses to go on."""
 
 

@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from orcaport.model.errors import OrcaportError
+
 MAX_SILENCE_FILL_MS = 2           # pydub pads at most 2 ms of missing frames, then raises
 PYDUB_MAX_CHUNKS = 10             # pydub gives up looking for 'data' after 10 RIFF chunks
 WAVE_FORMAT_PCM = 0x0001
@@ -34,7 +36,7 @@ MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1_000, 768_000
 FLOAT_LIMIT = 2.0**32       # |float sample| from which ffmpeg's s32 conversion is position-dependent
 
 
-class AudioDecodeError(ValueError):
+class AudioDecodeError(OrcaportError, ValueError):
     """The file cannot be decoded the way the legacy pipeline would (message names the fix)."""
 
 
@@ -58,7 +60,7 @@ def check_float_range(path: str | Path, x: np.ndarray) -> None:
                                "full-scale clicks -- fix or re-export the recording")
 
 
-class SliceError(ValueError):
+class SliceError(OrcaportError, ValueError):
     """pydub's TooManyMissingFrames: a slice reaches more than 2 ms past the end of the audio."""
 
 

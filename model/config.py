@@ -16,11 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from orcaport.model.errors import OrcaportError
+
 CONFIG_SCHEMA_VERSION = 1
 SUPPORTED_BODIES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 
 
-class ConfigError(ValueError):
+class ConfigError(OrcaportError, ValueError):
     """config.json is malformed, incomplete or asks for something unsupported."""
 
 

@@ -50,6 +50,10 @@ class UsageError(OrcaportError, ValueError):
     exit_code = ExitCode.USAGE
 
 
+class InputError(OrcaportError, ValueError):
+    """A named input (file, folder) is missing or unusable (exit 3)."""
+
+
 class FailedError(OrcaportError):
     """The command ran and its answer is no (exit 1)."""
 

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from orcaport.model.errors import OrcaportError
 from orcaport.model.hls import read_playlist
 from orcaport.model.inputs import detect_input, detect_window, is_playlist, scan_folder
 from orcaport.model.source import DetectorError
@@ -27,7 +28,7 @@ STATE_NAME = ".orcaport-follow.json"
 STATE_VERSION = 1
 
 
-class FollowError(ValueError):
+class FollowError(OrcaportError, ValueError):
     """The folder or the state file cannot be followed (one line, names the fix)."""
 
 

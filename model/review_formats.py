@@ -22,6 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+from orcaport.model.errors import OrcaportError
 from orcaport.model.events import Event, detection_events
 
 RAVEN_COLUMNS = ("Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)",
@@ -32,7 +33,7 @@ RAVEN_CHANNEL = 1
 FORBIDDEN = ("\t", "\n", "\r")      # would split a column or a row of either format
 
 
-class ReviewFormatError(ValueError):
+class ReviewFormatError(OrcaportError, ValueError):
     """A detection that a Raven table / Audacity label file cannot hold (one line, names the fix)."""
 
 

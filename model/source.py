@@ -15,12 +15,13 @@ import soundfile as sf
 
 from orcaport.model.audio import (FIX, PCM_BITS, AudioDecodeError, PcmAudio, _ffmpeg_float_to_s32,
                          check_float_range, decode_pcm, inspect_header)
+from orcaport.model.errors import OrcaportError
 
 STREAM_BYTES = 64 << 20         # files above this are streamed from disk, never held whole
 _LIBC = ctypes.CDLL(None) if os.name == "posix" else None
 
 
-class DetectorError(ValueError):
+class DetectorError(OrcaportError, ValueError):
     """One-line, user-facing reason the detector cannot run (names the fix)."""
 
 

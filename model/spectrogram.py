@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from orcaport.model.config import FrontendConfig
+from orcaport.model.errors import OrcaportError
 
 AMIN = 1e-10                   # AmplitudeToDB clamp
 REF_DB = math.log10(1.0)       # log10(max(amin, ref=1.0)) = 0.0
@@ -37,7 +38,7 @@ PAD_MODES = ("zeros-after", "repeat")          # deterministic in fastai_audio; 
 CACHE_SUBTYPES = ("PCM_16", "PCM_24", "PCM_32", "FLOAT")
 
 
-class FrontendError(ValueError):
+class FrontendError(OrcaportError, ValueError):
     """The frontend config asks for something fastai_audio does that cannot be replayed here."""
 
 

@@ -23,6 +23,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
 from orcaport.model.config import ArchitectureConfig, ModelConfig
+from orcaport.model.errors import OrcaportError
 from orcaport.model.network import OrcaNet
 
 FIX_HINT = "re-run `make convert` on the model.pkl that produced config.json"
@@ -36,7 +37,7 @@ DTYPE_CODES: dict[torch.dtype, str] = {
 }
 
 
-class WeightsError(ValueError):
+class WeightsError(OrcaportError, ValueError):
     """The weights file is missing, corrupt, or does not fit the network config.json describes."""
 
 
