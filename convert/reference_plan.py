@@ -15,10 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from orcaport.model.config import ModelConfig
+from orcaport.model.config import CLIP_SECONDS, ModelConfig
 
 FLAGSHIP = "hydrophone_48k_mono16_60s.wav"
-CLIP_SECONDS = 2
 EXPANSION = {"resnet18": 1, "resnet34": 1, "resnet50": 4, "resnet101": 4, "resnet152": 4}
 
 

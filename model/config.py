@@ -19,6 +19,11 @@ from typing import Any, Callable
 from orcaport.model.errors import OrcaportError
 
 CONFIG_SCHEMA_VERSION = 1
+# Production's windows (OrcaHello's FastAIModel.predict): 2 s clips starting every second. The
+# runtime (model/waveform.py clip_windows, the Detector's second sharing in model/source.py) is
+# built on these two numbers; config.json records them and the loader refuses any others.
+CLIP_SECONDS = 2
+HOP_SECONDS = 1
 SUPPORTED_BODIES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 
 
@@ -95,10 +100,18 @@ class NormalizationConfig:
 
 @dataclass(frozen=True)
 class WindowingConfig:
-    """Production windows: [i, i+clip) seconds for i in range(floor(duration) - 1)."""
+    """Production windows: [i, i + clip_seconds) s for i in range(floor(duration) - 1), i.e. one
+    every hop_seconds. Only production's 2 s / 1 s are replayed; others are refused, not ignored."""
 
-    clip_seconds: int = 2
-    hop_seconds: int = 1
+    clip_seconds: int = CLIP_SECONDS
+    hop_seconds: int = HOP_SECONDS
+
+    def __post_init__(self) -> None:
+        if (self.clip_seconds, self.hop_seconds) != (CLIP_SECONDS, HOP_SECONDS):
+            raise ConfigError(
+                f"windowing: {self.clip_seconds} s clips every {self.hop_seconds} s, but the runtime "
+                f"replays production's windows only ({CLIP_SECONDS} s clips every {HOP_SECONDS} s, "
+                f"as OrcaHello's FastAIModel.predict cuts them); fix that field or re-run `make convert`")
 
 
 @dataclass(frozen=True)
@@ -180,7 +193,6 @@ _RULES: dict[tuple[str, str], tuple[Callable[[Any], bool], str]] = {
     ("HeadConfig", "lin_ftrs"): _POSITIVE, ("HeadConfig", "dropout"): _UNIT,
     ("ArchitectureConfig", "in_channels"): _POSITIVE,
     ("NormalizationConfig", "std"): _POSITIVE,
-    ("WindowingConfig", "clip_seconds"): _POSITIVE, ("WindowingConfig", "hop_seconds"): _POSITIVE,
     ("AggregationConfig", "threshold"): _UNIT,
     ("AggregationConfig", "min_positive"): (lambda v: v >= 1, ">= 1"),
     ("ModelConfig", "positive_index"): _NON_NEGATIVE,

@@ -36,11 +36,11 @@ from orcaport.model.aggregate import aggregate
 from orcaport.model.arithmetic import Arithmetic, choose, strict_fp32_cuda
 from orcaport.model.artifact import CONFIG_FILE, WEIGHTS_FILE, Artifact, load_artifact
 from orcaport.model.audio import PcmAudio
+from orcaport.model.config import CLIP_SECONDS
 from orcaport.model.cpus import available_cpus
 from orcaport.model.onednn import OneDnnNet
 from orcaport.model.source import STREAM_BYTES, AudioSource, DetectorError, open_audio, release_free_memory
 from orcaport.model.pipeline import Frontend, mel_step, normalize, probabilities, run_steps, windows_of
-from orcaport.model.waveform import CLIP_SECONDS
 
 PROFILES = ("legacy-exact", "fast")
 DEVICES = ("cpu", "cuda")

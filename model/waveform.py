@@ -22,8 +22,8 @@ import torch
 from scipy.signal import firwin, resample_poly
 
 from orcaport.model.audio import PcmAudio
+from orcaport.model.config import CLIP_SECONDS, HOP_SECONDS
 
-CLIP_SECONDS = 2
 CACHE_BITS = {"PCM_16": 16, "PCM_24": 24, "PCM_32": 32}   # plus "FLOAT"
 
 
@@ -102,9 +102,11 @@ def _resample_filter(up: int, down: int) -> np.ndarray:
 
 
 def clip_windows(duration_s: float) -> list[tuple[int, int]]:
-    """Production windows: [i, i + 2) s for i in range(int(floor(duration) - 1)).
+    """Production windows: [i, i + 2) s for i in range(int(floor(duration) - 1)) (config.py's
+    CLIP_SECONDS every HOP_SECONDS, the only windowing config.json may ask for).
 
     `duration_s` is librosa.get_duration(path=...), i.e. soundfile's frames / rate
     (`PcmAudio.duration_s`). Under 2 s there is no window at all.
     """
-    return [(i, i + CLIP_SECONDS) for i in range(int(math.floor(duration_s) - 1))]
+    return [(i, i + CLIP_SECONDS)
+            for i in range(0, int(math.floor(duration_s) - CLIP_SECONDS + 1), HOP_SECONDS)]
