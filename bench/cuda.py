@@ -99,12 +99,14 @@ def frontend_alone(det: Detector, paths: list[Path], workers: int, limit_clips: 
     """The workers' chunks drained with no GPU in the loop: what the CPUs can feed."""
     from torch.utils.data import DataLoader
 
-    _, chunks = plan_chunks(paths, det.stream_bytes)
+    _, chunks, _ = plan_chunks(paths, det.stream_bytes)
     chunks = chunks[:max(1, limit_clips // chunks[0].count)]
     loader = DataLoader(WaveformChunks(det, paths, chunks), batch_size=None, num_workers=workers,
                         prefetch_factor=4)
     t0, n = time.perf_counter(), 0
-    for _, _, waves in loader:
+    for _, _, waves, error in loader:
+        if error is not None:
+            raise SystemExit(f"bench.cuda: {error}")
         n += len(waves)
     return {"workers": workers, "clips": n, "clips_per_s": round(n / (time.perf_counter() - t0), 1)}
 
@@ -114,7 +116,11 @@ def whole(det: Detector, paths: list[Path], workers: int) -> tuple[dict[str, Any
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
-    results = list(detect_many(det, paths, workers))
+    results = []
+    for path, d in detect_many(det, paths, workers):
+        if isinstance(d, Exception):
+            raise SystemExit(f"bench.cuda: {path}: {d}")
+        results.append(d)
     wall = time.perf_counter() - t0
     clips = sum(r.clips for r in results)
     audio_s = sum(r.duration_s for r in results)

@@ -19,17 +19,21 @@ import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from orcaport.model.pipeline import windows_of
-from orcaport.model.source import AudioSource, open_audio
+from orcaport.model.source import AudioSource, DetectorError, open_audio
 
 CHUNK_CLIPS = 256          # clips per worker item and per device batch (a ResNet50 batch fills an H100)
 PREFETCH = 4               # chunks each worker prepares ahead
+
+
+# What a bad file raises (a one-line user error): it fails that file only, never the whole run.
+FILE_ERRORS = (ValueError, OSError)
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,8 @@ class Chunk:
 
 
 class WaveformChunks(Dataset):
-    """Chunk i -> (file index, first clip, (count, C, N') float32 waveforms), computed in a worker."""
+    """Chunk i -> (file index, first clip, (count, C, N') float32 waveforms or None, error or None),
+    computed in a worker. A bad file's error travels as its one-line message (picklable)."""
 
     def __init__(self, detector, paths: Sequence[Path], chunks: Sequence[Chunk]) -> None:
         self.detector, self.paths, self.chunks = detector, list(paths), list(chunks)
@@ -52,23 +57,40 @@ class WaveformChunks(Dataset):
     def source(self, file: int) -> AudioSource:
         return open_audio(self.paths[file], self.detector.stream_bytes)
 
-    def __getitem__(self, i: int) -> tuple[int, int, torch.Tensor]:
+    def __getitem__(self, i: int) -> tuple[int, int, torch.Tensor | None, str | None]:
         c = self.chunks[i]
-        src, det = self.source(c.file), self.detector
-        waves = [det.clip_waveform(clip, src) for clip in det.clip_inputs(src, c.first, c.count)]
-        return c.file, c.first, torch.from_numpy(np.stack(waves))
+        det = self.detector
+        try:
+            src = self.source(c.file)
+            waves = [det.clip_waveform(clip, src) for clip in det.clip_inputs(src, c.first, c.count)]
+        except FILE_ERRORS as e:
+            return c.file, c.first, None, one_line(e)
+        return c.file, c.first, torch.from_numpy(np.stack(waves)), None
+
+
+class FileError(DetectorError):
+    """One file of a many-file run could not be processed (the others were)."""
+
+
+def one_line(e: BaseException) -> str:
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
 
 
 def plan_chunks(paths: Sequence[Path], stream_bytes: int, chunk: int = CHUNK_CLIPS
-                ) -> tuple[list[AudioSource], list[Chunk]]:
-    """Open every file's header (a small file is decoded) and cut its clips into chunks."""
-    sources, chunks = [], []
+                ) -> tuple[dict[int, AudioSource], list[Chunk], dict[int, str]]:
+    """Open every file's header (a small file is decoded) and cut its clips into chunks.
+    -> (sources by file index, chunks in order, errors by file index for files refused here)"""
+    sources, chunks, failed = {}, [], {}
     for f, path in enumerate(paths):
-        src = open_audio(path, stream_bytes)
-        n_clips = len(windows_of(src.duration_s, src.path))
-        sources.append(dataclasses.replace(src, pcm=None))   # workers decode; the planner keeps no samples
+        try:
+            src = open_audio(path, stream_bytes)
+            n_clips = len(windows_of(src.duration_s, src.path))
+        except FILE_ERRORS as e:
+            failed[f] = one_line(e)
+            continue
+        sources[f] = dataclasses.replace(src, pcm=None)   # workers decode; the planner keeps no samples
         chunks += [Chunk(f, a, min(chunk, n_clips - a)) for a in range(0, n_clips, chunk)]
-    return sources, chunks
+    return sources, chunks, failed
 
 
 def _one_thread(_: int) -> None:
@@ -76,24 +98,36 @@ def _one_thread(_: int) -> None:
 
 
 def detect_many(detector, paths: Sequence[str | Path], workers: int | None = None,
-                chunk: int = CHUNK_CLIPS) -> Iterator:
-    """Run `detector` over `paths`, yielding each file's Detection in order. workers: frontend
-    processes (default: the CPUs this process may use, less one for the main process)."""
+                chunk: int = CHUNK_CLIPS) -> Iterator[tuple[Path, Any]]:
+    """Run `detector` over `paths`, yielding (path, Detection) -- or (path, FileError) for a file
+    that could not be processed -- for every path, in order. workers: frontend processes
+    (default: the CPUs this process may use, less one for the main process)."""
     paths = [Path(p) for p in paths]
-    sources, chunks = plan_chunks(paths, detector.stream_bytes, chunk)
+    sources, chunks, failed = plan_chunks(paths, detector.stream_bytes, chunk)
     workers = max(1, (len(os.sched_getaffinity(0)) - 1) if workers is None else workers)
-    cuda = detector.device == "cuda"
     loader = DataLoader(WaveformChunks(detector, paths, chunks), batch_size=None, num_workers=workers,
-                        worker_init_fn=_one_thread, pin_memory=cuda, prefetch_factor=PREFETCH,
-                        persistent_workers=False)
-    probs: list[torch.Tensor] = []
-    current = 0
+                        worker_init_fn=_one_thread, pin_memory=detector.device == "cuda",
+                        prefetch_factor=PREFETCH)
+    probs: dict[int, list[torch.Tensor]] = {f: [] for f in sources}
+
+    def finish(f: int) -> tuple[Path, Any]:
+        if f in failed:
+            return paths[f], FileError(failed[f])
+        return paths[f], detector.detection(torch.cat(probs.pop(f)).numpy(), sources[f])
+
+    done = 0                              # files before this one have been yielded
     with detector.network_context():
-        for file, first, waves in loader:
-            if file != current:          # chunks arrive in order: the previous file is complete
-                yield detector.detection(torch.cat(probs).numpy(), sources[current])
-                probs, current = [], file
+        for file, _, waves, error in loader:    # chunks arrive in order
+            while done < file:
+                yield finish(done)
+                done += 1
+            if error is not None:
+                failed.setdefault(file, error)
+            if file in failed:
+                continue
             x = detector.spectrogram_inputs(waves.to(detector.device, non_blocking=True),
                                             sources[file].sample_rate)
-            probs.append(detector.run_network(x))
-    yield detector.detection(torch.cat(probs).numpy(), sources[current])
+            probs[file].append(detector.run_network(x))
+    while done < len(paths):
+        yield finish(done)
+        done += 1

@@ -1,5 +1,6 @@
 """model.feeder: many files through worker processes and one batched network give each file the
-Detection the Detector gives it alone -- chunk boundaries, streamed files and file order included."""
+Detection the Detector gives it alone -- chunk boundaries, streamed files and file order included --
+and a bad file fails alone, in its place, with its one-line error."""
 
 from __future__ import annotations
 
@@ -10,8 +11,7 @@ import pytest
 import soundfile as sf
 
 from orcaport.model.detector import Detector
-from orcaport.model.feeder import detect_many, plan_chunks
-from orcaport.model.pipeline import TooShortError
+from orcaport.model.feeder import FileError, detect_many, plan_chunks
 from tests.conftest import CORPUS, FIXTURE, FLAGSHIP
 
 STEREO = "stereo_44k1_16_10s5.wav"
@@ -22,25 +22,42 @@ def exact() -> Detector:
     return Detector.from_folder(FIXTURE)
 
 
-def test_many_files_equal_one_at_a_time_across_chunk_boundaries(exact: Detector, tmp_path: Path) -> None:
+def test_many_files_equal_one_at_a_time_across_chunk_boundaries(exact: Detector) -> None:
     # 7-clip chunks cut the 59-clip flagship mid-file; stream_bytes=0 streams every file from disk
     streaming = Detector.from_folder(FIXTURE, stream_bytes=0)
     files = [CORPUS / FLAGSHIP, CORPUS / STEREO, CORPUS / "narrow_8k_16_10s5.wav"]
-    _, chunks = plan_chunks(files, streaming.stream_bytes, chunk=7)
-    assert [c.count for c in chunks if c.file == 0] == [7] * 8 + [3]
+    _, chunks, failed = plan_chunks(files, streaming.stream_bytes, chunk=7)
+    assert not failed and [c.count for c in chunks if c.file == 0] == [7] * 8 + [3]
     many = list(detect_many(streaming, files, workers=2, chunk=7))
-    assert [d.wav_filename for d in many] == [f.name for f in files]
-    for got, path in zip(many, files):
+    assert [p for p, _ in many] == files
+    for path, got in many:
         want = exact.detect(path)
-        assert got.clips == want.clips
+        assert got.wav_filename == path.name and got.clips == want.clips
         # same inputs; only the network's batch size differs (oneDNN may block a GEMM otherwise)
         np.testing.assert_allclose(got.clip_confidence, want.clip_confidence, rtol=0, atol=1e-5)
         assert np.array_equal(got.local_prediction, want.local_prediction)
         assert got.global_prediction == want.global_prediction
 
 
-def test_a_short_file_is_refused_before_any_work(exact: Detector, tmp_path: Path) -> None:
+class FailsMidFile(Detector):
+    """Decoding of one named file breaks after its first chunk (a disk error, say): in the worker."""
+
+    def clip_inputs(self, src, first=0, count=None):
+        if src.path.name == "breaks.wav" and first > 0:
+            raise OSError(f"{src.path}: read error at clip {first}")
+        return super().clip_inputs(src, first, count)
+
+
+def test_a_bad_file_fails_alone_in_its_place(exact: Detector, tmp_path: Path) -> None:
     short = tmp_path / "short.wav"
     sf.write(str(short), np.zeros(48_000, np.int16), 48_000, subtype="PCM_16")
-    with pytest.raises(TooShortError, match="shorter than one 2 s clip"):
-        list(detect_many(exact, [CORPUS / FLAGSHIP, short], workers=1))
+    breaks = tmp_path / "breaks.wav"
+    breaks.write_bytes((CORPUS / FLAGSHIP).read_bytes())
+    det = FailsMidFile.from_folder(FIXTURE)
+    files = [short, CORPUS / STEREO, breaks, CORPUS / "narrow_8k_16_10s5.wav"]
+    got = list(detect_many(det, files, workers=2, chunk=4))
+    assert [p for p, _ in got] == files
+    assert isinstance(got[0][1], FileError) and "shorter than one 2 s clip" in str(got[0][1])
+    assert isinstance(got[2][1], FileError) and "read error at clip 4" in str(got[2][1])
+    for path, d in (got[1], got[3]):
+        assert np.array_equal(d.local_prediction, exact.detect(path).local_prediction)
