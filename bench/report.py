@@ -74,10 +74,10 @@ def verdicts(res: dict[str, Any]) -> list[dict[str, Any]]:
     r50 = res["figures"].get("resnet50", {})
     out: list[dict[str, Any]] = []
 
-    def add(name: str, measured: float | None, target: float, op: str = ">=", applies: bool = True) -> None:
+    def add(name: str, measured: float | None, target: float, op: str = ">=", applies: bool | str = True) -> None:
         met = None if measured is None else (measured >= target if op == ">=" else measured < target)
         out.append({"target": name, "goal": f"{op} {target:g}", "measured": measured,
-                    "met": met if applies else "n/a"})
+                    "met": met if applies is True else (applies or "n/a")})
 
     # The 4x goal is fast's on a bf16 CPU; elsewhere fast is fp32 and its goal is >= legacy-exact.
     bf16 = (res.get("fast_arithmetic") or {}).get("name", "bf16") != "fp32"
@@ -99,16 +99,18 @@ def verdicts(res: dict[str, Any]) -> list[dict[str, Any]]:
     fast = r50.get("fast", {})
     if r50.get("legacy-exact") and fast:
         ratio = fast.get("fast_vs_exact", {}).get("median")
+        # Informational: processes minutes apart see different load on a shared machine; the check
+        # is the in-process alternation below (both profiles under the same load).
         add(f"ResNet50 fast / legacy-exact clips/s, 2 CPUs, separate processes per round ({NOISE:.0%} noise "
-            "allowed)", ratio, TARGETS["fast_vs_exact"] - NOISE)
+            "allowed)", ratio, TARGETS["fast_vs_exact"] - NOISE, applies="info")
     for key, pair in res.get("pair", {}).items():
         add(f"ResNet50 fast / legacy-exact clips/s, {key}, alternated in one process ({NOISE:.0%} noise allowed)",
             pair["median_ratio"], TARGETS["fast_vs_exact"] - NOISE)
     for key, one in res.get("one_cpu", {}).items():
         figs = one["figures"]
         ratio = figs["fast"].get("fast_vs_exact", {}).get("median")
-        add(f"1 CPU, {one['model']} on the {key} file: fast / legacy-exact clips/s ({NOISE:.0%} noise allowed)",
-            ratio, TARGETS["fast_vs_exact"] - NOISE)
+        add(f"1 CPU, {one['model']} on the {key} file: fast / legacy-exact clips/s, separate processes "
+            f"({NOISE:.0%} noise allowed)", ratio, TARGETS["fast_vs_exact"] - NOISE, applies="info")
         for p, f in figs.items():
             add(f"1 CPU, {one['model']} on the {key} file, {p}: peak RSS (MB) within a 3 GB pod",
                 f["peak_rss_mb"], TARGETS["pod_rss_mb"], "<")
@@ -350,6 +352,7 @@ def markdown(res: dict[str, Any]) -> str:
                          f"| {100 * a['probe_local_agreement']:.2f} % | {100 * a['probe_global_agreement']:.1f} % |")
     lines += ["", "| target | goal | measured | met |", "|---|---|---:|---|"]
     for v in res["targets"]:
-        met = {True: "yes", False: "**no**", None: "not measured", "n/a": "n/a here (fast is fp32)"}[v["met"]]
+        met = {True: "yes", False: "**no**", None: "not measured", "n/a": "n/a here (fast is fp32)",
+               "info": "informational (separate processes: the check is the in-process pair)"}[v["met"]]
         lines.append(f"| {v['target']} | {v['goal']} | {_f(v['measured'], '.4g')} | {met} |")
     return "\n".join(lines) + "\n"
