@@ -2,7 +2,9 @@
 
 Subcommands live in `COMMANDS`; another module adds one with `register(name, help, configure, run)`
 (configure(parser) adds its arguments, run(args) -> exit code), so `main()` never changes.
-Exit codes: 0 ok, 1 some files failed (the others are still reported), 2 bad usage or inputs.
+Exit codes (model/errors.py, one table for every command): 0 ok, 1 some files failed (the others
+are still reported), 2 bad usage, 3 unusable model folder or inputs, 5 --output not writable,
+130 interrupted.
 Progress goes to stderr, results to stdout (or --output), so `> result.json` stays valid.
 """
 
@@ -21,15 +23,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_MODEL = ROOT / "reference_outputs" / "fixture"
+from orcaport.model.errors import (ExitCode, InputError, OrcaportError, OutputError, UsageError, one_line,
+                                   report_error)
+from orcaport.model.version import version
+
 FORMATS = ("table", "json", "csv", "raven", "audacity")
 CSV_FIELDS = ("wav_filename", "start_time_s", "duration_s", "confidence", "local_prediction",
               "global_prediction", "global_confidence", "profile")
-
-
-class UsageError(ValueError):
-    """Bad command-line input: reported as one line, exit code 2."""
 
 
 @dataclass(frozen=True)
@@ -109,14 +109,15 @@ def configure_detect(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--batch-size", type=_positive_int, default=None,
                    help="clips per network call (default: 4 on CPU, 64 on CUDA)")
-    p.add_argument("--model", type=Path, default=DEFAULT_MODEL,
-                   help="model folder with model.safetensors + config.json (default: %(default)s)")
+    p.add_argument("--model", type=Path, default=None,
+                   help="model folder with model.safetensors + config.json (required; in a "
+                        "checkout the embedded fixture is reference_outputs/fixture)")
     p.add_argument("--output", type=Path, default=None, help="write results here instead of stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def collect_audio(inputs: Sequence[Path]) -> list[Path]:
-    """Files as given, folders expanded to their inputs (sorted); raises UsageError."""
+    """Files as given, folders expanded to their inputs (sorted); raises InputError."""
     from orcaport.model.inputs import SCANNED_SUFFIXES, scan_folder
 
     files: list[Path] = []
@@ -124,14 +125,14 @@ def collect_audio(inputs: Sequence[Path]) -> list[Path]:
         if path.is_dir():
             found = scan_folder(path)
             if not found:
-                raise UsageError(f"{path}: folder holds no .wav or .flac files (nor "
+                raise InputError(f"{path}: folder holds no .wav or .flac files (nor "
                                  f"{', '.join(s for s in SCANNED_SUFFIXES if s not in ('.wav', '.flac'))}); "
                                  "point at the folder holding the recordings")
             files += found
         elif path.is_file():
             files.append(path)
         else:
-            raise UsageError(f"{path}: no such file or folder")
+            raise InputError(f"{path}: no such file or folder")
     return list(dict.fromkeys(files))     # a file named twice is run once
 
 
@@ -186,16 +187,13 @@ def render_text(args: argparse.Namespace, results: list[Any], errors: list[tuple
     """The whole output of a non-terminal run, as text (written in one piece). paths: the audio
     file of each result (raven/audacity name them); detector: the `Detector` that ran."""
     if args.format in ("raven", "audacity"):
-        from orcaport.model.review_formats import ReviewFormatError, render_audacity, render_raven
+        from orcaport.model.review_formats import render_audacity, render_raven
 
         files = list(zip(paths, results))
         cfg = detector.artifact.config
-        try:
-            if args.format == "raven":
-                return render_raven(files, cfg.frontend)
-            return render_audacity(files, cfg.classes[cfg.positive_index])
-        except ReviewFormatError as e:
-            raise UsageError(str(e)) from None
+        if args.format == "raven":
+            return render_raven(files, cfg.frontend)
+        return render_audacity(files, cfg.classes[cfg.positive_index])
     if args.format == "json":
         return render_json(results, errors, args, detector.arithmetic.to_dict())
     if args.format == "csv":
@@ -208,7 +206,8 @@ def render_text(args: argparse.Namespace, results: list[Any], errors: list[tuple
 
 def write_output(path: Path, text: str) -> None:
     """--output: staged as a temp sibling and renamed into place, so a killed run never leaves a
-    half-written file (and an older one stays whole). Raises UsageError for an unwritable place."""
+    half-written file (and an older one stays whole). Raises UsageError for a folder, OutputError
+    for an unwritable place."""
     from orcaport.parity.atomic import write_files_atomically
 
     if path.is_dir():
@@ -216,17 +215,13 @@ def write_output(path: Path, text: str) -> None:
     try:
         write_files_atomically(path.parent, {path.name: text.encode("utf-8")})
     except OSError as e:
-        raise UsageError(f"cannot write --output {path} ({e.strerror or e}); choose a writable path") from None
+        raise OutputError(f"cannot write --output {path} ({e.strerror or e}); choose a writable path") from None
 
 
 def run_detect(args: argparse.Namespace) -> int:
     # Imported here so `orcaport --help` stays instant (torch takes a second to import).
-    from orcaport.model.audio import AudioDecodeError, SliceError
-    from orcaport.model.config import ConfigError
-    from orcaport.model.detector import Detector, DetectorError
+    from orcaport.model.detector import Detector
     from orcaport.model.inputs import detect_input
-    from orcaport.model.spectrogram import FrontendError
-    from orcaport.model.weights import WeightsError
 
     if args.follow is not None and args.inputs:
         raise UsageError("--follow DIR takes no other inputs; run one or the other")
@@ -235,12 +230,12 @@ def run_detect(args: argparse.Namespace) -> int:
     args.format = args.format or "table"
     if args.follow is None and not args.inputs:
         raise UsageError("no inputs; pass audio files or folders, or --follow DIR")
+    if args.model is None:
+        raise UsageError("no model; pass --model DIR, a folder holding model.safetensors + "
+                         "config.json (`make convert` writes them)")
     files = collect_audio(args.inputs) if args.follow is None else []
-    try:
-        detector = Detector.from_folder(args.model, profile=args.profile, device=args.device,
-                                        batch_size=args.batch_size, arithmetic=args.arithmetic)
-    except (DetectorError, ConfigError, WeightsError, FrontendError) as e:
-        raise UsageError(str(e)) from None
+    detector = Detector.from_folder(args.model, profile=args.profile, device=args.device,
+                                    batch_size=args.batch_size, arithmetic=args.arithmetic)
     if args.follow is not None:
         return _run_follow(args, detector)
     err = Console(stderr=True)
@@ -258,8 +253,8 @@ def run_detect(args: argparse.Namespace) -> int:
                                      args.window_seconds)
                 results += found
                 paths += [path] * len(found)
-            except (DetectorError, AudioDecodeError, SliceError, FrontendError, OSError) as e:
-                message = str(e).splitlines()[0] if str(e) else type(e).__name__
+            except (OrcaportError, OSError) as e:
+                message = one_line(e)
                 errors.append((path, message))
                 err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
             bar.advance(files_task)
@@ -275,17 +270,14 @@ def run_detect(args: argparse.Namespace) -> int:
             sys.stdout.write(text)
         else:
             write_output(args.output, text)
-    return 1 if errors else 0
+    return ExitCode.FAILED if errors else ExitCode.OK
 
 
 def _run_follow(args: argparse.Namespace, detector: Any) -> int:
-    from orcaport.model.follow import FollowError, follow
+    from orcaport.model.follow import follow
 
-    try:
-        return follow(detector, args.follow, args.state, args.poll_seconds, args.polls,
-                      args.settle_seconds, args.window_seconds)
-    except FollowError as e:
-        raise UsageError(str(e)) from None
+    return follow(detector, args.follow, args.state, args.poll_seconds, args.polls,
+                  args.settle_seconds, args.window_seconds)
 
 
 register("detect", "detect SRKW calls in audio files, per second and per file", configure_detect, run_detect)
@@ -294,6 +286,7 @@ register("detect", "detect SRKW calls in audio files, per second and per file", 
 # -- entry point ---------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orcaport", description="fastai-free OrcaHello runtime")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, cmd in COMMANDS.items():
         cmd.configure(sub.add_parser(name, help=cmd.help, description=cmd.help))
@@ -304,12 +297,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command].run(args)
-    except UsageError as e:
-        print(f"orcaport {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("orcaport: interrupted", file=sys.stderr)
-        return 130
+    except (OrcaportError, KeyboardInterrupt) as e:
+        return report_error(f"orcaport {args.command}", e)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import torch
 from orcaport.model.arithmetic import ENV_VAR, ArithmeticChoiceError, choose, read_cpu_flags, strict_fp32_cuda
 from orcaport.model.cli import main
 from orcaport.model.detector import Detector, DetectorError
+from orcaport.model.errors import ExitCode
 from tests.conftest import CORPUS, FIXTURE
 
 AVX512_ONLY = frozenset({"avx512f", "avx512_vnni", "avx2"})     # the Intel Xeon of issue 15
@@ -105,12 +106,12 @@ def test_strict_fp32_cuda_turns_tf32_off_and_restores() -> None:
 
 def test_cli_reports_the_arithmetic(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ENV_VAR, "fp32")
-    assert main(["detect", "--quiet", "--profile", "fast", "--format", "json", str(CLIP)]) == 0
+    assert main(["detect", "--quiet", "--model", str(FIXTURE), "--profile", "fast", "--format", "json", str(CLIP)]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["arithmetic"]["name"] == "fp32" and doc["arithmetic"]["source"] == ENV_VAR
-    assert main(["detect", "--quiet", "--profile", "fast", str(CLIP)]) == 0
+    assert main(["detect", "--quiet", "--model", str(FIXTURE), "--profile", "fast", str(CLIP)]) == 0
     assert "profile fast: fp32 (ORCAPORT_ARITHMETIC: forced)" in capsys.readouterr().out
     monkeypatch.setenv(ENV_VAR, "fp16")
-    assert main(["detect", "--quiet", "--profile", "fast", str(CLIP)]) == 2
+    assert main(["detect", "--quiet", "--model", str(FIXTURE), "--profile", "fast", str(CLIP)]) == ExitCode.BAD_INPUT
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "error: ORCAPORT_ARITHMETIC=fp16: fp16 does not run on cpu" in err

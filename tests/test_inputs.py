@@ -14,6 +14,7 @@ import pytest
 
 from orcaport.model.cli import main
 from orcaport.model.detector import Detector
+from orcaport.model.errors import ExitCode
 from orcaport.model.follow import follow
 from tests.conftest import CORPUS, FIXTURE, FLAGSHIP
 from tests.test_hls_legacy import make_hls
@@ -52,7 +53,7 @@ def test_an_mp3_is_detected_on_productions_ffmpeg_wav(det: Detector, tmp_path: P
 
 def test_playlist_gives_one_result_per_live_window(hls: Path, tmp_path: Path) -> None:
     out = tmp_path / "r.json"
-    assert main(["detect", str(hls), "--window-seconds", "20", "--format", "json", "--output",
+    assert main(["detect", "--model", str(FIXTURE), str(hls), "--window-seconds", "20", "--format", "json", "--output",
                  str(out), "--quiet"]) == 0
     names = [f["wav_filename"] for f in json.loads(out.read_text())["files"]]
     assert [n.split("@")[0] for n in names] == ["live.m3u8:live000.ts..live001.ts",
@@ -103,9 +104,12 @@ def test_bad_inputs_are_one_line_and_write_nothing(hls: Path, tmp_path: Path, ca
     elif case == "no_ffmpeg":
         monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
     out = tmp_path / "out.csv"
-    code = main(["detect", str(target), *args, "--format", "csv", "--output", str(out), "--quiet"])
+    code = main(["detect", "--model", str(FIXTURE), str(target), *args, "--format", "csv", "--output",
+                 str(out), "--quiet"])
     line = _error(capsys)
-    assert code in (1, 2) and expect in line, (code, line)
+    # a folder with nothing to read is an unusable input; a failing file is a failed run
+    want = ExitCode.BAD_INPUT if case == "empty_folder" else ExitCode.FAILED
+    assert code == want and expect in line, (code, line)
     # nothing half-written: a failing single input leaves an empty table (header) or nothing at all
     assert not out.exists() or out.read_text().count("\n") == 1
     assert not list(Path(os.environ.get("TMPDIR", "/tmp")).glob("orcaport-ffmpeg-*/concat.ts"))
@@ -148,7 +152,8 @@ def test_follow_processes_each_new_input_once_across_restarts(det: Detector, hls
 
 def test_follow_refuses_a_corrupt_state_file(tmp_path: Path, capsys) -> None:
     (tmp_path / ".orcaport-follow.json").write_text("{half")
-    assert main(["detect", "--follow", str(tmp_path), "--polls", "1", "--quiet"]) == 2
+    assert main(["detect", "--model", str(FIXTURE), "--follow", str(tmp_path), "--polls", "1",
+                 "--quiet"]) == ExitCode.BAD_INPUT
     line = _error(capsys)
     assert "state file" in line and "delete it to process the folder from scratch" in line, line
 
@@ -159,4 +164,4 @@ def test_follow_refuses_a_corrupt_state_file(tmp_path: Path, capsys) -> None:
     ([], "no inputs; pass audio files or folders, or --follow DIR"),
 ])
 def test_follow_usage_errors(args: list[str], expect: str, capsys) -> None:
-    assert main(["detect", *args]) == 2 and expect in _error(capsys)
+    assert main(["detect", "--model", str(FIXTURE), *args]) == ExitCode.USAGE and expect in _error(capsys)

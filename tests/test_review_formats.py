@@ -13,6 +13,7 @@ import pytest
 
 from orcaport.model.cli import main
 from orcaport.model.detector import Detection, Detector
+from orcaport.model.errors import ExitCode
 from orcaport.model.events import merge_events
 from orcaport.model.review_formats import RAVEN_COLUMNS, ReviewFormatError, band_hz, render_audacity, render_raven
 from tests.conftest import CORPUS, FIXTURE
@@ -147,7 +148,7 @@ def test_a_name_with_a_tab_is_refused() -> None:
 def test_cli_writes_the_formats_atomically(capsys, tmp_path: Path, fmt: str) -> None:
     out = tmp_path / f"det.{fmt}.txt"
     wav = str(CORPUS / "hydrophone_48k_mono16_60s.wav")
-    code = main(["detect", "--quiet", "--format", fmt, "--output", str(out), wav])
+    code = main(["detect", "--quiet", "--model", str(FIXTURE), "--format", fmt, "--output", str(out), wav])
     assert code == 0, capsys.readouterr().err
     text = out.read_text(encoding="utf-8")
     assert text.startswith("Selection\tView\t") if fmt == "raven" else text.split("\t")[0] == "1.000000"
@@ -159,19 +160,21 @@ def test_cli_refuses_a_tab_in_a_file_name_and_writes_nothing(capsys, tmp_path: P
     src.mkdir()
     shutil.copy(CORPUS / "exact_2s0_48k_16.wav", src / "a\tb.wav")
     out = tmp_path / "out.txt"
-    assert main(["detect", "--quiet", "--format", "raven", "--output", str(out), str(src)]) == 2
+    assert main(["detect", "--quiet", "--model", str(FIXTURE), "--format", "raven", "--output", str(out),
+                 str(src)]) == ExitCode.BAD_INPUT
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "contains a tab or line break" in err and "rename the file" in err
     assert not out.exists()
 
 
 @pytest.mark.parametrize("case", ["folder", "under_a_file"])
-def test_unwritable_output_is_one_line_and_exit_2(capsys, tmp_path: Path, case: str) -> None:
+def test_unwritable_output_is_one_line_and_writes_nothing(capsys, tmp_path: Path, case: str) -> None:
     blocker = tmp_path / "file.txt"
     blocker.write_text("x")
     out = tmp_path if case == "folder" else blocker / "out.txt"
     wav = str(CORPUS / "exact_2s0_48k_16.wav")
-    assert main(["detect", "--quiet", "--format", "audacity", "--output", str(out), wav]) == 2
+    code = main(["detect", "--quiet", "--model", str(FIXTURE), "--format", "audacity", "--output", str(out), wav])
+    assert code == (ExitCode.USAGE if case == "folder" else ExitCode.OUTPUT)
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert ("is a folder; give a file name" if case == "folder" else "choose a writable path") in err
