@@ -32,6 +32,7 @@ from bench.models import (agreement, corpus_files, detector_flops, network_flops
                           reuse_plan, write_random_resnet50)
 from orcaport.model.aggregate import aggregate
 from orcaport.model.detector import Detector, _intra_op_threads, open_audio
+from orcaport.model.spectrogram import input_width
 
 FIXTURE = Path(__file__).resolve().parents[1] / "reference_outputs" / "fixture"
 
@@ -167,7 +168,7 @@ def cmd_prepare(args: argparse.Namespace) -> dict:
     calibration = det.batch_inputs(list(det.clip_inputs(src)), src)
     write_random_resnet50(args.out, calibration)
     fe = det.frontend
-    width = int(fe.resample_to * fe.duration / 1000 / fe.hop_length)
+    width = input_width(fe, fe.resample_to)
     return {"flops": {"resnet50": network_flops(resnet50_config().architecture, fe.n_mels, width),
                       "fixture": network_flops(det.artifact.config.architecture, fe.n_mels, width)}}
 

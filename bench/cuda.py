@@ -36,6 +36,7 @@ import torch
 from bench.train import SAMPLE_RATE, TRAIN_SEED, train_resnet50
 from orcaport.model.detector import Detector
 from orcaport.model.feeder import WaveformChunks, detect_many, plan_chunks
+from orcaport.model.spectrogram import input_width
 from orcaport.parity.atomic import write_json_atomically
 from orcaport.parity.synth import training_example
 
@@ -80,7 +81,7 @@ def write_folder(folder: Path, hours: int, check_minutes: int, workers: int,
 
 def network_alone(det: Detector, batch: int, seconds: float = 5.0) -> dict[str, Any]:
     fe = det.frontend
-    width = int(fe.resample_to * fe.duration / 1000 / fe.hop_length)
+    width = input_width(fe, fe.resample_to)
     x = torch.randn(batch, det.artifact.config.architecture.in_channels, fe.n_mels, width, device=det.device)
     sync = torch.cuda.synchronize if det.device == "cuda" else (lambda: None)
     with det.network_context():

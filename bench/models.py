@@ -27,6 +27,7 @@ from orcaport.model.detector import Detector
 from orcaport.model.network import OrcaNet
 from orcaport.model.onednn import ReusePlan, engine_layers
 from orcaport.model.weights import save_network_state, sha256_file
+from orcaport.model.spectrogram import input_width
 from orcaport.parity.atomic import remove_stale_scratch, scratch_prefix
 
 RESNET50_SOURCE = "bench-random-resnet50-seed0"   # stands in for a source pickle's sha256
@@ -140,7 +141,7 @@ def detector_flops(det: Detector, reused: bool = True) -> int:
     """FLOPs per clip `det`'s network executes: with its padding-reuse plan when it has one and the
     inputs were `reused` (padded the legacy way), else the whole network's."""
     fe, arch = det.frontend, det.artifact.config.architecture
-    width = int(fe.resample_to * fe.duration / 1000 / fe.hop_length)
+    width = input_width(fe, fe.resample_to)
     plan = reuse_plan(det) if reused else None
     return network_flops(arch, fe.n_mels, width, plan.in_width if plan is not None else None)
 

@@ -25,6 +25,7 @@ from convert.legacy import ConvertError, legacy_versions, load_trusted_learner, 
 from orcaport.model.config import ConfigError, FrontendConfig, ModelConfig, build_config
 from orcaport.model.network import OrcaNet
 from orcaport.model.weights import WeightsError, serialize_state
+from orcaport.model.spectrogram import input_width
 from orcaport.parity.atomic import write_files_atomically
 
 TOOL_VERSION = "orcaport 0.1.0"
@@ -68,7 +69,7 @@ def clean_state_dict(learn: Any, head_layout: tuple[str, ...], net: OrcaNet) -> 
 def check_logits(learn: Any, net: OrcaNet, cfg: ModelConfig) -> float:
     """Max |clean - learner| logits on a seeded dB-like batch of the network's input shape."""
     fe = cfg.frontend
-    width = int(fe.resample_to * fe.duration / 1000 / fe.hop_length)
+    width = input_width(fe, fe.resample_to)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(CHECK_BATCH, cfg.architecture.in_channels, fe.n_mels, width, generator=gen) * 20 - 40
     learn.model.eval()

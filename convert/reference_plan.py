@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from orcaport.model.config import CLIP_SECONDS, ModelConfig
+from orcaport.model.spectrogram import input_width
 
 FLAGSHIP = "hydrophone_48k_mono16_60s.wav"
 EXPANSION = {"resnet18": 1, "resnet34": 1, "resnet50": 4, "resnet101": 4, "resnet152": 4}
@@ -48,7 +49,7 @@ def _input_shape(cfg: ModelConfig) -> tuple[int, int]:
     fe = cfg.frontend
     rate = fe.resample_to or 48000
     frames = 1 + CLIP_SECONDS * rate // (fe.hop_length or 256)
-    width = int(rate * fe.duration / 1000 / fe.hop_length) if fe.duration else frames
+    width = input_width(fe, rate) or frames
     return fe.n_mels, max(width, frames)
 
 

@@ -41,6 +41,7 @@ from orcaport.model.cpus import available_cpus
 from orcaport.model.onednn import OneDnnNet
 from orcaport.model.source import STREAM_BYTES, AudioSource, DetectorError, open_audio, release_free_memory
 from orcaport.model.pipeline import Frontend, mel_step, normalize, probabilities, run_steps, windows_of
+from orcaport.model.spectrogram import input_width
 
 PROFILES = ("legacy-exact", "fast")
 DEVICES = ("cpu", "cuda")
@@ -165,7 +166,9 @@ class Detector:
         """The fused oneDNN network, checked once against the plain module on a random input;
         None (-> plain module) if this torch lacks the entry points or disagrees (fp32 only)."""
         fe, net = self.frontend, self.artifact.network.eval()
-        width = int((fe.resample_to or 20000) * (fe.duration or 4000) / 1000 / fe.hop_length)
+        width = input_width(fe, fe.resample_to) if fe.resample_to else None
+        if width is None:       # the input's width follows each file's rate: no fixed plan to build
+            return None
         example = torch.randn(2, net.config.in_channels, fe.n_mels, width, generator=torch.Generator().manual_seed(0))
         pad_input, content = self._padding(width) if self.reuse_padding else (None, None)
         try:

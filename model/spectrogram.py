@@ -149,6 +149,15 @@ def standardize(db: torch.Tensor) -> torch.Tensor:
     return torch.zeros_like(z)
 
 
+def input_width(cfg: FrontendConfig, sample_rate: int) -> int | None:
+    """Columns of the network input `pad_or_crop` makes from a spectrogram at `sample_rate` (the
+    resample_to rate): int(sample_rate * duration_s / hop). None without a duration: the input is
+    then the spectrogram as it is, as wide as the clip."""
+    if not cfg.duration:
+        return None
+    return int(sample_rate * (cfg.duration / 1000) / cfg.hop_length)
+
+
 def pad_or_crop(db: torch.Tensor, cfg: FrontendConfig, sample_rate: int,
                 zeros_front: int | None = None) -> torch.Tensor:
     """fastai_audio `tfm_crop_time` + `tfm_pad_spectro` to `cfg.duration` ms at `sample_rate`
@@ -166,7 +175,7 @@ def pad_or_crop(db: torch.Tensor, cfg: FrontendConfig, sample_rate: int,
         return db
     crop_s = cfg.duration / 1000
     *lead, channels, n_mels, frames = db.shape
-    width = int(sample_rate * crop_s / cfg.hop_length)
+    width = input_width(cfg, sample_rate)
     if crop_s < (cfg.hop_length * frames) / sample_rate:
         raise FrontendError(f"spectrogram of {frames} frames is longer than duration="
                             f"{cfg.duration} ms ({width} frames): fastai_audio crops it at a random "
