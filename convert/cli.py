@@ -3,9 +3,10 @@
     python -m convert.cli --model model.pkl --out DIR [--sha256 HEX] [--frontend frontend.json]
 
 Refuses to unpickle a file whose sha256 is not the expected one; introspects the architecture;
-maps every parameter and buffer with `convert.keymap`; asserts key counts, shapes and dtypes; checks
+maps every parameter and buffer with `convert.keymap`; checks key counts, shapes and dtypes; checks
 the clean network's logits against `learner.model` on a seeded batch; then writes both files
-atomically. Any failure writes nothing.
+atomically. Any failure writes nothing. Exit codes (model/errors.py): 0 written, 2 usage, 3 an
+unusable or untrusted input, 5 the outputs could not be written.
 """
 
 from __future__ import annotations
@@ -20,15 +21,16 @@ from typing import Any
 import torch
 
 from convert.introspect import introspect_learner
-from convert.keymap import KeyMapError, fastai_to_clean_keys
+from convert.keymap import fastai_to_clean_keys
 from convert.legacy import ConvertError, legacy_versions, load_trusted_learner, sha256_file
-from orcaport.model.config import ConfigError, FrontendConfig, ModelConfig, build_config
+from orcaport.model.config import FrontendConfig, ModelConfig, build_config
+from orcaport.model.errors import ExitCode, OrcaportError, OutputError, report_error
 from orcaport.model.network import OrcaNet
-from orcaport.model.weights import WeightsError, serialize_state
 from orcaport.model.spectrogram import input_width
+from orcaport.model.version import version
+from orcaport.model.weights import serialize_state
 from orcaport.parity.atomic import write_files_atomically
 
-TOOL_VERSION = "orcaport 0.1.0"
 LOGIT_ATOL = 1e-5          # the issue's bar for "zero loss": max |clean - learner| on one batch
 CHECK_BATCH = 4
 WEIGHTS_FILE = "model.safetensors"
@@ -48,7 +50,7 @@ def load_frontend(path: str | None) -> tuple[FrontendConfig, str]:
 
 
 def clean_state_dict(learn: Any, head_layout: tuple[str, ...], net: OrcaNet) -> dict[str, torch.Tensor]:
-    """Rename every learner tensor; assert the result is exactly the clean model's state."""
+    """Rename every learner tensor; check the result is exactly the clean model's state."""
     src = learn.model.state_dict()
     mapping = fastai_to_clean_keys(src.keys(), head_layout)
     out = {mapping[k]: v.detach().cpu().contiguous().clone() for k, v in src.items()}
@@ -58,7 +60,9 @@ def clean_state_dict(learn: Any, head_layout: tuple[str, ...], net: OrcaNet) -> 
     if missing or unexpected:
         raise ConvertError(f"mapped keys do not match the clean model: missing {missing[:5]}, "
                            f"unexpected {unexpected[:5]}")
-    assert len(out) == len(src) == len(want), (len(out), len(src), len(want))
+    if not len(out) == len(src) == len(want):    # two learner keys mapped onto one clean key
+        raise ConvertError(f"{len(src)} learner tensors mapped onto {len(out)} clean keys for a "
+                           f"model of {len(want)}: the key map is not one-to-one for this learner")
     for k, v in out.items():
         if v.shape != want[k].shape or v.dtype != want[k].dtype:
             raise ConvertError(f"{k}: learner {tuple(v.shape)} {v.dtype} vs clean "
@@ -83,14 +87,14 @@ def check_logits(learn: Any, net: OrcaNet, cfg: ModelConfig) -> float:
 
 
 def write_atomically(out_dir: Path, files: dict[str, bytes | Path]) -> None:
-    """parity.atomic.write_files_atomically, refusing with a ConvertError that names the fix."""
+    """parity.atomic.write_files_atomically, refusing with an OutputError that names the fix."""
     try:
         write_files_atomically(out_dir, files)
     except ValueError as e:
         raise ConvertError(str(e)) from None
     except OSError as e:
-        raise ConvertError(f"cannot create output folder {out_dir} ({e.strerror or e}); pass a "
-                           "writable folder") from None
+        raise OutputError(f"cannot create output folder {out_dir} ({e.strerror or e}); pass a "
+                          "writable folder") from None
 
 
 def convert(model_pkl: Path, out_dir: Path, sha256: str | None = None, frontend: str | None = None,
@@ -104,7 +108,7 @@ def convert(model_pkl: Path, out_dir: Path, sha256: str | None = None, frontend:
         frontend=fe, normalization=spec.normalization,
         provenance={"source_file": model_pkl.name, "source_sha256": source_sha,
                     "frontend_source": fe_source, "legacy_versions": legacy_versions(),
-                    "tool": TOOL_VERSION},
+                    "tool": f"orcaport {version()}"},
     )
     net = OrcaNet(cfg.architecture).eval()
     state = clean_state_dict(learn, spec.head_layout, net)
@@ -130,11 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         summary = convert(args.model, args.out, args.sha256, args.frontend, args.positive_class)
-    except (ConvertError, KeyMapError, ConfigError, WeightsError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except (OrcaportError, KeyboardInterrupt) as e:
+        return report_error(None, e)
     print(json.dumps(summary, indent=2))
-    return 0
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

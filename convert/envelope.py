@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from convert.legacy import ConvertError
+from orcaport.model.errors import ExitCode, InputError, OrcaportError, OutputError, UsageError, report_error
 from orcaport.parity.atomic import write_files_atomically
 from orcaport.parity.diffstats import diff_stats
 from orcaport.parity.envelope import VARIANTS, compare_sets, fold_stats
@@ -155,19 +156,22 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     names = ["baseline"] + [n for n in args.variants.split(",") if n and n != "baseline"]
     unknown = [n for n in names if n not in VARIANTS]
-    if unknown:
-        print(f"error: unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}", file=sys.stderr)
-        return 2
     try:
+        if unknown:
+            raise UsageError(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
         with tempfile.TemporaryDirectory(prefix="orcaport-envelope-") as tmp:
             envelope = measure(args.model, args.corpus, args.references, Path(tmp), names)
         blob = (json.dumps(envelope, indent=1, sort_keys=True) + "\n").encode()
-        write_files_atomically(args.out.parent, {args.out.name: blob})
-    except (ConvertError, ReferenceError, OSError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        try:
+            write_files_atomically(args.out.parent, {args.out.name: blob})
+        except OSError as e:
+            raise OutputError(f"cannot write {args.out} ({e.strerror or e}); pass a writable --out") from None
+    except (OrcaportError, KeyboardInterrupt) as e:
+        return report_error(None, e)
+    except (ReferenceError, OSError, ValueError) as e:   # unreadable or mismatched inputs
+        return report_error(None, InputError(str(e)))
     print(f"wrote {args.out}: {len(envelope['comparisons'])} comparisons")
-    return 0
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

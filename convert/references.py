@@ -42,9 +42,9 @@ from convert.legacy import ConvertError, ffmpeg_version, isolated_home, legacy_v
 from convert.production import predict_file
 from convert.reference_plan import activation_owner, clips_of, plan_within_budget, sampled_clips
 from orcaport.model.artifact import load_artifact
-from orcaport.model.config import ConfigError, ModelConfig
+from orcaport.model.config import ModelConfig
+from orcaport.model.errors import ExitCode, InputError, OrcaportError, report_error
 from orcaport.model.stages import ACTIVATION_LAYERS, CLIP_STAGES
-from orcaport.model.weights import WeightsError
 from orcaport.parity.atomic import remove_stale_scratch, scratch_prefix, write_files_atomically
 from orcaport.parity.audio_manifest import AudioFolderError, build_entries, scan, tensor_file_name
 from orcaport.parity.fingerprint import fingerprint
@@ -241,11 +241,12 @@ def main(argv: list[str] | None = None) -> int:
             with isolated_home(Path(tmp) / "home"):
                 manifest = build(args.model, args.audio, args.out, Path(tmp), args.sha256, args.threads,
                                  args.near_threshold, args.budget_mb)
-    except (ConvertError, ConfigError, WeightsError, AudioFolderError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except AudioFolderError as e:      # parity's own (a ValueError): an unusable --audio
+        return report_error(None, InputError(str(e)))
+    except (OrcaportError, KeyboardInterrupt) as e:
+        return report_error(None, e)
     print(json.dumps({"files": len(manifest["files"]), "out": str(args.out)}))
-    return 0
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

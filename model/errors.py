@@ -94,9 +94,10 @@ def one_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def report_error(prog: str, error: BaseException, stream: TextIO | None = None) -> ExitCode:
-    """Print `prog: error: <one line>` (or `prog: interrupted`) to stderr; return its exit code."""
+def report_error(prog: str | None, error: BaseException, stream: TextIO | None = None) -> ExitCode:
+    """Print `prog: error: <one line>` (or `prog: interrupted`; without prog the line starts at
+    `error:`) to stderr; return the error's exit code."""
     code = exit_code_for(error)
     message = "interrupted" if code is ExitCode.INTERRUPTED else f"error: {one_line(error)}"
-    print(f"{prog}: {message}", file=stream or sys.stderr)
+    print(f"{prog}: {message}" if prog else message, file=stream or sys.stderr)
     return code
