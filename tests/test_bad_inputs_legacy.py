@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from orcaport.model.errors import ExitCode
 from tests.conftest import ROOT, legacy_interpreter, run_legacy
 
 pytestmark = pytest.mark.legacy
@@ -23,10 +24,11 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return run_legacy(["tests/legacy/bad_inputs.py"], home=tmp_path_factory.mktemp("home"))
 
 
-def _refused(case: dict[str, Any], *needles: str) -> str:
-    """Exit 2, exactly one 'error:' line holding every needle, and no output folder written."""
+def _refused(case: dict[str, Any], *needles: str, code: ExitCode = ExitCode.BAD_INPUT) -> str:
+    """Exit `code` (3: an unusable input), exactly one 'error:' line holding every needle, and no
+    output folder written."""
     lines = [ln for ln in case["err"].splitlines() if ln.startswith("error:")]
-    assert case["rc"] == 2 and len(lines) == 1, case
+    assert case["rc"] == code and len(lines) == 1, case
     assert all(n in lines[0] for n in needles), (needles, lines[0])
     assert not case["out_files"], f"something was written: {case['out_files']}"
     return lines[0]
@@ -47,7 +49,8 @@ CONVERT = {
 
 @pytest.mark.parametrize("case", sorted(CONVERT))
 def test_convert_refuses(results: dict[str, Any], case: str) -> None:
-    _refused(results["convert"][case], *CONVERT[case])
+    _refused(results["convert"][case], *CONVERT[case],
+             code=ExitCode.OUTPUT if case == "out_is_file" else ExitCode.BAD_INPUT)
 
 
 def test_a_pickle_with_the_wrong_sha256_is_never_opened(results: dict[str, Any]) -> None:
@@ -117,5 +120,5 @@ def test_cli_exit_status_is_non_zero_through_python_m(tmp_path: Path) -> None:
     run = subprocess.run([legacy_interpreter(), "-m", "convert.cli", "--model", str(pkl), "--out",
                           str(tmp_path / "out"), "--sha256", "0" * 64], cwd=ROOT, capture_output=True,
                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert run.returncode == 2 and run.stderr.startswith("error: refusing to unpickle"), run.stderr
+    assert run.returncode == ExitCode.BAD_INPUT and run.stderr.startswith("error: refusing to unpickle"), run.stderr
     assert len(run.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
