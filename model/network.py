@@ -32,7 +32,8 @@ BN_FINAL_MOMENTUM = 0.01   # fastai create_head's bn_final
 LOGITS = "logits"
 STAGE_NAMES: tuple[str, ...] = ACTIVATION_LAYERS + (LOGITS,)
 BODY_STAGES: tuple[str, ...] = ("stem", "layer1", "layer2", "layer3", "layer4")
-assert ACTIVATION_LAYERS == BODY_STAGES + ("pooled",), "model/stages.py changed: update network.py"
+if ACTIVATION_LAYERS != BODY_STAGES + ("pooled",):
+    raise RuntimeError("model/stages.py changed its activation layers: update network.py's BODY_STAGES")
 
 
 def _conv3x3(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:

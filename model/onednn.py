@@ -167,7 +167,8 @@ def plan_reuse(paths: list[list[list[Geometry]]], input_width: int, content: int
     full, varying, w, c = [], [], input_width, content
     for layer in paths:
         widths = {compose(p, w, "width") for p in layer}
-        assert len(widths) == 1, "block paths disagree on the output width"
+        if len(widths) != 1:      # a bug in the geometry, never an input: raised even under -O
+            raise RuntimeError(f"plan_reuse: block paths disagree on the output width ({sorted(widths)})")
         w = widths.pop()
         c = min(max(compose(p, c, "varying") for p in layer), w)
         full.append(w)
@@ -198,7 +199,8 @@ def plan_reuse(paths: list[list[list[Geometry]]], input_width: int, content: int
     for i, layer in enumerate(paths):
         if i:
             in_w.append(min(max(want[i], out_w[-1]), full_in[i]) if run_start[i] else out_w[-1])
-        assert in_w[i] >= needs[i], "plan_reuse: a layer would read past its window"
+        if in_w[i] < needs[i]:
+            raise RuntimeError(f"plan_reuse: layer {i} would read past its window ({in_w[i]} < {needs[i]})")
         out_w.append(compose(layer[0], in_w[i], "width"))
     return ReusePlan(content, tuple(in_w), tuple(out_w), tuple(varying), tuple(full))
 
