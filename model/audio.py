@@ -97,7 +97,7 @@ class PcmAudio:
     @property
     def length_ms(self) -> int:
         """pydub `len(audio)`: round(1000 * frames / rate), Python's round (half to even)."""
-        return round(1000 * (float(self.frames) / self.sample_rate))
+        return length_ms(self.frames, self.sample_rate)
 
 
 @dataclass(frozen=True)
@@ -160,17 +160,40 @@ def _pydub_tail(path: Path, view: _RiffView) -> bytes:
     return raw
 
 
-def _pydub_ints(path: Path, subtype: str) -> tuple[np.ndarray, int]:
-    """soundfile's integer decode mapped to pydub's view: (samples, sample_width)."""
-    bits = PCM_BITS[subtype]
+def read_dtype(subtype: str) -> str:
+    """The dtype soundfile reads a `subtype` in before `pydub_view` maps it (8/16-bit: int16,
+    24/32-bit: int32, IEEE float: float32)."""
+    bits = PCM_BITS.get(subtype)
+    return "float32" if bits is None else ("int16" if bits <= 16 else "int32")
+
+
+def pydub_view(path: str | Path, x: np.ndarray, subtype: str) -> tuple[np.ndarray, int]:
+    """A block soundfile read (as `read_dtype(subtype)`, (frames, channels)) in pydub's integer
+    view. -> (samples, sample_width). The one mapping behind the whole-file decode and the
+    detector's streamed reads: 8-bit is unsigned on disk and signed in pydub; 24-bit is
+    left-justified with 0x00 by soundfile, sign-filled by pydub; IEEE float goes through ffmpeg's
+    pcm_s32le in pydub (refused when ffmpeg's answer is position-dependent)."""
+    bits = PCM_BITS.get(subtype)
+    if bits is None:
+        check_float_range(path, x)
+        return _ffmpeg_float_to_s32(x), 4
     if bits == 8:
-        return (sf.read(str(path), dtype="int16", always_2d=True)[0] >> 8).astype("<i1"), 1
+        return (x >> 8).astype("<i1"), 1
     if bits == 16:
-        return sf.read(str(path), dtype="int16", always_2d=True)[0].astype("<i2"), 2
-    x = sf.read(str(path), dtype="int32", always_2d=True)[0].astype("<i4")
-    if bits == 24:                      # soundfile left-justifies with 0x00; pydub pads the sign
+        return x.astype("<i2"), 2
+    x = x.astype("<i4")
+    if bits == 24:
         x |= (x >> 31) & 0xFF
     return x, 4
+
+
+def check_header_frames(path: str | Path, view: _RiffView, channels: int, rate: int, frames: int) -> None:
+    """pydub's own reading of the RIFF header must agree with soundfile's, or the file is refused."""
+    frame_bytes = view.channels * (view.bits_per_sample // 8)
+    seen = (view.channels, view.sample_rate, view.data_bytes // frame_bytes)
+    if seen != (channels, rate, frames):
+        raise AudioDecodeError(f"{path}: header inconsistent (pydub sees channels/rate/frames "
+                               f"{seen}, soundfile {(channels, rate, frames)}); {FIX}")
 
 
 def _ffmpeg_float_to_s32(x: np.ndarray) -> np.ndarray:
@@ -216,22 +239,13 @@ def decode_pcm(path: str | Path) -> PcmAudio:
     path = Path(path)
     header = inspect_header(path)
     info, view, subtype = header.info, header.view, header.info.subtype
+    # pydub's native parser (view), the ffmpeg path or FLAC: PCM ints come out unchanged; IEEE
+    # float WAV through ffmpeg's s32 (inspect_header let nothing else through)
+    samples, width = pydub_view(path, sf.read(str(path), dtype=read_dtype(subtype), always_2d=True)[0], subtype)
     tail = b""
-    if view is not None:                # pydub's native parser accepts the header
-        samples, width = _pydub_ints(path, subtype)
-        frame_bytes = view.channels * (view.bits_per_sample // 8)
-        seen = (view.channels, view.sample_rate, view.data_bytes // frame_bytes)
-        got = (info.channels, info.samplerate, samples.shape[0])
-        if seen != got:
-            raise AudioDecodeError(f"{path}: header inconsistent (pydub sees channels/rate/frames "
-                                   f"{seen}, soundfile {got}); {FIX}")
+    if view is not None:
+        check_header_frames(path, view, info.channels, info.samplerate, samples.shape[0])
         tail = _pydub_tail(path, view)
-    elif subtype in PCM_BITS:           # ffmpeg path (or FLAC): PCM ints come out unchanged
-        samples, width = _pydub_ints(path, subtype)
-    else:                               # IEEE float WAV (inspect_header let nothing else through)
-        x = sf.read(str(path), dtype="float32", always_2d=True)[0]
-        check_float_range(path, x)
-        samples, width = _ffmpeg_float_to_s32(x), 4
     return PcmAudio(np.ascontiguousarray(samples), int(info.samplerate), width, tail)
 
 
@@ -280,13 +294,19 @@ def inspect_header(path: str | Path) -> AudioHeader:
     return AudioHeader(info=info, view=view)
 
 
-def _ms_to_frame(pcm: PcmAudio, ms: float) -> int:
-    """pydub `_parse_position`: negative ms count from the end, int(ms * (rate / 1000.0))."""
+def length_ms(frames: int, sample_rate: int) -> int:
+    """pydub `len(audio)`: round(1000 * frames / rate), Python's round (half to even)."""
+    return round(1000 * (float(frames) / sample_rate))
+
+
+def ms_to_frame(ms: float, sample_rate: int, length: int) -> int:
+    """pydub `_parse_position` for audio `length` ms long: negative ms count from the end,
+    int(ms * (rate / 1000.0))."""
     if ms < 0:
-        ms = pcm.length_ms - abs(ms)
+        ms = length - abs(ms)
     if ms == float("inf"):
-        ms = pcm.length_ms
-    return int(ms * (pcm.sample_rate / 1000.0))
+        ms = length
+    return int(ms * (sample_rate / 1000.0))
 
 
 def slice_ms(pcm: PcmAudio, begin_ms: float | None = None, end_ms: float | None = None) -> PcmAudio:
@@ -302,7 +322,7 @@ def slice_ms(pcm: PcmAudio, begin_ms: float | None = None, end_ms: float | None 
     length = pcm.length_ms
     start = min(0 if begin_ms is None else begin_ms, length)
     end = min(length if end_ms is None else end_ms, length)
-    b0, b1 = _ms_to_frame(pcm, start) * fw, _ms_to_frame(pcm, end) * fw
+    b0, b1 = (ms_to_frame(ms, pcm.sample_rate, length) * fw for ms in (start, end))
     body = pcm.samples.reshape(-1).view(np.uint8)
     buf_len = body.size + len(pcm.tail)
     lo, hi, _ = slice(b0, b1).indices(buf_len)

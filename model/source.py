@@ -13,8 +13,8 @@ from typing import Iterator
 import numpy as np
 import soundfile as sf
 
-from orcaport.model.audio import (FIX, PCM_BITS, AudioDecodeError, PcmAudio, _ffmpeg_float_to_s32,
-                         check_float_range, decode_pcm, inspect_header)
+from orcaport.model.audio import (FIX, PCM_BITS, AudioDecodeError, PcmAudio, check_header_frames, decode_pcm,
+                                  inspect_header, length_ms, ms_to_frame, pydub_view, read_dtype)
 from orcaport.model.errors import OrcaportError
 
 STREAM_BYTES = 64 << 20         # files above this are streamed from disk, never held whole
@@ -39,8 +39,7 @@ class AudioSource:
     channels: int
     frames: int
     sample_width: int             # bytes per sample in pydub's view (1, 2 or 4)
-    subtype: str = ""
-    float_input: bool = False     # IEEE float WAV: pydub goes through ffmpeg's pcm_s32le
+    subtype: str = ""             # soundfile's, for streamed reads (model.audio.pydub_view)
     pcm: PcmAudio | None = None   # the whole decode, when not streaming
 
     @property
@@ -48,10 +47,10 @@ class AudioSource:
         return float(self.frames) / self.sample_rate
 
     def frame_at(self, second: int) -> int:
-        """pydub's `audio[ms:]` start frame for `second * 1000` ms (clamped to len(audio) in ms),
-        as model.audio.slice_ms computes it: int(ms * (rate / 1000.0))."""
-        length_ms = round(1000 * (float(self.frames) / self.sample_rate))
-        return int(min(second * 1000, length_ms) * (self.sample_rate / 1000.0))
+        """pydub's `audio[ms:]` start frame for `second * 1000` ms, clamped to len(audio), as
+        model.audio.slice_ms computes it."""
+        length = length_ms(self.frames, self.sample_rate)
+        return ms_to_frame(min(second * 1000, length), self.sample_rate, length)
 
     def segments(self, count: int, start: int = 0) -> Iterator[np.ndarray]:
         """Seconds start..start+count-1 as (frames, channels) ints, each read exactly once, in order."""
@@ -60,23 +59,14 @@ class AudioSource:
             for a, b in bounds:
                 yield self.pcm.samples[a:b]
             return
-        dtype = "float32" if self.float_input else ("int16" if self.sample_width <= 2 else "int32")
-        bits = PCM_BITS.get(self.subtype, 0)
         with sf.SoundFile(str(self.path)) as f:
             for a, b in bounds:
                 f.seek(a)
-                x = f.read(b - a, dtype=dtype, always_2d=True)
+                x = f.read(b - a, dtype=read_dtype(self.subtype), always_2d=True)
                 if x.shape[0] != b - a:
                     raise AudioDecodeError(f"{self.path}: data ends at frame {a + x.shape[0]} but the "
                                            f"header promises {self.frames}; {FIX}")
-                if self.float_input:            # as decode_pcm: ffmpeg's flt -> s32
-                    check_float_range(self.path, x)
-                    x = _ffmpeg_float_to_s32(x)
-                elif bits == 8:                 # unsigned on disk, signed in pydub
-                    x = (x >> 8).astype("<i1")
-                elif bits == 24:                # pydub sign-fills the low byte soundfile zeroes
-                    x |= (x >> 31) & 0xFF
-                yield np.ascontiguousarray(x)
+                yield np.ascontiguousarray(pydub_view(self.path, x, self.subtype)[0])
 
 
 def open_audio(path: str | Path, stream_bytes: int = STREAM_BYTES) -> AudioSource:
@@ -92,15 +82,9 @@ def open_audio(path: str | Path, stream_bytes: int = STREAM_BYTES) -> AudioSourc
     header = inspect_header(path)       # decode_pcm's acceptance rules, without reading samples
     info, view, subtype = header.info, header.view, header.info.subtype
     if view is not None:
-        seen = (view.channels, view.sample_rate, view.data_bytes // (view.channels * view.bits_per_sample // 8))
-        got = (info.channels, info.samplerate, info.frames)
-        if seen != got:
-            raise AudioDecodeError(f"{path}: header inconsistent (pydub sees channels/rate/frames "
-                                   f"{seen}, soundfile {got}); {FIX}")
-    float_input = view is None and subtype == "FLOAT"
-    width = 4 if float_input else {8: 1, 16: 2}.get(PCM_BITS[subtype], 4)
-    return AudioSource(path, int(info.samplerate), int(info.channels), int(info.frames), width,
-                       subtype, float_input)
+        check_header_frames(path, view, info.channels, info.samplerate, info.frames)
+    width = {8: 1, 16: 2}.get(PCM_BITS.get(subtype, 32), 4)     # IEEE float: ffmpeg's s32
+    return AudioSource(path, int(info.samplerate), int(info.channels), int(info.frames), width, subtype)
 
 
 def release_free_memory() -> None:
