@@ -1,6 +1,9 @@
 """The fastai-free frontend against the real legacy stack, stage by stage (legacy env only).
 
-    .venvs/legacy/bin/python -m pytest tests/test_frontend_legacy.py -s   (prints the max diffs)
+    .venvs/legacy/bin/python -m pytest tests/test_frontend_legacy.py
+
+Every stage is asserted bit-exact where it is computed (`assert_same`), so each test stands alone
+under -k, -x or any order.
 
 Oracles: pydub 0.25.1 decode + slice + export, soundfile reads, torch.mean, soundfile PCM_16 cache
 files on disk, scipy resample_poly, torchaudio MelSpectrogram / AmplitudeToDB, fastai_audio's own
@@ -11,7 +14,6 @@ test oracle). torchaudio.load/save are patched to soundfile exactly as upstream 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import warnings
 from pathlib import Path
@@ -43,15 +45,15 @@ from orcaport.model.spectrogram import amplitude_to_db, mel_spectrogram, pad_or_
 RATES = (48000, 44100, 96000, 8000, 16000)
 SUBTYPES = ("PCM_U8", "PCM_16", "PCM_24", "PCM_32")
 CFG = FrontendConfig()
-MAX_DIFF: dict[str, float] = {}
 SCIPY_WAVS = Path(__import__("scipy").__file__).parent / "io" / "tests" / "data"
 
 
-def record(stage: str, ours, theirs) -> None:
+def assert_same(stage: str, ours, theirs) -> None:
+    """`ours` equals legacy's `theirs` bit for bit (as float64; NaN where both are ignored)."""
     a, b = np.asarray(ours, dtype=np.float64), np.asarray(theirs, dtype=np.float64)
     assert a.shape == b.shape, (stage, a.shape, b.shape)
     d = float(np.nanmax(np.abs(a - b))) if a.size else 0.0
-    MAX_DIFF[stage] = max(MAX_DIFF.get(stage, 0.0), d)
+    assert d == 0.0, f"{stage}: max |ours - legacy| = {d:.3g}"
 
 
 def _load(filepath, *args, **kwargs):          # upstream OrcaHello's torchaudio.load patch
@@ -91,18 +93,16 @@ def test_decode_slice_export_load_match_pydub(tmp_path, rate, subtype, channels)
     seg, pcm = AudioSegment.from_wav(str(path)), decode_pcm(path)
     assert (pcm.sample_width, pcm.sample_rate, pcm.channels) == (seg.sample_width, seg.frame_rate,
                                                                  seg.channels)
-    assert pcm.samples.tobytes() + pcm.tail == seg.raw_data
-    MAX_DIFF["decode"] = 0.0
+    assert pcm.samples.tobytes() + pcm.tail == seg.raw_data             # decode: byte-exact
     windows = clip_windows(pcm.duration_s)
     duration = librosa.get_duration(path=str(path))     # production's window count
     assert windows == [(i, i + 2) for i in range(int(math.floor(duration) - 1))]
     cuts = [(b * 1000, e * 1000) for b, e in windows] + [(-500, None), (3400, 9999), (7, 7.5)]
     for begin, end in cuts:
         clip, ref = slice_ms(pcm, begin, end), seg[begin:end]
-        assert clip.samples.tobytes() + clip.tail == ref.raw_data, (begin, end)
-        MAX_DIFF["clip"] = 0.0
+        assert clip.samples.tobytes() + clip.tail == ref.raw_data, (begin, end)   # clip
         ref.export(str(tmp_path / "clip.wav"), format="wav")
-        record("load", load_clip(clip), torchaudio.load(tmp_path / "clip.wav")[0])
+        assert_same("load", load_clip(clip), torchaudio.load(tmp_path / "clip.wav")[0])
     with pytest.raises(TooManyMissingFrames):
         seg[-100000:1000]
     with pytest.raises(SliceError):
@@ -132,21 +132,21 @@ def test_downmix_resample_and_their_caches_match_fastai_audio(tmp_path, rate, ch
     sig, sr = torchaudio.load(tmp_path / "clip.wav")      # as fastai_audio reads the pydub clip
     x = load_clip(decode_pcm(path))
     dm_ref = fa_tfm.tfm_downmix(sig)
-    record("downmix_mean", downmix(x), dm_ref)
+    assert_same("downmix_mean", downmix(x), dm_ref)
     files = fa_data.make_cache([dm_ref], sr, fa_data.AudioConfig(), "dm", tmp_path / "a", [])
     dm_loaded, _ = torchaudio.load(files[0])              # the real PCM_16 file on disk
     ours = cache_round_trip(downmix(x))
-    record("downmix", ours, dm_loaded)
+    assert_same("downmix", ours, dm_loaded)
     rs_ref = fa_tfm.tfm_resample(dm_loaded, sr, 20000)
     rs = resample(ours, sr, 20000)
     assert rs.dtype == rs_ref.numpy().dtype
-    record("resample_poly", rs, rs_ref)
+    assert_same("resample_poly", rs, rs_ref)
     files = fa_data.make_cache([rs_ref], 20000, fa_data.AudioConfig(), "rs", tmp_path / "b", [])
-    record("resample", cache_round_trip(rs), torchaudio.load(files[0])[0])
+    assert_same("resample", cache_round_trip(rs), torchaudio.load(files[0])[0])
     # no downmix: the resample cache stores every channel (the (C, N) layout must survive)
     multi = fa_tfm.tfm_resample(sig, sr, 20000)
     files = fa_data.make_cache([multi], 20000, fa_data.AudioConfig(), "rs", tmp_path / "c", [])
-    record("resample", cache_round_trip(resample(x, sr, 20000)), torchaudio.load(files[0])[0])
+    assert_same("resample", cache_round_trip(resample(x, sr, 20000)), torchaudio.load(files[0])[0])
 
 
 SPECTRO_VARIANTS = [{}, {"win_length": 2048, "pad": 100}, {"f_max": None, "top_db": None},
@@ -164,11 +164,11 @@ def test_mel_and_db_match_torchaudio(variant) -> None:
         wave = torch.from_numpy((rng.standard_normal((channels, n)) * 0.2).astype(np.float32))
         ref = torchaudio.transforms.MelSpectrogram(**sg.mel_args())(wave)
         mel = mel_spectrogram(wave.numpy(), cfg)
-        record("mel", mel, ref)
-        record("mel_rel", (mel - ref).abs() / ref.abs().clamp(min=1e-30), torch.zeros_like(ref))
-        record("db", amplitude_to_db(mel, cfg.top_db),
+        assert_same("mel", mel, ref)
+        assert_same("mel_rel", (mel - ref).abs() / ref.abs().clamp(min=1e-30), torch.zeros_like(ref))
+        assert_same("db", amplitude_to_db(mel, cfg.top_db),
                torchaudio.transforms.AmplitudeToDB(top_db=sg.top_db)(ref))
-        record("standardize", standardize(ref.clone()), fa_tfm.standardize(ref.clone()))
+        assert_same("standardize", standardize(ref.clone()), fa_tfm.standardize(ref.clone()))
 
 
 @pytest.mark.parametrize("frames", [1, 100, 157, 311, 312])
@@ -177,10 +177,10 @@ def test_pad_matches_tfm_crop_time(frames, mode) -> None:
     db = torch.randn(1, 256, frames)
     cfg = dataclasses.replace(CFG, pad_mode=mode)
     ref, _, _ = fa_tfm.tfm_crop_time(db, 20000, 4000, 256, mode)
-    record("input", pad_or_crop(db, cfg, 20000), ref)
+    assert_same("input", pad_or_crop(db, cfg, 20000), ref)
     if frames == 312:                 # an exact fit: legacy's "zeros" draws randint(0, 0) == 0
         zeros = dataclasses.replace(CFG, pad_mode="zeros")
-        record("input", pad_or_crop(db, zeros, 20000), fa_tfm.tfm_crop_time(db, 20000, 4000, 256)[0])
+        assert_same("input", pad_or_crop(db, zeros, 20000), fa_tfm.tfm_crop_time(db, 20000, 4000, 256)[0])
 
 
 @pytest.mark.parametrize("pad_mode", ["zeros", "zeros-after"])
@@ -220,7 +220,7 @@ def test_whole_frontend_matches_fastai_audio_audiolist(tmp_path, monkeypatch, pa
         spectro = x.get(i).spectro                     # one draw per item for "zeros"
         front = drawn[-1] if pad_mode == "zeros" else None
         stages = frontend_stages(ours[by_folder[Path(x.items[i]).parent.name]], cfg, front)
-        record("end_to_end_input", stages["input"], spectro)
+        assert_same("end_to_end_input", stages["input"], spectro)
     assert len(drawn) == (15 if pad_mode == "zeros" else 0)
     assert pad_mode != "zeros" or len(set(drawn)) > 1   # production's offsets really vary
 
@@ -260,13 +260,7 @@ def test_aggregate_matches_pandas_production_code() -> None:
         assert np.array_equal(agg.confidence, submission.confidence.to_numpy()), conf
         assert agg.local_prediction.tolist() == local and agg.global_prediction == glob_pred
         assert agg.global_confidence == glob_conf
-    MAX_DIFF["aggregate"] = 0.0
     with pytest.raises(KeyError):
         legacy_aggregation([])
     with pytest.raises(ValueError, match="KeyError"):
         aggregate([])
-
-
-def test_zz_report_max_differences() -> None:
-    print("\nmax |ours - legacy| per stage:", json.dumps(MAX_DIFF, indent=1, sort_keys=True))
-    assert all(v == 0.0 for v in MAX_DIFF.values()), MAX_DIFF
