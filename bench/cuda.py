@@ -14,6 +14,8 @@ One prepared run for a lent GPU machine (its time is scarce), in this order:
    (fp16 autocast): clips/s, GPU memory peak; a warm-up on the check set first;
 6. the check set on the CPU (legacy-exact) and on the GPU in both profiles: decision agreement,
    max |prob diff|.
+`--legacy JSON` (made anywhere by `--export-legacy JSON` from the committed references) runs only
+the parity step: the fixture on the GPU against legacy's own probabilities and decisions.
 Writes DIR/cuda.json (atomically) with the card's name, the CPU model and flags; prints it.
 """
 
@@ -36,9 +38,9 @@ import torch
 from bench.train import SAMPLE_RATE, TRAIN_SEED, train_resnet50
 from orcaport.model.detector import Detector
 from orcaport.model.feeder import WaveformChunks, detect_many, plan_chunks
+from orcaport.model.fileio import write_json_atomically
 from orcaport.model.spectrogram import input_width
-from orcaport.parity.atomic import write_json_atomically
-from orcaport.parity.synth import training_example
+from orcaport.parity.testaudio.synth import training_example
 
 POOL_PER_CLASS = 100         # distinct synthetic clips per label; the hours are seeded orders of them
 HOUR_S = 3600
@@ -141,6 +143,47 @@ def agreement(a: list, b: list) -> dict[str, Any]:
             "positive_seconds": int(sum(x.positive_seconds for x in a))}
 
 
+def export_legacy_probs(references: Path, corpus: Path, out: Path) -> Path:
+    """The committed legacy references' per-clip P(positive) and decisions per corpus file, as a
+    small JSON a GPU machine can take along (the references themselves are too big to carry)."""
+    from orcaport.parity.references import load_references
+    from orcaport.parity.run import load_tolerances
+
+    refs = load_references(references)
+    files = {}
+    for path in sorted(corpus.glob("*.wav")):
+        t = refs.file(path.name).tensors
+        if "all/probs" not in t:            # legacy refused the file (shorter than a clip)
+            continue
+        files[path.name] = {"probs": t["all/probs"][:, 1].tolist(),
+                            "local": t["aggregate/local_prediction"].astype(int).tolist(),
+                            "global": int(t["aggregate/global_prediction"][0])}
+    bound = load_tolerances(regime="cross_machine")[1]["probs"].atol
+    write_json_atomically(out.parent, out.name, {"probs_atol_cross_machine": bound, "files": files})
+    return out
+
+
+def parity_vs_legacy(model: Path, corpus: Path, legacy: dict[str, Any], workers: int,
+                     device: str = "cuda") -> dict[str, Any]:
+    """The fixture on the GPU, each profile, against legacy's own outputs (the committed
+    references, recorded on a CPU): max |P diff| against the cross-machine bound, decisions."""
+    out = {"bound": legacy["probs_atol_cross_machine"]}
+    paths = [corpus / name for name in legacy["files"]]
+    for p in ("legacy-exact", "fast"):
+        det = Detector.from_folder(model, profile=p, device=device)
+        diffs, local_same, global_same, seconds = [], 0, 0, 0
+        for path, d in detect_many(det, paths, workers, chunk=64):
+            want = legacy["files"][path.name]
+            diffs.append(float(np.abs(d.clip_confidence - np.asarray(want["probs"])).max()))
+            local_same += int(np.sum(d.local_prediction == np.asarray(want["local"])))
+            seconds += len(want["local"])
+            global_same += int(d.global_prediction == want["global"])
+        out[p] = {"files": len(paths), "seconds": seconds, "max_abs_prob_diff": max(diffs),
+                  "within_bound": max(diffs) <= out["bound"], "local_agreement": local_same / seconds,
+                  "global_agreement": global_same / len(paths)}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.cuda", description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
@@ -149,7 +192,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--check-minutes", type=int, default=10)
     ap.add_argument("--workers", type=int, default=None, help="frontend processes (default: CPUs - 1)")
     ap.add_argument("--dry-run", action="store_true", help="tiny sizes on the CPU: checks the script, measures nothing")
+    ap.add_argument("--export-legacy", type=Path, metavar="JSON",
+                    help="write the committed references' probabilities to JSON (on any machine) and stop")
+    ap.add_argument("--legacy", type=Path, metavar="JSON", help="--export-legacy's file: only the parity step")
+    ap.add_argument("--fixture", type=Path, default=Path("reference_outputs/fixture"))
+    ap.add_argument("--corpus", type=Path, default=Path("reference_outputs/corpus"))
     args = ap.parse_args(argv)
+    if args.export_legacy:
+        print(export_legacy_probs(Path("reference_outputs/stages"), args.corpus, args.export_legacy))
+        return 0
     device = "cpu" if args.dry_run else "cuda"
     if not args.dry_run and not torch.cuda.is_available():
         raise SystemExit("bench.cuda: torch sees no CUDA GPU; run it on a GPU machine (or --dry-run)")
@@ -164,6 +215,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.perf_counter() - T0:6.1f} s] {msg}", file=sys.stderr, flush=True)
 
     T0 = time.perf_counter()
+    if args.legacy:         # a later, separate run: only the parity step, merged into OUT/cuda.json
+        old = json.loads((args.out / "cuda.json").read_text()) if (args.out / "cuda.json").is_file() else res
+        old["parity_vs_legacy"] = {"gpu": res["gpu"], "date": res["date"], "model": "fixture (ResNet18)",
+                                   **parity_vs_legacy(args.fixture, args.corpus, json.loads(args.legacy.read_text()),
+                                                      workers, device)}
+        write_json_atomically(args.out, "cuda.json", old)
+        print(json.dumps(old["parity_vs_legacy"], indent=2))
+        return 0
     model = args.work / "resnet50-trained-cuda"
     tiny = {"epochs": 1, "per_class": 8, "held_out_per_class": 4} if args.dry_run else {}
     res["training"] = {k: v for k, v in train_resnet50(model, threads=workers, verify=False, device=device,
