@@ -55,7 +55,7 @@ convert: env-legacy  ## [legacy] MODEL/model.pkl -> model.safetensors + config.j
 	  $(if $(POSITIVE),--positive-class "$(POSITIVE)")
 
 corpus: env-clean  ## regenerate the committed parity audio corpus (seeded, deterministic)
-	$(CLEAN) -m orcaport.parity.corpus --out reference_outputs/corpus
+	$(CLEAN) -m orcaport.parity.testaudio.corpus --out reference_outputs/corpus
 
 references: env-legacy  ## [legacy] record stage-by-stage references from the real legacy pipeline  (MODEL= AUDIO= REFERENCES= BUDGET_MB=)
 	$(LEGACY) -m convert.references --model "$(MODEL_DIR)" --audio $(AUDIO) --out "$(REFERENCES)" \
@@ -70,7 +70,7 @@ tolerances: env-clean  ## derive TOLERANCES from ENVELOPE (policy: parity/tolera
 	$(CLEAN) -m orcaport.parity.envelope derive --envelope "$(ENVELOPE)" --out "$(TOLERANCES)"
 
 controls-refs: env-legacy  ## [legacy] record the negative controls' odd-rate references
-	$(CLEAN) -m orcaport.parity.corpus --set controls --out reference_outputs/controls/corpus
+	$(CLEAN) -m orcaport.parity.testaudio.corpus --set controls --out reference_outputs/controls/corpus
 	$(LEGACY) -m convert.references --model $(FIXTURE) --corpus reference_outputs/controls/corpus \
 	  --out reference_outputs/controls/stages
 
@@ -105,6 +105,6 @@ CARD ?=
 PUBLISH_MODEL = $(MODEL_DIR)
 
 publish: env-clean  ## stage (DRY_RUN=1) or upload to the Hub, gated on $(REPORTS)/parity.json  (REPO_ID= MODEL= REFERENCES= REPORTS= CARD=)
-	$(CLEAN) -m orcaport.parity.publish --model "$(PUBLISH_MODEL)" --report "$(REPORTS)/parity.json" \
+	$(CLEAN) -m orcaport.parity.publishing --model "$(PUBLISH_MODEL)" --report "$(REPORTS)/parity.json" \
 	  --references "$(REFERENCES)" --tolerances "$(TOLERANCES)" --repo-id "$(REPO_ID)" $(if $(DRY_RUN),--dry-run) \
 	  $(if $(CARD),--card "$(CARD)")

@@ -321,7 +321,7 @@ def trained_resnet50() -> Path:
 
 
 def write(res: dict[str, Any], out: Path) -> int:
-    from orcaport.parity.atomic import write_files_atomically
+    from orcaport.model.fileio import write_files_atomically
 
     raw = json.dumps(res, indent=2) + "\n"
     try:

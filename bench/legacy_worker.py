@@ -46,7 +46,7 @@ def resnet50_learner(work: Path):
     from audio.learner import audio_learner
     from fastai.vision import models
 
-    from convert.fixture import legacy_audio_config
+    from convert.production import legacy_audio_config
     from orcaport.model.config import FrontendConfig
 
     rng = np.random.default_rng(0)

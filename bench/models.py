@@ -11,9 +11,6 @@ decisions. Speed and agreement figures use the trained stand-in (bench/train.py)
 from __future__ import annotations
 
 import dataclasses
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -24,11 +21,11 @@ from torch import nn
 
 from orcaport.model.config import ArchitectureConfig, HeadConfig, ModelConfig
 from orcaport.model.detector import Detector
+from orcaport.model.fileio import replace_folder, sha256_file
 from orcaport.model.network import OrcaNet
 from orcaport.model.onednn import ReusePlan, engine_layers
-from orcaport.model.weights import save_network_state, sha256_file
+from orcaport.model.weights import save_network_state
 from orcaport.model.spectrogram import input_width
-from orcaport.parity.atomic import remove_stale_scratch, scratch_prefix
 
 RESNET50_SOURCE = "bench-random-resnet50-seed0"   # stands in for a source pickle's sha256
 SEED = 0
@@ -69,32 +66,18 @@ def write_random_resnet50(out: Path, calibration: torch.Tensor, batch: int = 16)
 
 def write_model_folder(net: OrcaNet, cfg: ModelConfig, out: Path) -> str:
     """model.safetensors + config.json (pinning the weights' sha256, as `make convert` writes
-    them) into `out`, atomically: staged
-    in a scratch sibling named after this pid (a killed run's is removed by the next), then renamed
-    in; an older `out` is moved aside first (os.rename cannot replace a non-empty folder)."""
-    out = out.resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    kind = f".{out.name}.model"
-    remove_stale_scratch(out.parent, kind)
-    stage = Path(tempfile.mkdtemp(prefix=scratch_prefix(kind), dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(stage, 0o777 & ~umask)                  # mkdtemp's 0700 would make the model private
-    source = cfg.provenance["source_sha256"]
-    try:
+    them) into `out`, atomically: the folder is built in a scratch sibling and renamed in
+    (model/fileio.py `replace_folder`). -> the weights' sha256."""
+    digest = []
+
+    def build(stage: Path) -> None:
         weights = save_network_state(net.eval().state_dict(), stage / "model.safetensors",
-                                     metadata={"source_sha256": source})
-        digest = sha256_file(weights)
-        cfg = dataclasses.replace(cfg, provenance={**cfg.provenance, "weights_sha256": digest})
-        (stage / "config.json").write_text(cfg.to_json())
-        old = Path(tempfile.mkdtemp(prefix=scratch_prefix(kind), dir=out.parent))
-        if out.exists():
-            os.replace(out, old / "old")
-        os.rename(stage, out)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)       # no-op once renamed
-    return digest
+                                     metadata={"source_sha256": cfg.provenance["source_sha256"]})
+        digest.append(sha256_file(weights))
+        pinned = dataclasses.replace(cfg, provenance={**cfg.provenance, "weights_sha256": digest[0]})
+        (stage / "config.json").write_text(pinned.to_json())
+    replace_folder(out.resolve(), build)
+    return digest[0]
 
 
 def network_flops(arch: ArchitectureConfig, n_mels: int, width: int,

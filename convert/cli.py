@@ -22,14 +22,14 @@ import torch
 
 from convert.introspect import introspect_learner
 from convert.keymap import fastai_to_clean_keys
-from convert.legacy import ConvertError, legacy_versions, load_trusted_learner, sha256_file
+from convert.legacy import ConvertError, legacy_versions, load_trusted_learner
 from orcaport.model.config import FrontendConfig, ModelConfig, build_config
 from orcaport.model.errors import ExitCode, OrcaportError, OutputError, report_error
+from orcaport.model.fileio import sha256_file, write_files_atomically
 from orcaport.model.network import OrcaNet
 from orcaport.model.spectrogram import input_width
 from orcaport.model.version import version
 from orcaport.model.weights import serialize_state
-from orcaport.parity.atomic import write_files_atomically
 
 LOGIT_ATOL = 1e-5          # the issue's bar for "zero loss": max |clean - learner| on one batch
 CHECK_BATCH = 4
@@ -87,7 +87,7 @@ def check_logits(learn: Any, net: OrcaNet, cfg: ModelConfig) -> float:
 
 
 def write_atomically(out_dir: Path, files: dict[str, bytes | Path]) -> None:
-    """parity.atomic.write_files_atomically, refusing with an OutputError that names the fix."""
+    """model.fileio.write_files_atomically, refusing with an OutputError that names the fix."""
     try:
         write_files_atomically(out_dir, files)
     except ValueError as e:

@@ -28,7 +28,7 @@ import numpy as np
 
 from convert.legacy import ConvertError
 from orcaport.model.errors import ExitCode, InputError, OrcaportError, OutputError, UsageError, report_error
-from orcaport.parity.atomic import write_files_atomically
+from orcaport.model.fileio import write_files_atomically
 from orcaport.parity.diffstats import diff_stats
 from orcaport.parity.envelope import VARIANTS, compare_sets, fold_stats
 from orcaport.parity.fingerprint import default_kernel_environ, same_machine

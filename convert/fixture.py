@@ -3,7 +3,7 @@
     python -m convert.fixture --out reference_outputs/fixture
 
 Deterministic synthetic 2 s clips (SRKW-like calls over ship/sea noise vs. noise alone, from
-`parity.synth`) are written as 48 kHz 16-bit WAVs, loaded by fastai_audio with OrcaHello's exact
+`orcaport.parity.testaudio.synth`) are written as 48 kHz 16-bit WAVs, loaded by fastai_audio with OrcaHello's exact
 frontend config, and used to train `audio_learner(resnet18)`. Held-out accuracy is measured with
 production's own per-item `learn.predict` on clips from a seed the training never saw. Outputs
 (written atomically): model.pkl, model.pkl.sha256, fixture.json (the training report).
@@ -17,16 +17,17 @@ import shutil
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import soundfile as sf
 
-from convert.legacy import isolated_home, legacy_versions, patch_torchaudio_io, seed_everything, sha256_file
+from convert.legacy import isolated_home, legacy_versions, patch_torchaudio_io, seed_everything
+from convert.production import legacy_audio_config
 from orcaport.model.config import FrontendConfig
-from orcaport.parity.synth import make_training_set
+from orcaport.model.fileio import sha256_file
+from orcaport.parity.testaudio.synth import make_training_set
 
 SAMPLE_RATE = 48000          # the hydrophone format
 CLIP_SECONDS = 2.0
@@ -35,23 +36,6 @@ SPLITS = {"train": (SEED, 120, 120), "valid": (SEED + 1, 30, 30), "test": (SEED 
 EPOCHS = 6
 MAX_LR = 3e-3
 BATCH_SIZE = 16
-
-
-def legacy_audio_config(fe: FrontendConfig) -> Any:
-    """fastai_audio AudioConfig exactly as OrcaHello production builds it, from `fe`."""
-    from audio.data import AudioConfig, SpectrogramConfig
-
-    sg = SpectrogramConfig(f_min=fe.f_min, f_max=fe.f_max, hop_length=fe.hop_length, n_fft=fe.n_fft,
-                           n_mels=fe.n_mels, pad=fe.pad, to_db_scale=fe.to_db_scale,
-                           top_db=fe.top_db, win_length=fe.win_length, n_mfcc=fe.n_mfcc)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # fastai_audio warns on ms-vs-s heuristics
-        config = AudioConfig(standardize=fe.standardize, sg_cfg=sg)
-        config.duration = fe.duration
-        config.resample_to = fe.resample_to
-        config.downmix = fe.downmix
-        config.pad_mode = fe.pad_mode
-    return config
 
 
 def write_split(root: Path, name: str, seed: int, n_pos: int, n_neg: int) -> int:

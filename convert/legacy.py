@@ -12,7 +12,6 @@ and nothing else:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 from pathlib import Path
 from typing import Any, Iterator
@@ -23,20 +22,13 @@ import torch
 import torchaudio
 
 from orcaport.model.errors import OrcaportError
+from orcaport.model.fileio import sha256_file
 
 PKL_SHA256_SUFFIX = ".sha256"
 
 
 class ConvertError(OrcaportError, RuntimeError):
     """A clear, one-line reason the legacy side refuses to go on."""
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _soundfile_load(filepath: Any, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, int]:

@@ -17,11 +17,28 @@ from __future__ import annotations
 
 import os
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
-from convert.fixture import legacy_audio_config
 from orcaport.model.config import AggregationConfig, FrontendConfig
+
+
+def legacy_audio_config(fe: FrontendConfig) -> Any:
+    """fastai_audio AudioConfig exactly as OrcaHello production builds it, from `fe`."""
+    from audio.data import AudioConfig, SpectrogramConfig
+
+    sg = SpectrogramConfig(f_min=fe.f_min, f_max=fe.f_max, hop_length=fe.hop_length, n_fft=fe.n_fft,
+                           n_mels=fe.n_mels, pad=fe.pad, to_db_scale=fe.to_db_scale,
+                           top_db=fe.top_db, win_length=fe.win_length, n_mfcc=fe.n_mfcc)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fastai_audio warns on ms-vs-s heuristics
+        config = AudioConfig(standardize=fe.standardize, sg_cfg=sg)
+        config.duration = fe.duration
+        config.resample_to = fe.resample_to
+        config.downmix = fe.downmix
+        config.pad_mode = fe.pad_mode
+    return config
 
 
 def two_second_windows(max_length: float) -> list[list[int]]:

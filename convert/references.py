@@ -16,7 +16,7 @@ against the budget, before anything is written.
 Archives are large: each finished file is kept in `.<out>.resume/` beside the output folder, so an
 interrupted run resumes without redoing it (same model, audio and settings only), and the result is
 byte-identical to an uninterrupted run. The output folder is replaced only at the end, manifest
-last (parity/atomic.py): a kill leaves the previous references intact.
+last (model/fileio.py): a kill leaves the previous references intact.
 """
 
 from __future__ import annotations
@@ -38,14 +38,14 @@ from safetensors.numpy import save as save_numpy
 
 from convert.capture import recording
 from convert.cli import write_atomically
-from convert.legacy import ConvertError, ffmpeg_version, isolated_home, legacy_versions, load_trusted_learner, sha256_file
+from convert.legacy import ConvertError, ffmpeg_version, isolated_home, legacy_versions, load_trusted_learner
 from convert.production import predict_file
 from convert.reference_plan import activation_owner, clips_of, plan_within_budget, sampled_clips
 from orcaport.model.artifact import load_artifact
 from orcaport.model.config import ModelConfig
 from orcaport.model.errors import ExitCode, InputError, OrcaportError, report_error
+from orcaport.model.fileio import remove_stale_scratch, scratch_prefix, sha256_file, write_files_atomically
 from orcaport.model.stages import ACTIVATION_LAYERS, CLIP_STAGES
-from orcaport.parity.atomic import remove_stale_scratch, scratch_prefix, write_files_atomically
 from orcaport.parity.audio_manifest import AudioFolderError, build_entries, scan, tensor_file_name
 from orcaport.parity.fingerprint import fingerprint
 

@@ -8,9 +8,10 @@ from pathlib import Path
 import torch
 
 from orcaport.model.config import ModelConfig
+from orcaport.model.fileio import sha256_file
 from orcaport.model.pipeline import normalize
 from orcaport.model.network import OrcaNet
-from orcaport.model.weights import WeightsError, load_network, read_metadata, sha256_file
+from orcaport.model.weights import WeightsError, load_network, read_metadata
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"

@@ -208,7 +208,7 @@ def write_output(path: Path, text: str) -> None:
     """--output: staged as a temp sibling and renamed into place, so a killed run never leaves a
     half-written file (and an older one stays whole). Raises UsageError for a folder, OutputError
     for an unwritable place."""
-    from orcaport.parity.atomic import write_files_atomically
+    from orcaport.model.fileio import write_files_atomically
 
     if path.is_dir():
         raise UsageError(f"--output {path} is a folder; give a file name")

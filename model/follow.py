@@ -3,7 +3,7 @@
 Each poll scans DIR (model/inputs.py's suffixes). A file is taken once it has settled (unchanged
 for `settle_s`: still being copied otherwise); a playlist is re-read every poll and each new
 complete live window is processed as it completes, as the live loop does. What was processed is
-recorded in a small JSON state file, rewritten atomically (parity/atomic.py) after every input, so
+recorded in a small JSON state file, rewritten atomically (model/fileio.py) after every input, so
 a restart -- even after SIGKILL -- resumes where it stopped: a file or window whose result was
 emitted but not yet recorded is processed again (at most that one), none is skipped.
 Results are emitted as one JSON line per detection (file or window) on stdout; an input that
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from orcaport.model.errors import OrcaportError
+from orcaport.model.fileio import write_file_atomically
 from orcaport.model.hls import read_playlist
 from orcaport.model.inputs import detect_input, detect_window, is_playlist, scan_folder
 from orcaport.model.source import DetectorError
@@ -47,9 +48,7 @@ def load_state(path: Path) -> dict[str, Any]:
 
 
 def save_state(path: Path, state: dict[str, Any]) -> None:
-    from orcaport.parity.atomic import write_files_atomically
-
-    write_files_atomically(path.parent, {path.name: (json.dumps(state, indent=1, sort_keys=True) + "\n").encode()})
+    write_file_atomically(path, json.dumps(state, indent=1, sort_keys=True) + "\n")
 
 
 def _emit(detection: Any, source: Path, out: Callable[[str], None]) -> None:

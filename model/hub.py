@@ -14,8 +14,8 @@ import json
 from pathlib import Path
 
 from orcaport.model.artifact import CONFIG_FILE, WEIGHTS_FILE
+from orcaport.model.fileio import sha256_file
 from orcaport.model.source import DetectorError
-from orcaport.model.weights import sha256_file
 
 SUMS, REPORT = "SHA256SUMS", "parity.json"
 # What a detector needs from a repo; the model card, LICENSE and anything else stay on the Hub.

@@ -10,9 +10,7 @@ at most one metadata key the bytes equal `safetensors.torch.save`'s.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import struct
 import sys
 from pathlib import Path
@@ -24,11 +22,11 @@ from safetensors.torch import load_file
 
 from orcaport.model.config import ArchitectureConfig, ModelConfig
 from orcaport.model.errors import OrcaportError
+from orcaport.model.fileio import write_file_atomically
 from orcaport.model.network import OrcaNet
 
 FIX_HINT = "re-run `make convert` on the model.pkl that produced config.json"
 SHOW_FIRST = 5             # names listed per kind of mismatch; the rest are counted
-HASH_CHUNK = 1 << 20
 HEADER_ALIGN = 8           # safetensors pads the JSON header so tensor data starts 8-byte aligned
 DTYPE_CODES: dict[torch.dtype, str] = {
     torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
@@ -148,27 +146,6 @@ def save_network_state(state_dict: Mapping[str, torch.Tensor], path: str | Path,
     """Write `state_dict` to `path` as safetensors, atomically and byte-deterministically.
 
     Tensors keep their dtype (BN `num_batches_tracked` stays int64). The file appears complete or
-    not at all: bytes go to a sibling temp file, are fsync'ed, then os.replace'd over `path`.
+    not at all (model/fileio.py: a fsynced temp sibling renamed over `path`).
     """
-    path = Path(path)
-    data = serialize_state(state_dict, metadata)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file, read in chunks (weights files are ~100 MB)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(HASH_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return write_file_atomically(Path(path), serialize_state(state_dict, metadata))

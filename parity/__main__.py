@@ -17,7 +17,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from orcaport.model.config import ConfigError
 from orcaport.model.weights import WeightsError
 from orcaport.parity.references import ReferenceError
-from orcaport.parity.report import print_report, write_reports
+from orcaport.parity.reports.terminal import print_report
+from orcaport.parity.reports.write import write_reports
 from orcaport.parity.run import DEFAULT_TOLERANCES, ToleranceError, run_parity
 
 
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print_report(result, Console())
     console.print("reports: " + ", ".join(str(p) for p in paths.values()))
-    return 0 if result["passed"] else 1
+    return 0 if result.passed else 1
 
 
 if __name__ == "__main__":

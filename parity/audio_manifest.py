@@ -9,9 +9,10 @@ naming the fix). Names never leave the folder: relative, no '..', no hidden part
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path, PurePosixPath
 from typing import Any
+
+from orcaport.model.fileio import sha256_file
 
 # What the legacy pipeline is handed in production (WAV) and what an archive holds; a file legacy
 # cannot read (FLAC through pydub's from_wav, say) is recorded with legacy's error as its reference.
@@ -31,11 +32,6 @@ def safe_relative(name: Any) -> bool:
     p = PurePosixPath(name)
     return not p.is_absolute() and all(part not in ("", ".", "..") and not part.startswith(".")
                                        for part in p.parts)
-
-
-def file_sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def describe_audio(path: Path) -> dict[str, Any]:
@@ -90,7 +86,7 @@ def build_entries(root: Path, names: list[str]) -> list[dict[str, Any]]:
         if t in seen:
             raise AudioFolderError(f"{seen[t]} and {n} would share references file {t}; rename or move one")
         seen[t] = n
-    return [{"name": n, "sha256": file_sha256(root / n), **describe_audio(root / n)} for n in names]
+    return [{"name": n, "sha256": sha256_file(root / n), **describe_audio(root / n)} for n in names]
 
 
 def verify(root: Path, entries: list[dict[str, Any]]) -> None:
@@ -102,6 +98,6 @@ def verify(root: Path, entries: list[dict[str, Any]]) -> None:
         path = root / name
         if not path.is_file():
             raise AudioFolderError(f"{path} is missing; {FIX}")
-        if file_sha256(path) != e.get("sha256", e.get("audio_sha256")):
+        if sha256_file(path) != e.get("sha256", e.get("audio_sha256")):
             raise AudioFolderError(f"{path} is not the audio the references were made from "
                                    f"(sha256 differs); {FIX}")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import shutil
 import sys
@@ -29,8 +28,9 @@ import orcaport.model.audio
 import orcaport.model.spectrogram
 import orcaport.parity.replay
 from orcaport.model.aggregate import Aggregate, rolling_mean_2
+from orcaport.model.fileio import sha256_file, write_json_atomically
 from orcaport.model.weights import read_metadata, save_network_state
-from orcaport.parity.atomic import write_json_atomically
+from orcaport.parity.result import Check, Location, ParityResult
 from orcaport.parity.run import run_parity
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,7 +74,7 @@ def _perturbed_weight(tmp: Path) -> Inputs:
     state["body.layer3.1.conv2.weight"][0, 0, 1, 1] += 0.05
     save_network_state(state, dst / "model.safetensors", read_metadata(FIXTURE / "model.safetensors"))
     cfg = json.loads((FIXTURE / "config.json").read_text())   # re-pinned as a re-conversion would
-    cfg["provenance"]["weights_sha256"] = hashlib.sha256((dst / "model.safetensors").read_bytes()).hexdigest()
+    cfg["provenance"]["weights_sha256"] = sha256_file(dst / "model.safetensors")
     (dst / "config.json").write_text(json.dumps(cfg))
     return Inputs(dst, REFS, CORPUS, (FLAGSHIP,), other_weights=True)
 
@@ -88,7 +88,7 @@ def _perturbed_reference(tmp: Path) -> Inputs:
     save_file(tensors, str(path))
     manifest = json.loads((refs / "manifest.json").read_text())
     entry = next(f for f in manifest["files"] if f["name"] == FLAGSHIP)
-    entry["tensors"]["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    entry["tensors"]["sha256"] = sha256_file(path)
     (refs / "manifest.json").write_text(json.dumps(manifest))
     return Inputs(FIXTURE, refs, CORPUS, (FLAGSHIP,))
 
@@ -153,7 +153,7 @@ def _aggregation(rows: Callable[[np.ndarray], np.ndarray]) -> contextlib.Abstrac
 def _rounded_slicing() -> contextlib.AbstractContextManager[None]:
     # pydub maps ms to frames with int(ms * (rate / 1000.0)): at 37.8 kHz that float product falls
     # just below the integer for some whole seconds and drops a frame; rounding does not.
-    return _patched(orcaport.model.audio, "_ms_to_frame", lambda pcm, ms: round(ms * pcm.sample_rate / 1000))
+    return _patched(orcaport.model.audio, "ms_to_frame", lambda ms, rate, length: round(ms * rate / 1000))
 
 
 CONTROLS: tuple[Control, ...] = (
@@ -180,24 +180,24 @@ CONTROLS: tuple[Control, ...] = (
 )
 
 
-def margin(result: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+def margin(result: ParityResult) -> tuple[Check | None, str]:
     """-> (the first failing check, how far over tolerance it is, in words)."""
-    ff = result.get("first_failure")
+    ff = result.first_failure
     if not ff:
         return None, "did not fail"
-    for f in result["files"]:
-        for c in f["checks"]:
-            if (not c["passed"] and f["name"] == ff["file"] and c["mode"] == ff["mode"]
-                    and c["stage"] == ff["stage"] and c["clip"] == ff["clip"] and c["layer"] == ff["layer"]):
-                m = c["metrics"]
-                if m.get("compared") == "sha256" or c["tolerance"].get("exact"):
+    for f in result.files:
+        for c in f.checks:
+            if (not c.passed and f.name == ff.file and c.mode == ff.mode
+                    and c.stage == ff.stage and c.clip == ff.clip and c.layer == ff.layer):
+                m = c.metrics
+                if m.get("compared") == "sha256" or c.tolerance.get("exact"):
                     return c, f"{m.get('n_out')} of {m.get('n')} differ (exact stage)"
                 if m.get("shape_mismatch"):
                     return c, f"shape {m['shape_mismatch'][1]} instead of {m['shape_mismatch'][0]}"
                 if m.get("excess") is not None and m["excess"] > 1:
                     return c, f"{m['excess']:.3g}x over tolerance"
-                d = c.get("decisions") or {}
-                return c, f"decisions differ: {len(d.get('local_flips', []))} local flips"
+                flips = c.decisions.local_flips if c.decisions else []
+                return c, f"decisions differ: {len(flips)} local flips"
     return None, "failure not found"
 
 
@@ -208,12 +208,12 @@ def run_control(control: Control) -> dict[str, Any]:
             result, _ = run_parity(inputs.model, inputs.refs, inputs.corpus, only=list(inputs.files),
                                    diagnose_other_weights=inputs.other_weights)
     check, words = margin(result)
-    ff = result.get("first_failure") or {}
+    ff = result.first_failure or Location(file=None, mode=None, stage=None, clip=None, layer=None)
     return {"control": control.name, "breaks": control.breaks, "expected_stage": control.stage,
-            "expected_layer": control.layer, "failed_stage": ff.get("stage"), "failed_layer": ff.get("layer"),
-            "mode": ff.get("mode"), "file": ff.get("file"), "criteria": result["criteria"]["regime"],
-            "excess": (check or {}).get("metrics", {}).get("excess"), "margin": words,
-            "caught": ff.get("stage") == control.stage and (control.layer is None or ff.get("layer") == control.layer)}
+            "expected_layer": control.layer, "failed_stage": ff.stage, "failed_layer": ff.layer,
+            "mode": ff.mode, "file": ff.file, "criteria": result.criteria.regime,
+            "excess": check.metrics.get("excess") if check else None, "margin": words,
+            "caught": ff.stage == control.stage and (control.layer is None or ff.layer == control.layer)}
 
 
 def main(argv: list[str] | None = None) -> int:

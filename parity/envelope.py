@@ -24,11 +24,11 @@ from typing import Any, Iterable
 import numpy as np
 
 from orcaport.parity.diffstats import diff_stats
+from orcaport.parity.metrics import DEFAULT_TOLERANCES
 from orcaport.parity.references import References
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_ENVELOPE = ROOT / "reference_outputs" / "envelope.json"
-DEFAULT_TOLERANCES = Path(__file__).with_name("tolerances.json")
 POLICY = Path(__file__).with_name("tolerance_policy.json")
 # Kernel-path variants, name -> (environment, torch threads): each switch alone, then all of them
 # together. `make envelope` records legacy under each; `make variants` replays under each.
@@ -185,7 +185,7 @@ def main(argv: Iterable[str] | None = None) -> int:
     ap.add_argument("--envelope", type=Path, default=DEFAULT_ENVELOPE)
     ap.add_argument("--out", type=Path, default=DEFAULT_TOLERANCES)
     args = ap.parse_args(list(argv) if argv is not None else None)
-    from orcaport.parity.atomic import write_files_atomically
+    from orcaport.model.fileio import write_files_atomically
     try:
         blob = render(derive_files(args.envelope))
     except (OSError, ValueError, KeyError) as e:

@@ -1,4 +1,5 @@
-"""Diff metrics for one stage: how far the clean tensor is from the legacy one, and where.
+"""Diff metrics for one stage: how far the clean tensor is from the legacy one, and where. Runs in
+both environments (stdlib + numpy: `make envelope` keys its figures by `tolerance_stage`).
 
 A `Tolerance` is one pass criterion. The difference it bounds is measured in one of two domains:
 - "linear": |got - ref|, bounded by atol (times max|ref| when scale="max", i.e. relative to the
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -32,6 +34,8 @@ AXES: dict[str, tuple[str, ...]] = {
     "logits": ("class",), "probs": ("class",), "aggregate": ("row",),
 }
 DOMAINS = ("linear", "log_power")
+# The criteria parity applies unless told otherwise (the fixture's, derived from its envelope).
+DEFAULT_TOLERANCES = Path(__file__).with_name("tolerances.json")
 
 
 def tolerance_stage(stage: str, layer: str | None) -> str:

@@ -2,7 +2,8 @@
 
 Nothing is trusted blindly: the manifest's schema, every tensor file's sha256, and every tensor's
 key, shape and dtype are verified before a single value is used. Any mismatch is a one-line
-`ReferenceError` naming the file and the fix (`make references`).
+`ReferenceError` naming the file and the fix (`make references`). Runs in both environments
+(stdlib + numpy + safetensors: `make envelope` compares reference sets in the legacy env).
 """
 
 from __future__ import annotations

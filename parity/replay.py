@@ -4,7 +4,7 @@
   stage before), so a failure blames that stage alone; network blocks are replayed one by one
   (`OrcaNet.forward_from`) so a mismatch is localised to a block.
 - chained: the clean pipeline runs end to end from the audio file, as users run it.
-Produces the result dict that parity/report.py renders (schema documented there).
+Produces one `FileResult` of the parity result (parity/result.py documents the schema).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from orcaport.model.pipeline import FRONTEND_STEPS, PREVIOUS, Frontend, frontend
 from orcaport.model.stages import ACTIVATION_LAYERS, STAGES
 from orcaport.parity.metrics import AXES, Tolerance, compare, tolerance_stage
 from orcaport.parity.references import FileReference
+from orcaport.parity.result import Check, Decisions, ErrorInfo, FileResult, Series
 
 BATCH = 16
 HEATMAP_STAGES = ("mel", "db", "input")
@@ -40,21 +41,20 @@ class FileReplay:
         self.ref, self.audio, self.art, self.tols = ref, audio, art, tols
         # not checked here: an unsupported frontend is the chained replay's error to report
         self.fe = Frontend(art.config.frontend, art.config.normalization)
-        self.checks: list[dict[str, Any]] = []
+        self.checks: list[Check] = []
         self.heatmaps: Heatmaps = {}
-        self.series: dict[str, Any] | None = None
+        self.series: Series | None = None
         self.stage = "decode"   # where the clean side is, for errors
 
     # -- bookkeeping -------------------------------------------------------------------------
     def check(self, mode: str, stage: str, ref: np.ndarray, got: Any, clip: int | None = None,
-              layer: str | None = None) -> dict[str, Any]:
+              layer: str | None = None) -> Check:
         key = tolerance_stage(stage, layer)
         tol = self.tols[key]
         got = got.detach().cpu().numpy() if isinstance(got, torch.Tensor) else np.asarray(got)
         metrics = compare(ref, got, tol, AXES.get(key, ()))
-        item = {"mode": mode, "stage": stage, "clip": clip, "layer": layer,
-                "passed": bool(metrics.pop("passed")), "tolerance": tol.to_dict(),
-                "metrics": metrics, "decisions": None}
+        item = Check(mode=mode, stage=stage, clip=clip, layer=layer,
+                     passed=bool(metrics.pop("passed")), tolerance=tol.to_dict(), metrics=metrics)
         self.checks.append(item)
         return item
 
@@ -62,14 +62,14 @@ class FileReplay:
         """Exact integer stages stored as sha256 digests: compare them one by one."""
         bad = [i for i, (w, g) in enumerate(zip(want, got)) if w != g] + \
             list(range(min(len(want), len(got)), max(len(want), len(got))))
-        self.checks.append({
-            "mode": mode, "stage": stage, "clip": None, "layer": None, "passed": not bad,
-            "tolerance": self.tols[stage].to_dict(), "decisions": None,
-            "metrics": {"n": len(want), "n_out": len(bad), "fraction_out": len(bad) / max(len(want), 1),
+        self.checks.append(Check(
+            mode=mode, stage=stage, clip=None, layer=None, passed=not bad,
+            tolerance=self.tols[stage].to_dict(),
+            metrics={"n": len(want), "n_out": len(bad), "fraction_out": len(bad) / max(len(want), 1),
                         "max_abs": None, "mean_abs": None, "max_rel": None, "rms": None, "snr_db": None,
                         "worst": {"index": [bad[0]], "axes": ["clip" if stage == "clip" else "file"],
                                   "ref": None, "got": None} if bad else None,
-                        "compared": "sha256"}})
+                        "compared": "sha256"}))
 
     # -- chained -------------------------------------------------------------------------------
     def chained(self) -> None:
@@ -121,10 +121,10 @@ class FileReplay:
         self.check("chained", "probs", ref.tensors["all/probs"], probs)
         self.stage = "aggregate"
         agg = self.check_aggregate("chained", probs[:, self.art.config.positive_index].double().numpy())
-        self.series = {"time_s": [int(t) for t in ref.tensors["aggregate/start_time_s"]],
-                       "legacy": [float(v) for v in ref.tensors["aggregate/confidence"]],
-                       "clean": [float(v) for v in agg.confidence],
-                       "threshold": self.art.config.aggregation.threshold}
+        self.series = Series(time_s=[int(t) for t in ref.tensors["aggregate/start_time_s"]],
+                             legacy=[float(v) for v in ref.tensors["aggregate/confidence"]],
+                             clean=[float(v) for v in agg.confidence],
+                             threshold=self.art.config.aggregation.threshold)
 
     def check_aggregate(self, mode: str, confidences: np.ndarray) -> Any:
         """Per-second confidences within tolerance and every decision identical -- except a second
@@ -147,27 +147,28 @@ class FileReplay:
         stable_pos = int(np.sum(ref_local.astype(bool) & ~unstable))
         # the global decision is unstable when the unstable seconds can move the count across it
         global_unstable = stable_pos < a.min_positive <= stable_pos + int(unstable.sum())
-        decisions = {"rows_ref": int(len(ref_local)), "rows_clean": int(len(got_local)),
-                     "local_agreement": (n - len(flipped)) / max(len(ref_local), 1),
-                     "local_flips": flips, "unstable_flips": unstable_flips,
-                     "unstable_seconds": int(unstable.sum()), "unstable_band": band,
-                     "min_distance": float(np.min(np.abs(ref_conf - a.threshold))) if len(ref_conf) else None,
-                     "global_ref": int(t["aggregate/global_prediction"][0]),
-                     "global_clean": int(agg.global_prediction), "global_unstable": bool(global_unstable),
-                     "global_confidence_ref": float(t["aggregate/global_confidence"][0]),
-                     "global_confidence_clean": float(agg.global_confidence)}
-        item["decisions"] = decisions
-        global_ok = decisions["global_ref"] == decisions["global_clean"] or global_unstable
-        confidence_ok = bool(unstable_flips) or abs(decisions["global_confidence_ref"] -
-                                                   decisions["global_confidence_clean"]) <= 100 * band
-        item["passed"] = bool(item["passed"] and not flips and len(ref_local) == len(got_local)
-                              and global_ok and confidence_ok)
+        decisions = Decisions(
+            rows_ref=int(len(ref_local)), rows_clean=int(len(got_local)),
+            local_agreement=(n - len(flipped)) / max(len(ref_local), 1),
+            local_flips=flips, unstable_flips=unstable_flips,
+            unstable_seconds=int(unstable.sum()), unstable_band=band,
+            min_distance=float(np.min(np.abs(ref_conf - a.threshold))) if len(ref_conf) else None,
+            global_ref=int(t["aggregate/global_prediction"][0]),
+            global_clean=int(agg.global_prediction), global_unstable=bool(global_unstable),
+            global_confidence_ref=float(t["aggregate/global_confidence"][0]),
+            global_confidence_clean=float(agg.global_confidence))
+        item.decisions = decisions
+        global_ok = decisions.global_ref == decisions.global_clean or global_unstable
+        confidence_ok = bool(unstable_flips) or abs(decisions.global_confidence_ref -
+                                                   decisions.global_confidence_clean) <= 100 * band
+        item.passed = bool(item.passed and not flips and len(ref_local) == len(got_local)
+                           and global_ok and confidence_ok)
         return agg
 
     # -- isolated ------------------------------------------------------------------------------
     def isolated(self) -> None:
         ref, fe, net = self.ref, self.fe, self.art.network
-        decode_ok = all(c["passed"] for c in self.checks if c["stage"] == "decode")
+        decode_ok = all(c.passed for c in self.checks if c.stage == "decode")
         rate = self.pcm.sample_rate
         for i in ref.full_clips:
             if decode_ok:   # the clean decode equals legacy's bit for bit, so it *is* the legacy input
@@ -198,7 +199,7 @@ class FileReplay:
         self.check_aggregate("isolated", ref.tensors["all/probs"][:, pos].astype(np.float64))
 
     # -- one file ------------------------------------------------------------------------------
-    def run(self) -> dict[str, Any]:
+    def run(self) -> FileResult:
         legacy_error = self.ref.error
         clean_error = None
         try:
@@ -211,27 +212,28 @@ class FileReplay:
         if legacy_error is not None:
             # Legacy rejected this file: the reference behaviour is an error, so the clean side
             # must reject it too (with its own clear message) -- never invent a detection.
-            self.checks.append({"mode": "chained", "stage": (clean_error or {}).get("stage", "aggregate"),
-                                "clip": None, "layer": None, "passed": clean_error is not None,
-                                "tolerance": {"exact": True, "why": "legacy raised: clean must refuse too"},
-                                "metrics": {"legacy_error": legacy_error, "clean_error": clean_error},
-                                "decisions": None})
+            self.checks.append(Check(mode="chained", stage=(clean_error or {}).get("stage", "aggregate"),
+                                     clip=None, layer=None, passed=clean_error is not None,
+                                     tolerance={"exact": True, "why": "legacy raised: clean must refuse too"},
+                                     metrics={"legacy_error": legacy_error, "clean_error": clean_error}))
             status = "expected-error" if clean_error is not None else "error"
         elif clean_error is not None:
-            self.checks.append({"mode": "chained", "stage": clean_error["stage"], "clip": None,
-                                "layer": None, "passed": False,
-                                "tolerance": {"exact": True, "why": "legacy produced a result"},
-                                "metrics": {"clean_error": clean_error}, "decisions": None})
+            self.checks.append(Check(mode="chained", stage=clean_error["stage"], clip=None,
+                                     layer=None, passed=False,
+                                     tolerance={"exact": True, "why": "legacy produced a result"},
+                                     metrics={"clean_error": clean_error}))
             status = "error"
         else:
             status = "ok"
         order = {s: i for i, s in enumerate(STAGES)}
-        self.checks.sort(key=lambda c: (c["mode"] != "isolated", order[c["stage"]], c["clip"] or 0))
-        return {"name": self.ref.name, "status": status, "legacy_error": legacy_error,
-                "clean_error": clean_error, "checks": self.checks, "series": self.series}
+        self.checks.sort(key=lambda c: (c.mode != "isolated", order[c.stage], c.clip or 0))
+        return FileResult(name=self.ref.name, status=status,
+                          legacy_error=None if legacy_error is None else ErrorInfo.from_dict(legacy_error),
+                          clean_error=None if clean_error is None else ErrorInfo(**clean_error),
+                          checks=self.checks, series=self.series)
 
 
 def replay_file(ref: FileReference, audio: Path, art: Artifact,
-                tols: dict[str, Tolerance]) -> tuple[dict[str, Any], Heatmaps]:
+                tols: dict[str, Tolerance]) -> tuple[FileResult, Heatmaps]:
     r = FileReplay(ref, audio, art, tols)
     return r.run(), r.heatmaps

@@ -1,4 +1,5 @@
-"""`make parity`: replay every corpus file against its references and assemble the result dict."""
+"""`make parity`: replay every corpus file against its references and assemble the parity result
+(`ParityResult`, parity/result.py)."""
 
 from __future__ import annotations
 
@@ -18,16 +19,15 @@ from orcaport.model.artifact import Artifact, load_artifact
 from orcaport.model.stages import STAGES
 from orcaport.parity.audio_manifest import AudioFolderError, verify
 from orcaport.parity.fingerprint import describe, fingerprint, same_machine
-from orcaport.parity.gate import runtime_files
-from orcaport.parity.metrics import Tolerance
+from orcaport.parity.metrics import DEFAULT_TOLERANCES, Tolerance
 from orcaport.parity.references import FileReference, ReferenceError, load_references
 from orcaport.parity.replay import Heatmaps, replay_file
+from orcaport.parity.result import (SCHEMA_VERSION, Criteria, FileResult, Location, ParityResult, SummaryRow,
+                                    ToleranceInfo, UnstableSeconds, runtime_files)
 from orcaport.parity.upstream import DEFAULT_PATH as UPSTREAM_REFERENCE, check_upstream
 
-SCHEMA_VERSION = 1
 FLAGSHIP = "hydrophone_48k_mono16_60s.wav"   # level-matched stand-in for the upstream recording
 PROFILE = "legacy-exact"
-DEFAULT_TOLERANCES = Path(__file__).with_name("tolerances.json")
 
 
 class ToleranceError(ValueError):
@@ -38,7 +38,7 @@ REGIMES = ("same_machine", "cross_machine")
 
 
 def load_tolerances(path: Path = DEFAULT_TOLERANCES, regime: str = "cross_machine"
-                    ) -> tuple[dict[str, Any], dict[str, Tolerance]]:
+                    ) -> tuple[ToleranceInfo, dict[str, Tolerance]]:
     """The `regime` criteria of a tolerances file (version 2: derived from the envelope by
     `python -m orcaport.parity.envelope derive`)."""
     fix = "restore parity/tolerances.json from git or run `python -m orcaport.parity.envelope derive`"
@@ -50,9 +50,9 @@ def load_tolerances(path: Path = DEFAULT_TOLERANCES, regime: str = "cross_machin
         if data["version"] != 2:
             raise ValueError(f"version {data['version']} is not 2")
         tols = {name: Tolerance.from_dict(d[regime]) for name, d in data["stages"].items()}
-        info = {"version": data["version"], "sha256": hashlib.sha256(raw).hexdigest(),
-                "regime": regime, "safety_factor": data["safety_factor"],
-                "envelope_sha256": data["envelope_sha256"]}
+        info = ToleranceInfo(version=data["version"], sha256=hashlib.sha256(raw).hexdigest(),
+                             regime=regime, safety_factor=data["safety_factor"],
+                             envelope_sha256=data["envelope_sha256"])
     except OSError as e:
         raise ToleranceError(f"cannot read tolerances {path} ({e.strerror or e}); {fix}") from None
     except (ValueError, KeyError, TypeError, AttributeError) as e:
@@ -64,7 +64,7 @@ def load_tolerances(path: Path = DEFAULT_TOLERANCES, regime: str = "cross_machin
 
 
 def criteria(recorded: dict[str, Any] | None, replayed: dict[str, Any], forced: str | None = None
-             ) -> dict[str, Any]:
+             ) -> Criteria:
     """Which criteria apply: same-machine ones only when both fingerprints agree on everything that
     selects kernels (parity/fingerprint.py), else the cross-machine ones from the envelope."""
     same = same_machine(recorded, replayed)
@@ -73,8 +73,8 @@ def criteria(recorded: dict[str, Any] | None, replayed: dict[str, Any], forced: 
            "references and replay share a machine fingerprint" if same else
            "fingerprints differ" if recorded and recorded.get("probed") else
            "the references' machine was not probed")
-    return {"regime": regime, "same_fingerprint": same, "why": why,
-            "recorded_on": describe(recorded), "replayed_on": describe(replayed)}
+    return Criteria(regime=regime, same_fingerprint=same, why=why,
+                    recorded_on=describe(recorded), replayed_on=describe(replayed))
 
 
 def environment() -> dict[str, Any]:
@@ -85,45 +85,44 @@ def environment() -> dict[str, Any]:
             "threads": torch.get_num_threads(), "machine_fingerprint": fingerprint()}
 
 
-def summarize(files: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    rows: dict[tuple[str, str], dict[str, Any]] = {}
+def summarize(files: list[FileResult]) -> list[SummaryRow]:
+    rows: dict[tuple[str, str], SummaryRow] = {}
     for f in files:
-        for c in f["checks"]:
-            row = rows.setdefault((c["stage"], c["mode"]), {
-                "stage": c["stage"], "mode": c["mode"], "checks": 0, "failed": 0, "max_abs": 0.0,
-                "worst_file": None, "passed": True})
-            row["checks"] += 1
-            row["failed"] += not c["passed"]
-            row["passed"] = row["passed"] and c["passed"]
-            m = c["metrics"].get("max_abs")
-            if m is not None and (m > row["max_abs"] or row["worst_file"] is None):
-                row["max_abs"], row["worst_file"] = m, f["name"]
+        for c in f.checks:
+            row = rows.setdefault((c.stage, c.mode), SummaryRow(
+                stage=c.stage, mode=c.mode, checks=0, failed=0, max_abs=0.0, worst_file=None,
+                passed=True))
+            row.checks += 1
+            row.failed += not c.passed
+            row.passed = row.passed and c.passed
+            m = c.metrics.get("max_abs")
+            if m is not None and (m > row.max_abs or row.worst_file is None):
+                row.max_abs, row.worst_file = m, f.name
     order = {s: i for i, s in enumerate(STAGES)}
-    return sorted(rows.values(), key=lambda r: (order[r["stage"]], r["mode"] != "isolated"))
+    return sorted(rows.values(), key=lambda r: (order[r.stage], r.mode != "isolated"))
 
 
-def first_failure(files: list[dict[str, Any]]) -> dict[str, Any] | None:
+def first_failure(files: list[FileResult]) -> Location | None:
     """The earliest failing stage in pipeline order; isolated first, since it blames one stage."""
     order = {s: i for i, s in enumerate(STAGES)}
-    failing = [(order[c["stage"]], c["mode"] != "isolated", fi, c, f["name"])
-               for fi, f in enumerate(files) for c in f["checks"] if not c["passed"]]
+    failing = [(order[c.stage], c.mode != "isolated", fi, c, f.name)
+               for fi, f in enumerate(files) for c in f.checks if not c.passed]
     if not failing:
         return None
     _, _, _, c, name = min(failing, key=lambda t: t[:3])
-    return {"file": name, "mode": c["mode"], "stage": c["stage"], "clip": c["clip"], "layer": c["layer"]}
+    return Location(file=name, mode=c.mode, stage=c.stage, clip=c.clip, layer=c.layer)
 
 
-def unstable_count(files: list[dict[str, Any]]) -> dict[str, int]:
+def unstable_count(files: list[FileResult]) -> UnstableSeconds:
     """Seconds whose legacy confidence lies within the envelope of the threshold (chained), and
     the decisions that flipped there: shown in every report, even when zero."""
     seconds = flips = 0
     for f in files:
-        for c in f["checks"]:
-            d = c.get("decisions")
-            if d and c["mode"] == "chained":
-                seconds += d.get("unstable_seconds", 0)
-                flips += len(d.get("unstable_flips", []))
-    return {"seconds": seconds, "flips": flips}
+        for c in f.checks:
+            if c.decisions is not None and c.mode == "chained":
+                seconds += c.decisions.unstable_seconds
+                flips += len(c.decisions.unstable_flips)
+    return UnstableSeconds(seconds=seconds, flips=flips)
 
 
 def check_corpus(files: list[FileReference], corpus: Path) -> None:
@@ -139,7 +138,7 @@ def run_parity(model_dir: Path, refs_dir: Path, corpus: Path, tolerances: Path =
                upstream: Path = UPSTREAM_REFERENCE,
                diagnose_other_weights: bool = False,
                only: list[str] | None = None,
-               regime: str | None = None) -> tuple[dict[str, Any], Heatmaps]:
+               regime: str | None = None) -> tuple[ParityResult, Heatmaps]:
     """`diagnose_other_weights` replays weights the references were *not* made for, to localise
     how they differ; such a report says so and can never gate a publish."""
     art: Artifact = load_artifact(model_dir)
@@ -158,7 +157,7 @@ def run_parity(model_dir: Path, refs_dir: Path, corpus: Path, tolerances: Path =
     check_corpus(refs.files + [f for f in flagship if f not in refs.files], corpus)
     env = environment()
     applied = criteria(refs.manifest.get("machine"), env["machine_fingerprint"], regime)
-    tol_info, tols = load_tolerances(tolerances, applied["regime"])
+    tol_info, tols = load_tolerances(tolerances, applied.regime)
     files, heatmaps = [], {}
     for f in refs.files:
         if progress:
@@ -172,16 +171,16 @@ def run_parity(model_dir: Path, refs_dir: Path, corpus: Path, tolerances: Path =
     else:   # the account needs the level-matched hydrophone file of the embedded corpus
         real = {"available": False, "passed": None, "path": str(upstream),
                 "why": f"{FLAGSHIP} is not in these references, so the real-data account does not apply"}
-    return {
-        "schema_version": SCHEMA_VERSION, "profile": PROFILE,
-        "weights_sha256": art.weights_sha256, "config_sha256": art.config_sha256,
-        "references_manifest_sha256": refs.manifest_sha256, "tolerances": tol_info,
-        "weights_check": "verified" if refs_weights == art.weights_sha256 else "diagnostic: other weights",
-        "references_weights_sha256": refs_weights,
-        "files_selected": "all" if not only else sorted(only),
-        "environment": env, "criteria": applied,
-        "unstable_seconds": unstable_count(files), "passed": failure is None and real["passed"] is not False,
-        "first_failure": failure, "files": files, "summary": summarize(files), "real_data": real,
+    return ParityResult(
+        schema_version=SCHEMA_VERSION, profile=PROFILE,
+        weights_sha256=art.weights_sha256, config_sha256=art.config_sha256,
+        references_manifest_sha256=refs.manifest_sha256, tolerances=tol_info,
+        weights_check="verified" if refs_weights == art.weights_sha256 else "diagnostic: other weights",
+        references_weights_sha256=refs_weights,
+        files_selected="all" if not only else sorted(only),
+        environment=env, criteria=applied,
+        unstable_seconds=unstable_count(files), passed=failure is None and real["passed"] is not False,
+        first_failure=failure, files=files, summary=summarize(files), real_data=real,
         # the model/ code this run exercised: the publish gate refuses once any of it changes
-        "runtime_files": runtime_files(),
-    }, heatmaps
+        runtime_files=runtime_files(),
+    ), heatmaps

@@ -12,17 +12,17 @@ exactly at the bound).
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from orcaport.parity.atomic import write_json_atomically
+from orcaport.model.fileio import write_json_atomically
 from orcaport.parity.envelope import VARIANTS
 from orcaport.parity.fingerprint import default_kernel_environ
 from orcaport.parity.metrics import tolerance_stage
+from orcaport.parity.result import ParityResult
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,18 +37,17 @@ def replay_variant(name: str, args: list[str]) -> dict[str, Any]:
         if not path.exists():
             return {"variant": name, "passed": False, "exit": run.returncode,
                     "error": (run.stderr.strip().splitlines() or ["?"])[-1]}
-        report = json.loads(path.read_text())
+        report = ParityResult.from_json(path.read_bytes())
     worst: dict[str, float] = {}
-    for f in report["files"]:
-        for c in f["checks"]:
-            e = c["metrics"].get("excess")
-            if isinstance(e, (int, float)) and not c["tolerance"].get("exact"):
-                key = tolerance_stage(c["stage"], c.get("layer"))
-                worst[key] = max(worst.get(key, 0.0), float(e))
+    for c in report.all_checks():
+        e = c.metrics.get("excess")
+        if isinstance(e, (int, float)) and not c.tolerance.get("exact"):
+            key = tolerance_stage(c.stage, c.layer)
+            worst[key] = max(worst.get(key, 0.0), float(e))
     return {"variant": name, "env": env_vars, "threads": threads, "exit": run.returncode,
-            "passed": report["passed"], "criteria": report["criteria"]["regime"],
-            "first_failure": report["first_failure"], "unstable_seconds": report["unstable_seconds"],
-            "worst_excess": worst}
+            "passed": report.passed, "criteria": report.criteria.regime,
+            "first_failure": report.first_failure.to_dict() if report.first_failure else None,
+            "unstable_seconds": report.unstable_seconds.to_dict(), "worst_excess": worst}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """Bad inputs for the clean side (rows of docs/BAD_INPUTS.md): the runtime API (decode_pcm,
 load_artifact, ModelConfig.load) raises one line naming the fix; `python -m orcaport.parity` and
-`python -m orcaport.parity.publish` exit non-zero with one `error:` line and write nothing."""
+`python -m orcaport.parity.publishing` exit non-zero with one `error:` line and write nothing."""
 
 from __future__ import annotations
 
@@ -278,7 +278,7 @@ def test_parity_cli_refuses_with_exit_2_and_writes_nothing(tmp_path: Path, case:
     args, expect = PARITY[case]
     extra = args(tmp_path)
     reports = tmp_path / "reports"
-    code, out, err = _cli(tmp_path, "parity", "--reports", str(reports), "--only", FAST, *extra)
+    code, out, err = _cli(tmp_path, "orcaport.parity", "--reports", str(reports), "--only", FAST, *extra)
     line = _error_line(err)
     assert code == 2 and expect in line, (code, line)
     assert not reports.exists()
@@ -287,7 +287,7 @@ def test_parity_cli_refuses_with_exit_2_and_writes_nothing(tmp_path: Path, case:
 
 
 def test_no_secret_from_the_environment_reaches_parity_output(tmp_path: Path) -> None:
-    code, out, err = _cli(tmp_path, "parity", "--reports", str(tmp_path / "r"), "--only", FAST, HF_TOKEN=SECRET)
+    code, out, err = _cli(tmp_path, "orcaport.parity", "--reports", str(tmp_path / "r"), "--only", FAST, HF_TOKEN=SECRET)
     assert code == 0, err[-2000:]
     assert SECRET not in out + err
     assert all(SECRET.encode() not in p.read_bytes() for p in (tmp_path / "r").iterdir())
@@ -299,22 +299,22 @@ def test_publish_refuses_a_report_about_other_weights_without_leaking_the_token(
     report.write_text(json.dumps({"schema_version": 1, "weights_sha256": "0" * 64, "config_sha256": "1" * 64,
                                   "references_manifest_sha256": "2" * 64, "passed": True,
                                   "first_failure": None, "files": [], "summary": []}))
-    code, out, err = _cli(tmp_path, "parity.publish", "--model", str(FIXTURE), "--report", str(report),
+    code, out, err = _cli(tmp_path, "orcaport.parity.publishing", "--model", str(FIXTURE), "--report", str(report),
                           "--repo-id", "org/name", "--dry-run", "--staging", str(tmp_path / "s"), HF_TOKEN=SECRET)
     assert code == 2 and "was made for other weights" in _error_line(err) and "it is stale" in err
     assert SECRET not in out + err and not (tmp_path / "s").exists()
-    code, _, err = _cli(tmp_path, "parity.publish", "--model", str(FIXTURE), "--report", str(tmp_path / "none.json"),
+    code, _, err = _cli(tmp_path, "orcaport.parity.publishing", "--model", str(FIXTURE), "--report", str(tmp_path / "none.json"),
                         "--repo-id", "org/name", "--dry-run", HF_TOKEN=SECRET)
     assert code == 2 and "does not exist (no parity run on record)" in _error_line(err) and SECRET not in err
 
 
 def test_publish_refuses_a_repo_id_that_is_not_namespace_name(tmp_path: Path) -> None:
-    code, _, err = _cli(tmp_path, "parity.publish", "--model", str(FIXTURE), "--repo-id", "../etc", "--dry-run")
+    code, _, err = _cli(tmp_path, "orcaport.parity.publishing", "--model", str(FIXTURE), "--repo-id", "../etc", "--dry-run")
     assert code == 1 and "is not NAMESPACE/NAME" in _error_line(err)
 
 
 def test_staged_file_names_cannot_reach_outside_the_staging_folder(tmp_path: Path) -> None:
-    from orcaport.parity.publish import PublishError, staged_files
+    from orcaport.parity.publishing.publish import PublishError, staged_files
 
     (tmp_path / "SHA256SUMS").write_text(f"{'0' * 64}  config.json\n{'1' * 64}  ../../.cache/huggingface/token\n")
     with pytest.raises(PublishError, match="names '../../.cache/huggingface/token', outside"):
@@ -329,14 +329,15 @@ def _dead_pid() -> int:
 
 def test_a_staging_swap_killed_midway_is_undone_by_the_next_run(tmp_path: Path) -> None:
     """SIGKILL between moving the old staging aside and renaming the new one in: no staging folder,
-    the old one under .repo.old-<pid>-*/previous. The next stage() puts it back first."""
-    from orcaport.parity.publish import recover_staging
+    the old one under .repo.old-<pid>-*/previous. The next stage() puts it back first
+    (model/fileio.py recover_folder, which every folder swap runs first)."""
+    from orcaport.model.fileio import recover_folder
 
     dead, live = _dead_pid(), os.getpid()
     (tmp_path / f".repo.old-{dead}-x" / "previous").mkdir(parents=True)
     (tmp_path / f".repo.old-{dead}-x" / "previous" / "SHA256SUMS").write_text("old\n")
     (tmp_path / f".repo.tmp-{dead}-y").mkdir()
     (tmp_path / f".repo.tmp-{live}-z").mkdir()   # a staging still being built: left alone
-    recover_staging(tmp_path / "repo")
+    recover_folder(tmp_path / "repo")
     assert (tmp_path / "repo" / "SHA256SUMS").read_text() == "old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == [f".repo.tmp-{live}-z", "repo"]

@@ -24,6 +24,6 @@ def test_the_unbroken_odd_rate_set_passes_under_the_criteria_that_apply() -> Non
     from orcaport.parity.run import run_parity
 
     result, _ = run_parity(FIXTURE, ODD_RATE / "stages", ODD_RATE / "corpus", only=[ODD_FILE])
-    assert result["passed"], result["first_failure"]
-    assert result["criteria"]["regime"] == ("same_machine" if result["criteria"]["same_fingerprint"]
-                                            else "cross_machine")
+    assert result.passed, result.first_failure
+    assert result.criteria.regime == ("same_machine" if result.criteria.same_fingerprint
+                                      else "cross_machine")

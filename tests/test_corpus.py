@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import hashlib
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from orcaport.parity import corpus as corpus_mod
-from orcaport.parity.corpus import CORPUS, CorpusError, load_corpus_manifest, write_file
-from orcaport.parity.synth import (LABELS, CallSpec, make_training_set, sin_cycles, synth_clip,
+from orcaport.parity.testaudio import corpus as corpus_mod
+from orcaport.parity.testaudio.corpus import CORPUS, CorpusError, load_corpus_manifest, write_file
+from orcaport.parity.testaudio.synth import (LABELS, CallSpec, make_training_set, sin_cycles, synth_clip,
                           synth_recording, training_example)
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS_DIR = ROOT / "reference_outputs" / "corpus"
-LEGACY_PYTHON = ROOT / ".venvs" / "legacy" / "bin" / "python"
 SPECS = {spec.name: spec for spec in CORPUS}
 FLAGSHIP = "hydrophone_48k_mono16_60s.wav"
 PSD_FRAME = 2048
@@ -92,19 +89,6 @@ def test_positive_clips_carry_more_harmonic_energy_than_negatives() -> None:
     assert np.mean(np.array(neg) > np.median(pos)) > 0.0   # some negatives look busy: not trivial
 
 
-@pytest.mark.legacy
-@pytest.mark.skipif(not LEGACY_PYTHON.exists(), reason="legacy env (.venvs/legacy) not built")
-def test_legacy_numpy_synthesizes_bit_identical_audio() -> None:
-    """The fixture trainer synthesizes in the legacy env (numpy 1.26): it must hear the same data."""
-    code = ("import hashlib; from parity.synth import training_example as t; "
-            "print(hashlib.sha256(t(9, 0, True).tobytes() + t(9, 1, False).tobytes()).hexdigest())")
-    run = subprocess.run([str(LEGACY_PYTHON), "-c", code], cwd=ROOT, capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr[-2000:]
-    here = hashlib.sha256(training_example(9, 0, True).tobytes()
-                          + training_example(9, 1, False).tobytes()).hexdigest()
-    assert run.stdout.strip() == here
-
-
 # --- committed corpus --------------------------------------------------------------------------
 
 def test_manifest_lists_every_corpus_file_with_matching_hashes(manifest: dict) -> None:
@@ -155,8 +139,8 @@ def test_failed_write_leaves_the_old_file_and_no_tmp(tmp_path: Path, monkeypatch
     write_file(spec, tmp_path)
     before = (tmp_path / spec.name).read_bytes()
 
-    def broken_write(path, *args, **kwargs):
-        Path(path).write_bytes(b"RIFF partial")
+    def broken_write(file, *args, **kwargs):      # the WAV is encoded in memory, then written atomically
+        file.write(b"RIFF partial")
         raise OSError("disk full")
 
     monkeypatch.setattr(corpus_mod.sf, "write", broken_write)

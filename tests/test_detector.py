@@ -35,7 +35,7 @@ def refs():
 def bound(refs) -> float:
     """parity/tolerances.json's per-second confidence bound under the criteria that apply between
     the references' machine and this one (the envelope-derived cross-machine one elsewhere)."""
-    regime = criteria(refs.manifest.get("machine"), fingerprint())["regime"]
+    regime = criteria(refs.manifest.get("machine"), fingerprint()).regime
     return load_tolerances(regime=regime)[1]["probs"].atol
 
 

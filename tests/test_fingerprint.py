@@ -37,12 +37,12 @@ def test_cpuinfo_keeps_only_the_flags_that_select_kernels(tmp_path) -> None:
 def test_criteria_pick_same_machine_only_for_a_matching_fingerprint() -> None:
     me = fingerprint()
     same = criteria(me, me)
-    assert same["regime"] == "same_machine" and same["same_fingerprint"]
+    assert same.regime == "same_machine" and same.same_fingerprint
     cross = criteria({**me, "cpu_model": "AMD EPYC"}, me)
-    assert cross["regime"] == "cross_machine" and cross["why"] == "fingerprints differ"
-    assert "AMD EPYC" in cross["recorded_on"] and describe(me) == cross["replayed_on"]
-    assert criteria(None, me)["recorded_on"] == "an unrecorded machine"
-    assert criteria(me, me, "cross_machine")["regime"] == "cross_machine"
+    assert cross.regime == "cross_machine" and cross.why == "fingerprints differ"
+    assert "AMD EPYC" in cross.recorded_on and describe(me) == cross.replayed_on
+    assert criteria(None, me).recorded_on == "an unrecorded machine"
+    assert criteria(me, me, "cross_machine").regime == "cross_machine"
 
 
 def test_same_machine_criteria_are_tighter_and_unknown_regimes_refused() -> None:

@@ -40,7 +40,7 @@ def test_hls_playlist_matches_legacy_on_productions_ffmpeg_conversion(tmp_path: 
     # legacy ran on this machine: the criteria its fingerprint and ours select (same-machine here),
     # and, as tests/test_detector.py's `bound`, the probs bound (a second's confidence is the mean
     # of two clip probabilities, so it is within the bound that holds for each of them)
-    regime = criteria(legacy["fingerprint"], fingerprint())["regime"]
+    regime = criteria(legacy["fingerprint"], fingerprint()).regime
     bound = load_tolerances(regime=regime)[1]["probs"].atol
     clean = detect_input(Detector.from_folder(FIXTURE), playlist, window_seconds=WINDOW_SECONDS)
     assert len(clean) == len(legacy["windows"]) == 3          # + one 21 ms leftover segment, skipped

@@ -87,11 +87,11 @@ def test_a_kill_between_renames_never_leaves_a_new_json_beside_old_views(
 
 
 def test_only_temps_of_writers_that_are_gone_are_removed(tmp_path: Path) -> None:
-    """parity/atomic.py: a live writer's temp (this process) is never touched; a dead writer's
+    """model/fileio.py: a live writer's temp (this process) is never touched; a dead writer's
     and a pid-less one (an older toolkit's) are; other files are never touched."""
     import subprocess
 
-    from orcaport.parity.atomic import remove_stale_temps
+    from orcaport.model.fileio import remove_stale_temps
 
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()

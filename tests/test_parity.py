@@ -16,6 +16,7 @@ import torch
 from safetensors.numpy import load_file, save_file
 
 from orcaport.model.weights import read_metadata, save_network_state
+from orcaport.parity.result import ParityResult
 from orcaport.parity.run import run_parity
 from tests.conftest import CORPUS, FIXTURE, FLAGSHIP, REFS, ROOT, copy_fixture
 
@@ -28,50 +29,50 @@ def parity_cli(tmp: Path, *args: str) -> tuple[int, str, dict[str, Any] | None]:
 
 
 @pytest.fixture(scope="module")
-def full() -> dict[str, Any]:
+def full() -> ParityResult:
     result, _ = run_parity(FIXTURE, REFS, CORPUS)
     return result
 
 
-def test_every_stage_passes_isolated_and_chained_for_every_file(full: dict[str, Any]) -> None:
-    assert full["passed"], full["first_failure"]
-    assert full["weights_check"] == "verified"
-    modes = {(r["stage"], r["mode"]) for r in full["summary"]}
+def test_every_stage_passes_isolated_and_chained_for_every_file(full: ParityResult) -> None:
+    assert full.passed, full.first_failure
+    assert full.weights_check == "verified"
+    modes = {(r.stage, r.mode) for r in full.summary}
     for stage in ("clip", "load", "downmix", "resample", "mel", "db", "input", "activations",
                   "logits", "probs", "aggregate"):
         assert {(stage, "isolated"), (stage, "chained")} <= modes, stage
     assert ("decode", "chained") in modes
-    assert all(f["status"] in ("ok", "expected-error") for f in full["files"])
+    assert all(f.status in ("ok", "expected-error") for f in full.files)
 
 
-def test_probabilities_and_decisions_match_production(full: dict[str, Any]) -> None:
+def test_probabilities_and_decisions_match_production(full: ParityResult) -> None:
     """Within the envelope-derived bound of the criteria that applied, and every decision equal
     except those legacy itself cannot pin down (confidence within that bound of the threshold)."""
-    regime = full["criteria"]["regime"]
+    regime = full.criteria.regime
     bound = json.loads((ROOT / "parity" / "tolerances.json").read_text())["stages"]["probs"][regime]["atol"]
-    for f in full["files"]:
-        for c in f["checks"]:
-            if c["stage"] == "probs":
-                assert c["metrics"]["max_abs"] <= bound, (f["name"], c)
-            if c["stage"] == "aggregate" and c["decisions"]:
-                d = c["decisions"]
-                assert not d["local_flips"], (f["name"], d)
-                assert d["local_agreement"] == 1.0 or d["unstable_flips"], (f["name"], d)
-                assert d["global_ref"] == d["global_clean"] or d["global_unstable"]
-                assert d["rows_ref"] == d["rows_clean"]
-    flagship = next(f for f in full["files"] if f["name"] == FLAGSHIP)
-    agg = next(c for c in flagship["checks"] if c["stage"] == "aggregate" and c["mode"] == "chained")
-    assert agg["decisions"]["rows_clean"] == 60 and len(flagship["series"]["clean"]) == 60
+    for f in full.files:
+        for c in f.checks:
+            if c.stage == "probs":
+                assert c.metrics["max_abs"] <= bound, (f.name, c)
+            if c.stage == "aggregate" and c.decisions:
+                d = c.decisions
+                assert not d.local_flips, (f.name, d)
+                assert d.local_agreement == 1.0 or d.unstable_flips, (f.name, d)
+                assert d.global_ref == d.global_clean or d.global_unstable
+                assert d.rows_ref == d.rows_clean
+    flagship = next(f for f in full.files if f.name == FLAGSHIP)
+    agg = next(c for c in flagship.checks if c.stage == "aggregate" and c.mode == "chained")
+    assert agg.decisions.rows_clean == 60 and len(flagship.series.clean) == 60
 
 
-def test_file_legacy_rejects_is_rejected_too(full: dict[str, Any]) -> None:
-    short = next(f for f in full["files"] if f["name"] == "short_1s5_48k_16.wav")
-    assert short["status"] == "expected-error"
-    assert short["legacy_error"]["type"] == "KeyError" and short["clean_error"] is not None
+def test_file_legacy_rejects_is_rejected_too(full: ParityResult) -> None:
+    short = next(f for f in full.files if f.name == "short_1s5_48k_16.wav")
+    assert short.status == "expected-error"
+    assert short.legacy_error.type == "KeyError" and short.clean_error is not None
 
 
-def test_real_upstream_data_pad_crop_and_quantization_account(full: dict[str, Any]) -> None:
-    real = full["real_data"]
+def test_real_upstream_data_pad_crop_and_quantization_account(full: ParityResult) -> None:
+    real = full.real_data
     if not real["available"]:
         pytest.skip(real["why"])
     assert real["pad_crop_exact"] and real["passed"]
@@ -160,6 +161,6 @@ def test_one_changed_frontend_parameter_is_localised(tmp_path: Path, field: str,
     cfg["frontend"][field] = value
     (model / "config.json").write_text(json.dumps(cfg))
     result, _ = run_parity(model, REFS, CORPUS, only=[FLAGSHIP])
-    assert not result["passed"]
-    ff = result["first_failure"]
-    assert (ff["stage"], ff["mode"]) == (stage, "isolated"), ff
+    assert not result.passed
+    ff = result.first_failure
+    assert (ff.stage, ff.mode) == (stage, "isolated"), ff

@@ -25,8 +25,8 @@ from huggingface_hub import ModelCard
 
 from orcaport.model.detector import Detector
 from orcaport.model.hub import IntegrityError
-from orcaport.parity import gate, publish
-from orcaport.parity.gate import GateError, check_report
+from orcaport.parity.publishing import gate, publish
+from orcaport.parity.publishing.gate import GateError, check_report
 from orcaport.parity.references import load_references
 from tests.conftest import CORPUS, FIXTURE, REFS, ROOT, copy_fixture
 from tests.fake_hub import FakeHub
@@ -95,7 +95,7 @@ def _env(tmp: Path, hub: FakeHub | None, token: str | None = TOKEN, **extra: str
 
 def _run_publish(report: Path, tmp: Path, hub: FakeHub,
                  token: str | None = TOKEN) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "orcaport.parity.publish", *_publish_args(report, tmp / "staging")],
+    return subprocess.run([sys.executable, "-m", "orcaport.parity.publishing", *_publish_args(report, tmp / "staging")],
                           cwd=ROOT, env=_env(tmp, hub, token), capture_output=True, text=True,
                           timeout=TIMEOUT)
 

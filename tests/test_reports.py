@@ -4,7 +4,7 @@ and (when chromium is installed) that a real browser renders every embedded imag
 from __future__ import annotations
 
 import base64
-import copy
+import dataclasses
 import json
 import math
 import os
@@ -19,9 +19,11 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-import orcaport.parity.html as phtml
 from orcaport.model.stages import STAGES
-from orcaport.parity import png, report, report_md
+from orcaport.parity.reports import cells, markdown, png, terminal, write
+from orcaport.parity.reports import html as phtml
+from orcaport.parity.result import (Check, Criteria, Decisions, ErrorInfo, FileResult, Location, ParityResult,
+                                    Series, SummaryRow, ToleranceInfo, UnstableSeconds)
 
 HYDRO, SHORT, STEREO = "hydrophone_48k_mono16_60s.wav", "short_0.5s.wav", "stereo_44k1_pcm24_10s.wav"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -33,63 +35,70 @@ def _tol(atol: float = 1e-4, rtol: float = 1e-5, exact: bool = False) -> dict[st
 
 
 def _check(mode: str, stage: str, clip: int | None, passed: bool = True, layer: str | None = None,
-           max_abs: float = 3.1e-6, **extra: Any) -> dict[str, Any]:
+           max_abs: float = 3.1e-6, decisions: Decisions | None = None) -> Check:
     n_out = 0 if passed else 7
-    return {"mode": mode, "stage": stage, "clip": clip, "layer": layer, "passed": passed,
-            "tolerance": _tol(exact=stage == "decode"), "decisions": None,
-            "metrics": {"n": 40192, "max_abs": max_abs, "mean_abs": 2e-8, "max_rel": 1e-6, "rms": 1e-7,
-                        "snr_db": math.inf if max_abs == 0 else 140.2, "n_out": n_out,
-                        "fraction_out": n_out / 40192,
-                        "worst": {"index": [0, 12, 88], "axes": ["channel", "mel_bin", "frame"],
-                                  "ref": -20.1, "got": -20.1000031}}, **extra}
+    return Check(mode=mode, stage=stage, clip=clip, layer=layer, passed=passed,
+                 tolerance=_tol(exact=stage == "decode"), decisions=decisions,
+                 metrics={"n": 40192, "max_abs": max_abs, "mean_abs": 2e-8, "max_rel": 1e-6, "rms": 1e-7,
+                          "snr_db": math.inf if max_abs == 0 else 140.2, "n_out": n_out,
+                          "fraction_out": n_out / 40192,
+                          "worst": {"index": [0, 12, 88], "axes": ["channel", "mel_bin", "frame"],
+                                    "ref": -20.1, "got": -20.1000031}})
 
 
-def _summary(files: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    rows: dict[tuple[str, str], dict[str, Any]] = {}
+def _summary(files: list[FileResult]) -> list[SummaryRow]:
+    rows: dict[tuple[str, str], SummaryRow] = {}
     for f in files:
-        for c in f["checks"]:
-            r = rows.setdefault((c["stage"], c["mode"]), {"stage": c["stage"], "mode": c["mode"],
-                                                          "checks": 0, "failed": 0, "max_abs": 0.0,
-                                                          "worst_file": None, "passed": True})
-            r["checks"] += 1
-            r["failed"] += not c["passed"]
-            r["passed"] &= c["passed"]
-            if (c["metrics"].get("max_abs") or 0.0) >= r["max_abs"]:
-                r["max_abs"], r["worst_file"] = c["metrics"].get("max_abs") or 0.0, f["name"]
+        for c in f.checks:
+            r = rows.setdefault((c.stage, c.mode), SummaryRow(stage=c.stage, mode=c.mode, checks=0, failed=0,
+                                                              max_abs=0.0, worst_file=None, passed=True))
+            r.checks += 1
+            r.failed += not c.passed
+            r.passed &= c.passed
+            if (c.metrics.get("max_abs") or 0.0) >= r.max_abs:
+                r.max_abs, r.worst_file = c.metrics.get("max_abs") or 0.0, f.name
     return [rows[k] for k in sorted(rows, key=lambda k: (STAGES.index(k[0]), k[1] != "isolated"))]
 
 
-def make_result(hydro_name: str = HYDRO) -> dict[str, Any]:
+def make_result(hydro_name: str = HYDRO) -> ParityResult:
     """Three files: one failing mel clip + a local decision flip, one expected error, one clean."""
     hydro = [_check(m, "decode", None, max_abs=0.0) for m in ("isolated", "chained")]
     hydro += [_check("isolated", "mel", i) for i in range(3)]
     hydro += [_check("chained", "mel", 0), _check("chained", "mel", 1, passed=False, max_abs=2.5e-3),
               _check("chained", "mel", 2), _check("chained", "db", 1)]
     hydro += [_check("chained", "activations", 1, layer="layer2", max_abs=np.float32(1e-5))]
-    hydro.append(_check("chained", "aggregate", None, passed=False, decisions={
-        "rows_ref": 60, "rows_clean": 60, "local_agreement": 59 / 60, "local_flips": [16],
-        "global_ref": 1, "global_clean": 1}))
-    series = {"time_s": list(range(60)), "threshold": 0.5,
-              "legacy": [0.5 + 0.4 * math.sin(t / 5) for t in range(60)],
-              "clean": [0.5 + 0.4 * math.sin(t / 5) + (0.06 if t == 16 else 0.0) for t in range(60)]}
+    hydro.append(_check("chained", "aggregate", None, passed=False, decisions=Decisions(
+        rows_ref=60, rows_clean=60, local_agreement=59 / 60, local_flips=[16], unstable_flips=[],
+        unstable_seconds=0, unstable_band=8.6e-05, min_distance=0.0021, global_ref=1, global_clean=1,
+        global_unstable=False, global_confidence_ref=0.61, global_confidence_clean=0.61)))
+    series = Series(time_s=list(range(60)), threshold=0.5,
+                    legacy=[0.5 + 0.4 * math.sin(t / 5) for t in range(60)],
+                    clean=[0.5 + 0.4 * math.sin(t / 5) + (0.06 if t == 16 else 0.0) for t in range(60)])
     files = [
-        {"name": hydro_name, "status": "ok", "legacy_error": None, "clean_error": None,
-         "checks": hydro, "series": series},
-        {"name": SHORT, "status": "expected-error", "legacy_error": {"type": "KeyError", "message": "0"},
-         "clean_error": {"type": "ValueError", "message": "audio shorter than one 2 s window"},
-         "checks": [], "series": None},
-        {"name": STEREO, "status": "ok", "legacy_error": None, "clean_error": None,
-         "checks": [_check(m, s, 0) for m in ("isolated", "chained") for s in ("mel", "db", "logits")],
-         "series": None},
+        FileResult(name=hydro_name, status="ok", legacy_error=None, clean_error=None, checks=hydro,
+                   series=series),
+        FileResult(name=SHORT, status="expected-error", legacy_error=ErrorInfo(type="KeyError", message="0"),
+                   clean_error=ErrorInfo(type="ValueError", message="audio shorter than one 2 s window",
+                                         stage="clip"),
+                   checks=[], series=None),
+        FileResult(name=STEREO, status="ok", legacy_error=None, clean_error=None,
+                   checks=[_check(m, s, 0) for m in ("isolated", "chained") for s in ("mel", "db", "logits")],
+                   series=None),
     ]
-    return {"schema_version": 1, "profile": "legacy-exact", "weights_sha256": "a" * 64,
-            "config_sha256": "b" * 64, "references_manifest_sha256": "c" * 64,
-            "tolerances": {"version": 1, "sha256": "d" * 64},
-            "environment": {"python": "3.11.7", "torch": "2.13.0+cpu", "numpy": "2.4.6", "threads": 2},
-            "passed": False,
-            "first_failure": {"file": hydro_name, "mode": "chained", "stage": "mel", "clip": 1,
-                              "layer": None},
-            "files": files, "summary": _summary(files)}
+    return ParityResult(
+        schema_version=1, profile="legacy-exact", weights_sha256="a" * 64, config_sha256="b" * 64,
+        references_manifest_sha256="c" * 64, references_weights_sha256="a" * 64, weights_check="verified",
+        tolerances=ToleranceInfo(version=2, sha256="d" * 64, regime="cross_machine", safety_factor=4.0,
+                                 envelope_sha256="e" * 64),
+        files_selected="all",
+        environment={"python": "3.11.7", "torch": "2.13.0+cpu", "numpy": "2.4.6", "threads": 2},
+        criteria=Criteria(regime="cross_machine", same_fingerprint=False, why="fingerprints differ",
+                          recorded_on="AMD EPYC", replayed_on="Intel Xeon"),
+        unstable_seconds=UnstableSeconds(seconds=0, flips=0), passed=False,
+        first_failure=Location(file=hydro_name, mode="chained", stage="mel", clip=1, layer=None),
+        files=files, summary=_summary(files),
+        real_data={"available": False, "passed": None, "path": "upstream.safetensors", "why": "not here"},
+        runtime_files={})
 
 
 def make_heatmaps(name: str = HYDRO) -> dict[tuple, tuple[np.ndarray, np.ndarray]]:
@@ -100,12 +109,11 @@ def make_heatmaps(name: str = HYDRO) -> dict[tuple, tuple[np.ndarray, np.ndarray
             (name, "db", 1): (db[None], db[None])}
 
 
-def passing_result() -> dict[str, Any]:
+def passing_result() -> ParityResult:
     r = make_result()
-    for f in r["files"]:
-        for c in f["checks"]:
-            c["passed"] = True
-    r["passed"], r["first_failure"], r["summary"] = True, None, _summary(r["files"])
+    for c in r.all_checks():
+        c.passed = True
+    r.passed, r.first_failure, r.summary = True, None, _summary(r.files)
     return r
 
 
@@ -184,8 +192,8 @@ def _console() -> Console:
 
 def test_table_has_one_row_per_summary_entry_with_marks() -> None:
     result = make_result()
-    table = report.render_table(result)
-    assert table.row_count == len(result["summary"])
+    table = terminal.render_table(result)
+    assert table.row_count == len(result.summary)
     console = _console()
     console.print(table)
     lines = console.export_text().splitlines()
@@ -197,39 +205,39 @@ def test_table_has_one_row_per_summary_entry_with_marks() -> None:
 
 def test_print_report_final_line() -> None:
     console = _console()
-    report.print_report(make_result(), console)
+    terminal.print_report(make_result(), console)
     out = console.export_text().rstrip().splitlines()
     assert out[-1] == f"PARITY FAILED: first failing stage mel (chained) in {HYDRO} clip 1"
     assert any("expected-error" in ln and "KeyError: 0" in ln for ln in out)
     console = _console()
-    report.print_report(passing_result(), console)
+    terminal.print_report(passing_result(), console)
     assert console.export_text().rstrip().splitlines()[-1] == "PARITY PASSED"
 
 
 def test_verdict_does_not_trust_an_inconsistent_passed_flag() -> None:
     r = make_result()
-    r["passed"], r["first_failure"] = True, None
-    assert report.verdict_line(r).startswith("PARITY FAILED")
-    empty = {**passing_result(), "files": [], "summary": []}
-    assert report.verdict_line(empty) == "PARITY FAILED: the result holds no checks"
+    r.passed, r.first_failure = True, None
+    assert cells.verdict_line(r).startswith("PARITY FAILED")
+    empty = dataclasses.replace(passing_result(), files=[], summary=[])
+    assert cells.verdict_line(empty) == "PARITY FAILED: the result holds no checks"
     r = passing_result()                    # legacy raised, clean silently produced a result
-    r["passed"], r["files"][1]["status"], r["files"][1]["clean_error"] = False, "error", None
-    assert report.verdict_line(r) == f"PARITY FAILED: {SHORT}: legacy raised KeyError: 0 but clean did not"
+    r.passed, r.files[1].status, r.files[1].clean_error = False, "error", None
+    assert cells.verdict_line(r) == f"PARITY FAILED: {SHORT}: legacy raised KeyError: 0 but clean did not"
     r = make_result()
-    r["first_failure"]["layer"], r["first_failure"]["stage"] = "layer2", "activations"
-    assert report.verdict_line(r).endswith("activations (chained) in " + HYDRO + " clip 1 layer2")
+    r.first_failure.layer, r.first_failure.stage = "layer2", "activations"
+    assert cells.verdict_line(r).endswith("activations (chained) in " + HYDRO + " clip 1 layer2")
 
 
 def test_rich_markup_in_names_prints_literally() -> None:
     name = "[/]odd[bold]name.wav"
     console = _console()
-    report.print_report(make_result(name), console)
+    terminal.print_report(make_result(name), console)
     assert name in console.export_text()
 
 
 # ----------------------------------------------------------------------------- JSON + Markdown
 def test_json_is_strict_sorted_and_complete(tmp_path: Path) -> None:
-    path = report.write_json(make_result(), tmp_path / "parity.json")
+    path = write.write_json(make_result(), tmp_path / "parity.json")
     text = path.read_text()
     def refuse(c: str) -> None:
         raise AssertionError(f"non-standard JSON constant {c}")
@@ -241,7 +249,7 @@ def test_json_is_strict_sorted_and_complete(tmp_path: Path) -> None:
 
 
 def test_markdown_has_verdict_failures_decisions_provenance(tmp_path: Path) -> None:
-    md = report.write_markdown(make_result(), tmp_path / "parity.md").read_text()
+    md = write.write_markdown(make_result(), tmp_path / "parity.md").read_text()
     assert f"PARITY FAILED: first failing stage mel (chained) in {HYDRO} clip 1" in md
     failing = md.index("Failing checks:")
     row = next(ln for ln in md[failing:].splitlines() if ln.startswith("| chained | mel | 1 |"))
@@ -254,7 +262,7 @@ def test_markdown_has_verdict_failures_decisions_provenance(tmp_path: Path) -> N
 
 
 def test_markdown_escapes_table_breaking_names(tmp_path: Path) -> None:
-    md = report_md.render_markdown(make_result("a|b`<script>.wav"))
+    md = markdown.render_markdown(make_result("a|b`<script>.wav"))
     assert "`` a\\|b`<script>.wav ``" in md
     outside_code = re.sub(r"``.*?``|`[^`\n]*`", "", md)
     assert "<script>" not in outside_code and "a|b" not in md
@@ -290,8 +298,8 @@ def test_html_shares_colour_scale_between_legacy_and_clean() -> None:
 def test_html_escapes_untrusted_text() -> None:
     evil = "<script>alert(1)</script>.wav"
     r = make_result(evil)
-    r["files"][1]["clean_error"]["message"] = '<img src=x onerror="alert(2)">'
-    r["environment"]["platform"] = "</td><script>alert(3)</script>"
+    r.files[1].clean_error.message = '<img src=x onerror="alert(2)">'
+    r.environment["platform"] = "</td><script>alert(3)</script>"
     page = phtml.render_html(r, make_heatmaps(evil))
     assert page.count("<script>") == 1 and "alert(" not in page.split("<script>")[1].split("</script>")[0]
     assert "<img src=x" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;.wav" in page
@@ -299,14 +307,14 @@ def test_html_escapes_untrusted_text() -> None:
 
 
 def test_confidence_svg_marks_flips_and_breaks_on_nan() -> None:
-    series = {"time_s": [0, 1, 2, 3, 4], "threshold": 0.5,
-              "legacy": [0.1, 0.6, 0.7, 0.2, 0.1], "clean": [0.1, 0.4, float("nan"), 0.2, 0.1]}
+    series = Series(time_s=[0, 1, 2, 3, 4], threshold=0.5,
+                    legacy=[0.1, 0.6, 0.7, 0.2, 0.1], clean=[0.1, 0.4, float("nan"), 0.2, 0.1])
     svg = phtml.confidence_svg(series)                         # flips recomputed: second 1
     assert svg.count("<title>local decision differs at") == 1 and "at 1 s" in svg
     assert svg.count("<polyline") == 3                          # legacy 1 run + clean 2 runs
     assert "threshold 0.5" in svg
     assert phtml.confidence_svg(series, flips=[0, 3]).count("<title>local decision differs at") == 2
-    fixture = phtml.confidence_svg(make_result()["files"][0]["series"])     # recomputed == engine's
+    fixture = phtml.confidence_svg(make_result().files[0].series)     # recomputed == engine's
     assert fixture.count("<title>local decision differs at") == 1 and "at 16 s" in fixture
 
 
@@ -314,9 +322,9 @@ def test_confidence_svg_marks_flips_and_breaks_on_nan() -> None:
 def test_write_reports_atomic_and_keeps_old_on_failure(tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "new" / "reports"
-    paths = report.write_reports(make_result(), make_heatmaps(), out)
+    paths = write.write_reports(make_result(), make_heatmaps(), out)
     assert sorted(p.name for p in out.iterdir()) == ["parity.html", "parity.json", "parity.md"]
-    assert {k: p.name for k, p in paths.items()} == report.REPORT_NAMES
+    assert {k: p.name for k, p in paths.items()} == write.REPORT_NAMES
     assert all((p.stat().st_mode & 0o777) == 0o644 for p in paths.values())
     before = {p.name: p.read_bytes() for p in out.iterdir()}
 
@@ -324,7 +332,7 @@ def test_write_reports_atomic_and_keeps_old_on_failure(tmp_path: Path,
         raise RuntimeError("renderer crashed")
     monkeypatch.setattr(phtml, "render_html", boom)
     with pytest.raises(RuntimeError):
-        report.write_reports(passing_result(), {}, out)
+        write.write_reports(passing_result(), {}, out)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     monkeypatch.undo()
 
@@ -337,7 +345,7 @@ def test_write_reports_atomic_and_keeps_old_on_failure(tmp_path: Path,
         real_fsync(fd)
     monkeypatch.setattr(os, "fsync", flaky_fsync)
     with pytest.raises(OSError):
-        report.write_reports(passing_result(), {}, out)
+        write.write_reports(passing_result(), {}, out)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before   # no temp left, none replaced
 
 
@@ -356,7 +364,7 @@ def _chromium_render_check(page: Path, profile: Path) -> tuple[str, int, int]:
 def test_chromium_renders_every_image(tmp_path: Path) -> None:
     if not CHROMIUM.exists():
         pytest.skip("chromium not installed (apt-get install chromium)")
-    page = report.write_reports(make_result(), make_heatmaps(), tmp_path / "out")["html"]
+    page = write.write_reports(make_result(), make_heatmaps(), tmp_path / "out")["html"]
     ok, n, total = _chromium_render_check(page, tmp_path / "profile")
     assert (ok, n) == ("true", total) and total > 0, (ok, n, total)
     # The check itself must be able to fail: one corrupted data: URI is reported.

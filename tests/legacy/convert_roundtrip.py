@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from convert.cli import convert
-from convert.fixture import legacy_audio_config
+from convert.production import legacy_audio_config
 from convert.legacy import isolated_home, patch_torchaudio_io, sha256_file
 from orcaport.model.config import FrontendConfig, ModelConfig
 from orcaport.model.weights import load_network

@@ -22,11 +22,13 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from orcaport.model.stages import STAGES
-from orcaport.parity.png import colorbar_png, heatmap_png, scale_limits
-from orcaport.parity.report import (CHECK_HEADER, PROVENANCE_KEYS, REAL_DATA_HEADER, SUMMARY_HEADER,
-                           decision_rows, error_text, fmt_num, location_text, sorted_checks,
-                           real_data_rows, summary_rows, tolerance_text, verdict_line, criteria_lines)
-from orcaport.parity.report_md import HOW_TO_READ
+from orcaport.parity.reports.cells import (CHECK_HEADER, REAL_DATA_HEADER, SUMMARY_HEADER, check_cells,
+                                           chained_decisions, criteria_lines, decision_rows, error_text,
+                                           fmt_num, provenance, real_data_rows, sorted_checks, summary_rows,
+                                           tolerances_text, verdict_line)
+from orcaport.parity.reports.markdown import HOW_TO_READ
+from orcaport.parity.reports.png import colorbar_png, heatmap_png, scale_limits
+from orcaport.parity.result import Check, FileResult, ParityResult, Series
 
 LOG_STAGES = frozenset({"mel"})     # power spectrogram: colour by log10, db/input are already log
 SVG_W, SVG_H, PAD_L, PAD_R, PAD_T, PAD_B = 720, 230, 44, 12, 22, 30
@@ -75,23 +77,22 @@ def _td(x: Any, cls: str = "", title: str | None = None) -> str:
     return f"<td{attrs}>{_e(x)}</td>"
 
 
-def _check_row(c: Mapping[str, Any]) -> tuple[str, list[str]]:
-    m, tol = c.get("metrics") or {}, c.get("tolerance") or {}
-    ok = bool(c.get("passed"))
-    return ("pass" if ok else "fail", [
-        _td("✓" if ok else "✗"), _td(c.get("mode")), _td(c.get("stage")), _td(fmt_num(c.get("clip"))),
-        _td(c.get("layer") or "—"), _td(fmt_num(m.get("max_abs"), 3), "num"),
-        _td(fmt_num(m.get("mean_abs"), 3), "num"), _td(fmt_num(m.get("max_rel"), 3), "num"),
-        _td(fmt_num(m.get("snr_db"), 4), "num"),
-        _td(f"{fmt_num(m.get('n_out'))}/{fmt_num(m.get('n'))}", "num"),
-        _td(tolerance_text(tol), "", tol.get("why")), _td(location_text(m), "mono")])
+CHECK_CELL_CLASSES = ("", "", "", "", "num", "num", "num", "num", "num", "", "mono")   # per check_cells
 
 
-def _checks_html(checks: list[Mapping[str, Any]]) -> str:
+def _check_row(c: Check) -> tuple[str, list[str]]:
+    ok = bool(c.passed)
+    why = (c.tolerance or {}).get("why")
+    return ("pass" if ok else "fail", [_td("✓" if ok else "✗")] + [
+        _td(cell, cls, why if i == 9 else None)
+        for i, (cell, cls) in enumerate(zip(check_cells(c), CHECK_CELL_CLASSES))])
+
+
+def _checks_html(checks: list[Check]) -> str:
     """Failing checks in the open; passing ones folded away (there can be thousands)."""
     ordered = sorted_checks(checks)
-    failing = [_check_row(c) for c in ordered if not c.get("passed")]
-    passing = [_check_row(c) for c in ordered if c.get("passed")]
+    failing = [_check_row(c) for c in ordered if not c.passed]
+    passing = [_check_row(c) for c in ordered if c.passed]
     out = f"<p>{len(checks)} checks, {len(failing)} failing.</p>"
     if failing:
         out += _table(CHECK_HEADER, failing)
@@ -175,15 +176,15 @@ def _nice_ticks(lo: float, hi: float, target: int = 6) -> list[float]:
     return [first + i * step for i in range(int((hi - first) / step + 1e-9) + 1)]
 
 
-def confidence_svg(series: Mapping[str, Any], flips: Sequence[int] | None = None) -> str:
+def confidence_svg(series: Series, flips: Sequence[int] | None = None) -> str:
     """Inline SVG: legacy (solid) vs clean (dashed) per-second confidence, the threshold, and red
     markers at seconds whose local decision differs (the engine's flips, else recomputed with
     OrcaHello's rule confidence > threshold)."""
-    legacy, clean = list(series.get("legacy") or []), list(series.get("clean") or [])
+    legacy, clean = list(series.legacy or []), list(series.clean or [])
     n = max(len(legacy), len(clean), 1)
-    times = list(series.get("time_s") or [])
+    times = list(series.time_s or [])
     times += list(range(len(times), n))             # rows beyond time_s: one per second
-    thr = series.get("threshold")
+    thr = series.threshold
 
     def num(v: Any) -> bool:
         return isinstance(v, (int, float)) and math.isfinite(v)
@@ -244,43 +245,41 @@ def _how_to_read_html() -> str:
     return "<ul>" + "".join(out) + "</ul>"
 
 
-def _file_section(idx: int, f: Mapping[str, Any], maps: list[tuple[tuple, tuple]]) -> str:
-    checks = list(f.get("checks") or [])
-    out = [f'<section class="file" id="file-{idx}"><h2>{_e(f.get("name"))}: {_e(f.get("status"))}</h2>']
-    if f.get("legacy_error") or f.get("clean_error"):
-        out.append(f'<p class="err">legacy error: <code>{_e(error_text(f.get("legacy_error")))}</code>'
-                   f'<br>clean error: <code>{_e(error_text(f.get("clean_error")))}</code></p>')
+def _file_section(idx: int, f: FileResult, maps: list[tuple[tuple, tuple]]) -> str:
+    checks = list(f.checks)
+    out = [f'<section class="file" id="file-{idx}"><h2>{_e(f.name)}: {_e(f.status)}</h2>']
+    if f.legacy_error or f.clean_error:
+        out.append(f'<p class="err">legacy error: <code>{_e(error_text(f.legacy_error))}</code>'
+                   f'<br>clean error: <code>{_e(error_text(f.clean_error))}</code></p>')
     out.append(_checks_html(checks))
     for c in checks:
-        if c.get("decisions"):
-            out.append(f"<h3>Decisions ({_e(c.get('mode'))})</h3>" + _table(
+        if c.decisions:
+            out.append(f"<h3>Decisions ({_e(c.mode)})</h3>" + _table(
                 ("", "legacy", "clean"),
                 [("", [_td(a), _td(b, "num"), _td(x, "num")])
-                 for a, b, x in decision_rows(c["decisions"])]))
-    if f.get("series"):
-        flips = next((c["decisions"].get("local_flips") for c in checks
-                      if c.get("decisions") and c.get("mode") == "chained"), None)
-        out.append("<h3>Per-second confidence</h3>" + confidence_svg(f["series"], flips))
+                 for a, b, x in decision_rows(c.decisions)]))
+    if f.series:
+        decisions = chained_decisions(checks)
+        flips = decisions.local_flips if decisions else None
+        out.append("<h3>Per-second confidence</h3>" + confidence_svg(f.series, flips))
     for (_, stage, clip), (ref, clean) in maps:
         out.append(f"<h3>{_e(stage)} clip {_e(clip)}</h3>" + heatmap_figures(stage, clip, ref, clean))
     return "".join(out) + "</section>"
 
 
-def render_html(result: Mapping[str, Any], heatmaps: Mapping[tuple, tuple]) -> str:
+def render_html(result: ParityResult, heatmaps: Mapping[tuple, tuple]) -> str:
     """The complete report page as a string (see the module docstring for its guarantees)."""
     verdict = verdict_line(result)
     ok = verdict == "PARITY PASSED"
-    files = list(result.get("files") or [])
-    names = [f.get("name") for f in files]
+    files = list(result.files)
+    names = [f.name for f in files]
     by_file: dict[Any, list] = {}
     for key in sorted(heatmaps, key=lambda k: (str(k[0]), STAGES.index(k[1]) if k[1] in STAGES
                                                else len(STAGES), -1 if k[2] is None else k[2])):
         by_file.setdefault(key[0] if key[0] in names else None, []).append((key, heatmaps[key]))
-    tol = result.get("tolerances") or {}
-    prov = [("", [_td(k), _td(result.get(k), "mono")]) for k in PROVENANCE_KEYS]
-    prov.append(("", [_td("tolerances"), _td(f"version {tol.get('version')} sha256 {tol.get('sha256')}",
-                                             "mono")]))
-    env = result.get("environment") or {}
+    prov = [("", [_td(k), _td(v, "mono")]) for k, v in provenance(result)]
+    prov.append(("", [_td("tolerances"), _td(tolerances_text(result), "mono")]))
+    env = result.environment
     summary = [("pass" if ok is not False else "fail", [_td(c) for c in cells])
                for ok, cells in summary_rows(result)]
     script_hash = base64.b64encode(hashlib.sha256(RENDER_CHECK_JS.encode()).digest()).decode()
@@ -293,10 +292,10 @@ def render_html(result: Mapping[str, Any], heatmaps: Mapping[tuple, tuple]) -> s
         '<p id="render-check" data-ok="false">images not checked (scripts disabled?)</p>',
         "<h2>Provenance</h2>", _table(("", "value"), prov),
         "<h2>Summary</h2>", _table(SUMMARY_HEADER, summary),
-        "<ul>" + "".join(f'<li><a href="#file-{i}">{_e(n)}</a> ({_e(f.get("status"))})</li>'
+        "<ul>" + "".join(f'<li><a href="#file-{i}">{_e(n)}</a> ({_e(f.status)})</li>'
                          for i, (n, f) in enumerate(zip(names, files))) + "</ul>",
     ]
-    body += [_file_section(i, f, by_file.get(f.get("name"), []) if names.index(f.get("name")) == i
+    body += [_file_section(i, f, by_file.get(f.name, []) if names.index(f.name) == i
                            else []) for i, f in enumerate(files)]
     if by_file.get(None):
         body.append('<section class="file"><h2>Heatmaps of files not in the result</h2>' + "".join(

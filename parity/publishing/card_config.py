@@ -49,7 +49,7 @@ class CardConfig:
 
 
 def _bad(where: str, why: str) -> CardConfigError:
-    return CardConfigError(f"{where}: {why}; fix the card config (see `python -m orcaport.parity.publish --help`)")
+    return CardConfigError(f"{where}: {why}; fix the card config (see `python -m orcaport.parity.publishing --help`)")
 
 
 def check_license(where: str, license_id: str | None) -> None:

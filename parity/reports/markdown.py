@@ -1,14 +1,18 @@
 """The Markdown parity report (parity.md): summary, per-file failing and grouped passing checks,
-decisions, real-data check, provenance, and how to read it. Cells are formatted by parity.report."""
+decisions, real-data check, provenance, and how to read it. Cells come from reports/cells.py."""
 
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any
 
-from orcaport.parity.report import (CHECK_HEADER, MD_MAX_FAILING_ROWS, PROVENANCE_KEYS, REAL_DATA_HEADER,
-                           SUMMARY_HEADER, decision_rows, error_text, fmt_num, location_text,
-                           real_data_rows, sorted_checks, criteria_lines, summary_rows, tolerance_text, verdict_line)
+from orcaport.parity.reports.cells import (CHECK_HEADER, REAL_DATA_HEADER, SUMMARY_HEADER, check_cells,
+                                           criteria_lines, decision_rows, error_text, fmt_num, location_text,
+                                           provenance, real_data_rows, sorted_checks, summary_rows,
+                                           tolerance_text, tolerances_text, verdict_line)
+from orcaport.parity.result import Check, ParityResult
+
+MD_MAX_FAILING_ROWS = 100      # per file; the JSON always has every check
 
 
 def md_code(text: Any) -> str:
@@ -24,32 +28,29 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
         ["| " + " | ".join(r) + " |" for r in rows]
 
 
-def _check_cells(c: Mapping[str, Any]) -> list[str]:
-    m = c.get("metrics") or {}
-    return [str(c.get("mode")), str(c.get("stage")), fmt_num(c.get("clip")), str(c.get("layer") or "—"),
-            fmt_num(m.get("max_abs"), 3), fmt_num(m.get("mean_abs"), 3), fmt_num(m.get("max_rel"), 3),
-            fmt_num(m.get("snr_db"), 4), f"{fmt_num(m.get('n_out'))}/{fmt_num(m.get('n'))}",
-            tolerance_text(c.get("tolerance")), md_code(location_text(m))]
+def _check_cells(c: Check) -> list[str]:
+    cells = check_cells(c)
+    return cells[:-1] + [md_code(cells[-1])]
 
 
-def _max_abs_key(c: Mapping[str, Any]) -> float:
+def _max_abs_key(c: Check) -> float:
     """Sort key for 'worst': missing max_abs lowest, NaN or a non-finite string highest."""
-    v = (c.get("metrics") or {}).get("max_abs")
+    v = (c.metrics or {}).get("max_abs")
     return -1.0 if v is None else (math.inf if isinstance(v, str) or math.isnan(v) else float(v))
 
 
-def _passing_groups(checks: list[Mapping[str, Any]]) -> list[list[str]]:
+def _passing_groups(checks: list[Check]) -> list[list[str]]:
     """Passing checks folded per (mode, stage, layer): count and the worst one's metrics."""
-    groups: dict[tuple, list[Mapping[str, Any]]] = {}
-    for c in sorted_checks(c for c in checks if c.get("passed")):
-        groups.setdefault((c.get("mode"), c.get("stage"), c.get("layer")), []).append(c)
+    groups: dict[tuple, list[Check]] = {}
+    for c in sorted_checks(c for c in checks if c.passed):
+        groups.setdefault((c.mode, c.stage, c.layer), []).append(c)
     rows = []
     for (mode, stage, layer), cs in groups.items():
         w = max(cs, key=_max_abs_key)
-        m = w.get("metrics") or {}
+        m = w.metrics or {}
         rows.append([str(mode), str(stage), str(layer or "—"), str(len(cs)),
-                     fmt_num(m.get("max_abs"), 3), fmt_num(w.get("clip")), fmt_num(m.get("snr_db"), 4),
-                     tolerance_text(w.get("tolerance")), md_code(location_text(m))])
+                     fmt_num(m.get("max_abs"), 3), fmt_num(w.clip), fmt_num(m.get("snr_db"), 4),
+                     tolerance_text(w.tolerance), md_code(location_text(m))])
     return rows
 
 
@@ -73,7 +74,7 @@ HOW_TO_READ = """\
 """
 
 
-def render_markdown(result: Mapping[str, Any]) -> str:
+def render_markdown(result: ParityResult) -> str:
     """The whole Markdown report as a string."""
     verdict = verdict_line(result)
     out = [f"# Parity report: {'PASSED' if verdict == 'PARITY PASSED' else 'FAILED'}", "",
@@ -81,14 +82,14 @@ def render_markdown(result: Mapping[str, Any]) -> str:
            "", "## Summary", ""]
     rows = [cells[:6] + [md_code(cells[6])] + cells[7:] for _, cells in summary_rows(result)]
     out += _md_table(list(SUMMARY_HEADER), rows) + ["", "## Files", ""]
-    for f in result.get("files") or []:
-        checks = list(f.get("checks") or [])
-        failing = [c for c in sorted_checks(checks) if not c.get("passed")]
-        out += [f"### {md_code(f.get('name'))}: {f.get('status')}", "",
+    for f in result.files:
+        checks = list(f.checks)
+        failing = [c for c in sorted_checks(checks) if not c.passed]
+        out += [f"### {md_code(f.name)}: {f.status}", "",
                 f"{len(checks)} checks, {len(failing)} failing.", ""]
-        if f.get("legacy_error") or f.get("clean_error"):
-            out += [f"- legacy error: {md_code(error_text(f.get('legacy_error')))}",
-                    f"- clean error: {md_code(error_text(f.get('clean_error')))}", ""]
+        if f.legacy_error or f.clean_error:
+            out += [f"- legacy error: {md_code(error_text(f.legacy_error))}",
+                    f"- clean error: {md_code(error_text(f.clean_error))}", ""]
         if failing:
             out += ["Failing checks:", ""] + _md_table(
                 list(CHECK_HEADER[1:]), [_check_cells(c) for c in failing[:MD_MAX_FAILING_ROWS]]) + [""]
@@ -100,17 +101,16 @@ def render_markdown(result: Mapping[str, Any]) -> str:
                 ["mode", "stage", "layer", "checks", "worst max_abs", "worst clip", "snr_db",
                  "tolerance", "worst at"], passing) + [""]
         for c in checks:
-            if c.get("decisions"):
-                out += [f"Decisions ({c.get('mode')}):", ""] + _md_table(
-                    ["", "legacy", "clean"], [list(r) for r in decision_rows(c["decisions"])]) + [""]
+            if c.decisions:
+                out += [f"Decisions ({c.mode}):", ""] + _md_table(
+                    ["", "legacy", "clean"], [list(r) for r in decision_rows(c.decisions)]) + [""]
     text, rows = real_data_rows(result)
     out += ["## Real data (upstream fastai_audio output)", "", text, ""]
     out += (_md_table(REAL_DATA_HEADER, rows) + [""]) if rows else []
-    tol = result.get("tolerances") or {}
     out += ["## Provenance", ""] + _md_table(["", "value"], [
-        [k, md_code(result.get(k, "—"))] for k in PROVENANCE_KEYS] + [
-        ["tolerances", md_code(f"version {tol.get('version')} sha256 {tol.get('sha256')}")]])
-    env = result.get("environment") or {}
+        [k, md_code(v)] for k, v in provenance(result)] + [
+        ["tolerances", md_code(tolerances_text(result))]])
+    env = result.environment
     out += ["", "## Environment", ""] + _md_table(
         ["", "value"], [[k, md_code(env[k])] for k in sorted(env)])
     out += ["", "## How to read this", "", HOW_TO_READ]

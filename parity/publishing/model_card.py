@@ -2,7 +2,7 @@
 
 The measured parts of the card are read from the staged files themselves (config.json, the gated
 parity.json, the file hashes), never typed in by hand, so they cannot drift from what they describe;
-what the model is *for* (task, labels, license, links) comes from the user (parity/card_config.py).
+what the model is *for* (task, labels, license, links) comes from the user (card_config.py).
 The YAML front matter is huggingface_hub's own `ModelCardData`, and the whole card is parsed back
 with `ModelCard` before it is staged (the Hub validates it again on upload).
 """
@@ -15,7 +15,8 @@ from typing import Any, Mapping
 
 from huggingface_hub import ModelCard, ModelCardData
 
-from orcaport.parity.card_config import CardConfig
+from orcaport.parity.publishing.card_config import CardConfig
+from orcaport.parity.result import ParityResult
 
 BASE_TAGS = ("audio-classification", "fastai-port", "safetensors", "pytorch")
 ORCAHELLO_TAGS = ("bioacoustics", "killer-whale", "orca", "orcahello", "orcasound", "srkw")
@@ -74,53 +75,51 @@ def card_data(license_id: str, orcahello: bool, card: CardConfig) -> ModelCardDa
                          pipeline_tag="audio-classification", tags=tags, **extra)
 
 
-def _tolerance(report: Mapping[str, Any], stage: str, mode: str) -> str:
-    for f in report.get("files", []):
-        for c in f.get("checks", []):
-            if c.get("stage") == stage and c.get("mode") == mode and c.get("tolerance"):
-                t = c["tolerance"]
-                if t.get("exact"):
-                    return "exact"
-                if t.get("text"):
-                    return str(t["text"])
-                if "atol" in t:
-                    return f"atol {t['atol']:g}, rtol {t.get('rtol', 0):g}"
+def _tolerance(report: ParityResult, stage: str, mode: str) -> str:
+    for c in report.all_checks():
+        if c.stage == stage and c.mode == mode and c.tolerance:
+            t = c.tolerance
+            if t.get("exact"):
+                return "exact"
+            if t.get("text"):
+                return str(t["text"])
+            if "atol" in t:
+                return f"atol {t['atol']:g}, rtol {t.get('rtol', 0):g}"
     return "—"
 
 
-def parity_section(report: Mapping[str, Any], report_sha256: str) -> list[str]:
+def parity_section(report: ParityResult, report_sha256: str) -> list[str]:
     """Verdict, identity and the per-stage summary table of the gated parity.json."""
-    env = report.get("environment", {})
-    tol = report.get("tolerances", {})
+    env, tol = report.environment, report.tolerances
     lines = ["## Parity with the legacy fastai pipeline", "",
-             f"**Parity: {'PASSED' if report.get('passed') else 'FAILED'}** — every stage of the "
+             f"**Parity: {'PASSED' if report.passed else 'FAILED'}** — every stage of the "
              "runtime in this repo was replayed against tensors recorded from the legacy "
              "fastai 1.0.61 + fastai_audio 0.1 pipeline, on the same weights and the same audio "
              "corpus, both in isolation (each stage fed legacy's own input) and chained end to "
              "end from the audio file. The full report is `parity.json` in this repo.", "",
-             f"- report sha256: `{report_sha256}` (profile `{report.get('profile', '—')}`, "
-             f"schema {report.get('schema_version')})",
-             f"- weights sha256: `{report.get('weights_sha256')}`",
-             f"- config sha256: `{report.get('config_sha256')}`",
-             f"- references manifest sha256: `{report.get('references_manifest_sha256')}`",
-             f"- tolerances: version {tol.get('version', '—')}, sha256 `{tol.get('sha256', '—')}`",
+             f"- report sha256: `{report_sha256}` (profile `{report.profile}`, "
+             f"schema {report.schema_version})",
+             f"- weights sha256: `{report.weights_sha256}`",
+             f"- config sha256: `{report.config_sha256}`",
+             f"- references manifest sha256: `{report.references_manifest_sha256}`",
+             f"- tolerances: version {tol.version}, sha256 `{tol.sha256}`",
              f"- replayed with: Python {env.get('python', '?')}, torch {env.get('torch', '?')}, "
              f"numpy {env.get('numpy', '?')}, scipy {env.get('scipy', '?')}, "
              f"soundfile {env.get('soundfile', '?')} (libsndfile {env.get('libsndfile', '?')}) "
              f"on {env.get('machine', '?')}", ""]
-    rows = [("✓" if r.get("passed") else "✗", r.get("stage"), r.get("mode"), r.get("checks"),
-             r.get("failed"), f"{r['max_abs']:.3g}" if isinstance(r.get("max_abs"), float)
-             else r.get("max_abs"), _tolerance(report, r.get("stage"), r.get("mode")),
-             r.get("worst_file")) for r in report.get("summary", [])]
+    rows = [("✓" if r.passed else "✗", r.stage, r.mode, r.checks, r.failed,
+             f"{r.max_abs:.3g}" if isinstance(r.max_abs, float) else r.max_abs,
+             _tolerance(report, r.stage, r.mode), r.worst_file) for r in report.summary]
     lines += _table(("", "stage", "mode", "checks", "failed", "max abs diff", "tolerance",
                      "worst file"), rows)
-    odd = [f for f in report.get("files", []) if f.get("status") != "ok"]
+    odd = [f for f in report.files if f.status != "ok"]
     if odd:
         lines += ["Files where legacy itself raised (the runtime must refuse them too):", ""]
         for f in odd:
-            le, ce = f.get("legacy_error") or {}, f.get("clean_error") or {}
-            lines.append(f"- `{f.get('name')}` ({f.get('status')}): legacy `{le.get('type')}: "
-                         f"{le.get('message')}`, runtime `{ce.get('type')}: {ce.get('message')}`")
+            le, ce = f.legacy_error, f.clean_error
+            lines.append(f"- `{f.name}` ({f.status}): legacy `{getattr(le, 'type', None)}: "
+                         f"{getattr(le, 'message', None)}`, runtime `{getattr(ce, 'type', None)}: "
+                         f"{getattr(ce, 'message', None)}`")
         lines.append("")
     return lines
 
@@ -219,7 +218,7 @@ def provenance_section(config: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def render_card(repo_id: str, config: Mapping[str, Any], report: Mapping[str, Any],
+def render_card(repo_id: str, config: Mapping[str, Any], report: ParityResult,
                 report_sha256: str, hashes: Mapping[str, tuple[str, int]], license_id: str,
                 fixture: Mapping[str, Any] | None = None, card: CardConfig | None = None) -> str:
     """The whole README.md, parsed back with huggingface_hub's ModelCard before it is returned.
@@ -229,7 +228,7 @@ def render_card(repo_id: str, config: Mapping[str, Any], report: Mapping[str, An
     orcahello = card.orcahello if card.orcahello is not None else fixture is not None
     data = card_data(license_id, orcahello, card)
     lines = model_section(config, fixture, orcahello, card, repo_id)
-    lines += usage_section(repo_id, config, card, str(report.get("weights_sha256")))
+    lines += usage_section(repo_id, config, card, report.weights_sha256)
     lines += frontend_section(config)
     lines += parity_section(report, report_sha256) + files_section(hashes)
     lines += provenance_section(config)

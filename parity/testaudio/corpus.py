@@ -1,21 +1,20 @@
 """The committed parity audio corpus: seeded, byte-identical on every run, hash-checked on load.
 
-`python -m orcaport.parity.corpus --out reference_outputs/corpus` (`make corpus`) rewrites every WAV and
+`python -m orcaport.parity.testaudio.corpus --out reference_outputs/corpus` (`make corpus`) rewrites every WAV and
 `corpus.json`; `--check` only verifies. Each file exercises one thing the legacy pipeline is
 sensitive to (rate, channel count, sample format, length versus the 2 s window, clipping, DC,
 silence), and carries the ground-truth vocalization events it was synthesized with.
 
 Byte identity: integer files are quantized here (round, clip) and written as integers, so the bytes
 never depend on libsndfile's float->int conversion; float files get the timestamp libsndfile puts in
-their PEAK chunk zeroed. Every file is written to a `.tmp` sibling and renamed into place.
+their PEAK chunk zeroed. Every file is written atomically (model/fileio.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
+import io
 import json
-import os
 import struct
 import sys
 from dataclasses import dataclass
@@ -25,7 +24,8 @@ from typing import Callable
 import numpy as np
 import soundfile as sf
 
-from orcaport.parity.synth import Background, CallSpec, Event, synth_recording
+from orcaport.model.fileio import sha256_file, write_file_atomically
+from orcaport.parity.testaudio.synth import Background, CallSpec, Event, synth_recording
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "corpus.json"
@@ -168,29 +168,17 @@ def _zero_peak_timestamp(data: bytearray) -> None:
         pos += 8 + size + (size & 1)
 
 
-def _replace_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_file(spec: CorpusSpec, out_dir: Path) -> dict:
     """Synthesize, quantize and atomically write one corpus file; return its manifest entry."""
     audio, events = spec.build(spec)
     assert audio.shape == (spec.frames, spec.channels), (spec.name, audio.shape)
     samples = quantize(audio, spec.subtype)
 
-    def write(tmp: Path) -> None:
-        sf.write(tmp, samples, spec.sample_rate, subtype=spec.subtype, format="WAV")
-        data = bytearray(tmp.read_bytes())
-        _zero_peak_timestamp(data)
-        tmp.write_bytes(data)
-
-    path = out_dir / spec.name
-    _replace_atomically(path, write)
+    buf = io.BytesIO()
+    sf.write(buf, samples, spec.sample_rate, subtype=spec.subtype, format="WAV")
+    data = bytearray(buf.getvalue())
+    _zero_peak_timestamp(data)
+    path = write_file_atomically(out_dir / spec.name, bytes(data))
     return {"name": spec.name, "sample_rate": spec.sample_rate, "channels": spec.channels,
             "subtype": spec.subtype, "duration_s": spec.duration_s, "frames": spec.frames,
             "sha256": sha256_file(path), "description": spec.description, "seed": spec.seed,
@@ -207,19 +195,14 @@ CONTROLS_CORPUS: tuple[CorpusSpec, ...] = (
 SETS = {"main": CORPUS, "controls": CONTROLS_CORPUS}
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def write_corpus(out_dir: Path, specs: tuple[CorpusSpec, ...] = CORPUS) -> dict:
     """(Re)write every corpus file and corpus.json (last, so it only ever lists finished files)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    manifest = {"schema_version": SCHEMA_VERSION, "generator": "python -m orcaport.parity.corpus",
+    manifest = {"schema_version": SCHEMA_VERSION, "generator": "python -m orcaport.parity.testaudio.corpus",
                 "files": [write_file(spec, out_dir) for spec in specs]}
     text = json.dumps(manifest, indent=2) + "\n"
-    _replace_atomically(out_dir / MANIFEST_NAME, lambda tmp: tmp.write_text(text))
+    write_file_atomically(out_dir / MANIFEST_NAME, text)
     return manifest
 
 
@@ -256,7 +239,7 @@ def load_corpus_manifest(directory: Path | str, specs: tuple[CorpusSpec, ...] = 
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: write (default) or --check the corpus directory."""
-    parser = argparse.ArgumentParser(prog="python -m orcaport.parity.corpus", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m orcaport.parity.testaudio.corpus", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="corpus directory")
     parser.add_argument("--check", action="store_true", help="only verify files against corpus.json")
     parser.add_argument("--set", choices=sorted(SETS), default="main",

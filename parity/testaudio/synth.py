@@ -13,7 +13,8 @@ Determinism: all draws come from an explicit `np.random.Generator` (PCG64 stream
 numpy releases); samples are touched only by IEEE-exact arithmetic, cumulative sums and
 `scipy.signal.lfilter`. numpy's SIMD `exp`/`power` and pairwise `np.sum` differ in the last bit
 between numpy 1.26 and 2.x on this AVX-512 machine (measured), so this module brings its own
-polynomial sine and in-order sums: the legacy and clean envs produce bit-identical audio.
+polynomial sine and in-order sums: the legacy and clean envs produce bit-identical audio. Runs in
+both environments (numpy + scipy): the fixture learner is trained on it in the legacy env.
 """
 
 from __future__ import annotations

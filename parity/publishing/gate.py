@@ -9,7 +9,10 @@ REFERENCES= and REPORTS= (`make_command`), never a bare `make parity` that would
 embedded fixture instead of the user's model. Identity is checked before the verdict: a failing report
 about other weights says nothing about these, and "stale" is the more useful thing to hear.
 
-    python -m orcaport.parity.gate --model DIR --report reports/parity.json [--references DIR]
+The report is read as the parity result it claims to be (`ParityResult.from_json`,
+parity/result.py): one that does not follow the schema is refused as unreadable.
+
+    python -m orcaport.parity.publishing.gate --model DIR --report reports/parity.json [--references DIR]
 """
 
 from __future__ import annotations
@@ -23,16 +26,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SUPPORTED_SCHEMA_VERSIONS = (1,)
+from orcaport.model.errors import RefusedError
+from orcaport.model.fileio import sha256_file
+from orcaport.parity.metrics import DEFAULT_TOLERANCES
+from orcaport.parity.result import (RUNTIME_SOURCES, SCHEMA_VERSION, FileResult, Location, ParityResult,
+                                    ResultError)
+
 WEIGHTS_FILE, CONFIG_FILE, MANIFEST_FILE = "model.safetensors", "config.json", "manifest.json"
 DEFAULT_REFERENCES = Path("reference_outputs/stages")
-DEFAULT_TOLERANCES = Path(__file__).with_name("tolerances.json")
-RUNTIME_SOURCES = Path(__file__).resolve().parents[1] / "model"   # shipped as the runtime
-REQUIRED_KEYS = ("weights_sha256", "config_sha256", "references_manifest_sha256", "passed",
-                 "first_failure", "files", "summary")
 
 
-class GateError(Exception):
+class GateError(RefusedError):
     """The report does not allow a publish. str() is one line: what is wrong + how to fix it."""
 
 
@@ -42,20 +46,11 @@ class GatedReport:
 
     path: Path
     raw: bytes
-    data: dict[str, Any]
+    result: ParityResult
 
     @property
     def sha256(self) -> str:
         return hashlib.sha256(self.raw).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    """Streamed sha256 (the weights are tens of MB; no need to hold them twice)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def make_command(target: str, **variables: str | Path | None) -> str:
@@ -79,7 +74,7 @@ def _refuse(report: Path, why: str, fix: str) -> GateError:
     return GateError(f"refusing to publish: {report} {why}; {fix}".replace("\n", " "))
 
 
-def _read(report: Path, fix: str) -> tuple[bytes, dict[str, Any]]:
+def _read(report: Path, fix: str) -> tuple[bytes, ParityResult]:
     try:
         raw = report.read_bytes()
     except FileNotFoundError:
@@ -92,23 +87,21 @@ def _read(report: Path, fix: str) -> tuple[bytes, dict[str, Any]]:
         raise _refuse(report, f"is unreadable (not valid JSON: {e})", fix) from None
     if not isinstance(data, dict):
         raise _refuse(report, "is unreadable (not a JSON object)", fix)
-    return raw, data
-
-
-def _check_schema(report: Path, data: dict[str, Any], fix: str) -> None:
     version = data.get("schema_version")
-    if version not in SUPPORTED_SCHEMA_VERSIONS:
-        known = ", ".join(map(str, SUPPORTED_SCHEMA_VERSIONS))
-        raise _refuse(report, f"has schema_version {version!r}, this publisher reads {known}", fix)
-    missing = [k for k in REQUIRED_KEYS if k not in data]
-    if missing:
-        raise _refuse(report, f"is unreadable (missing field(s) {', '.join(missing)})", fix)
+    if version != SCHEMA_VERSION:
+        raise _refuse(report, f"has schema_version {version!r}, this publisher reads {SCHEMA_VERSION}", fix)
+    try:
+        return raw, ParityResult.from_dict(data)
+    except ResultError as e:
+        raise _refuse(report, f"is unreadable ({e})", fix) from None
+
+
+def _check_diagnostic(report: Path, result: ParityResult, fix: str) -> None:
     # A `--diagnose-other-weights` run replays weights the references were not made for: it
     # localises differences, it never vouches for anything.
-    check = data.get("weights_check", "verified")
-    refs_weights = data.get("references_weights_sha256", data["weights_sha256"])
-    if check != "verified" or refs_weights != data["weights_sha256"]:
-        raise _refuse(report, f"is a diagnostic run ({check}), which can never gate a publish", fix)
+    if result.weights_check != "verified" or result.references_weights_sha256 != result.weights_sha256:
+        raise _refuse(report, f"is a diagnostic run ({result.weights_check}), which can never gate a "
+                              "publish", fix)
 
 
 def _same(report: Path, what: str, recorded: Any, path: Path, hint: str, fix: str) -> None:
@@ -121,86 +114,66 @@ def _same(report: Path, what: str, recorded: Any, path: Path, hint: str, fix: st
                               f"{path} {_short(actual)}): it is stale", fix)
 
 
-def _check_identity(report: Path, data: dict[str, Any], model_dir: Path, references: Path,
+def _check_identity(report: Path, result: ParityResult, model_dir: Path, references: Path,
                     tolerances: Path | None, fix: str) -> None:
     convert = f"pass the converted model folder as MODEL= (it holds {WEIGHTS_FILE} + {CONFIG_FILE})"
-    _same(report, "weights", data["weights_sha256"], model_dir / WEIGHTS_FILE, convert, fix)
-    _same(report, "config", data["config_sha256"], model_dir / CONFIG_FILE, convert, fix)
+    _same(report, "weights", result.weights_sha256, model_dir / WEIGHTS_FILE, convert, fix)
+    _same(report, "config", result.config_sha256, model_dir / CONFIG_FILE, convert, fix)
     # Other references than the report's: most likely the wrong folder was named, so say both.
     refs_fix = (f"pass the references folder the report was made from as REFERENCES= "
                 f"(--references), or {fix} to replay {references}")
-    _same(report, "references", data["references_manifest_sha256"], references / MANIFEST_FILE,
+    _same(report, "references", result.references_manifest_sha256, references / MANIFEST_FILE,
           f"pass the references folder the report was made from as REFERENCES= (--references); "
           f"{references} has no {MANIFEST_FILE}", refs_fix)
-    tol = data.get("tolerances")
-    if tolerances is not None and isinstance(tol, dict) and "sha256" in tol:
-        _same(report, "tolerances", tol["sha256"], tolerances,
+    if tolerances is not None:
+        _same(report, "tolerances", result.tolerances.sha256, tolerances,
               f"restore {tolerances} from git, then {fix}", fix)
 
 
-def runtime_files(package: Path = RUNTIME_SOURCES) -> dict[str, str]:
-    """{path under `package`: sha256} of every module of it imported so far in this process.
-
-    Called at the end of a parity run, that is exactly the runtime code the run exercised; the
-    run records it as `runtime_files` and the gate then refuses a publish once any of it changed.
-    """
-    root, out = package.resolve(), {}
-    for module in list(sys.modules.values()):
-        path = Path(getattr(module, "__file__", None) or "/").resolve()
-        if path.is_relative_to(root) and path.is_file():
-            out[path.relative_to(root).as_posix()] = sha256_file(path)
-    return dict(sorted(out.items()))
-
-
-def _check_runtime(report: Path, data: dict[str, Any], package: Path, fix: str) -> None:
-    """The runtime code the parity run exercised must be unchanged (when the report says which:
-    reports that predate `runtime_files` cannot be checked for this)."""
-    recorded = data.get("runtime_files")
-    for rel, sha in (recorded.items() if isinstance(recorded, dict) else ()):
+def _check_runtime(report: Path, result: ParityResult, package: Path, fix: str) -> None:
+    """The runtime code the parity run exercised must be unchanged."""
+    for rel, sha in result.runtime_files.items():
         _same(report, f"runtime code ({rel})", sha, package / rel, f"restore it, then {fix}", fix)
 
 
-def failure_text(failure: Any) -> str:
-    """'stage probs (chained, file x.wav, clip 3, layer layer2)' from a first_failure dict."""
-    if not isinstance(failure, dict):
+def failure_text(failure: Location | None) -> str:
+    """'stage probs (chained, file x.wav, clip 3, layer layer2)' from a first_failure."""
+    if failure is None:
         return "an unnamed stage"
-    where = [failure.get("mode")]
-    where += [f"file {failure['file']}"] if failure.get("file") else []
-    where += [f"clip {failure['clip']}"] if failure.get("clip") is not None else []
-    where += [f"layer {failure['layer']}"] if failure.get("layer") else []
-    return f"stage {failure.get('stage')} ({', '.join(str(w) for w in where if w)})"
+    where = [failure.mode]
+    where += [f"file {failure.file}"] if failure.file else []
+    where += [f"clip {failure.clip}"] if failure.clip is not None else []
+    where += [f"layer {failure.layer}"] if failure.layer else []
+    return f"stage {failure.stage} ({', '.join(str(w) for w in where if w)})"
 
 
-def _failing_checks(data: dict[str, Any]) -> list[dict[str, Any]]:
+def _failing_checks(files: list[FileResult]) -> list[Location]:
     """Checks that failed, plus a stand-in for every file the engine marked as errored."""
     bad = []
-    for f in data["files"] if isinstance(data["files"], list) else []:
-        for c in f.get("checks", []):
-            if not c.get("passed"):
-                bad.append({**c, "file": f.get("name")})
-        if f.get("status") == "error":
-            bad.append({"stage": (f.get("clean_error") or {}).get("stage"), "mode": "chained",
-                        "file": f.get("name")})
+    for f in files:
+        bad += [Location(file=f.name, mode=c.mode, stage=c.stage, clip=c.clip, layer=c.layer)
+                for c in f.checks if not c.passed]
+        if f.status == "error":
+            bad.append(Location(file=f.name, mode="chained", clip=None, layer=None,
+                                stage=f.clean_error.stage if f.clean_error else None))
     return bad
 
 
-def _check_verdict(report: Path, data: dict[str, Any], fix: str) -> None:
-    if data["passed"] is not True:
-        failure = data.get("first_failure")
-        if failure is None and isinstance(data.get("real_data"), dict) \
-                and data["real_data"].get("passed") is False:
+def _check_verdict(report: Path, result: ParityResult, fix: str) -> None:
+    bad = _failing_checks(result.files)
+    if result.passed is not True:
+        if result.first_failure is None and result.real_data.get("passed") is False:
             name = "the real-data check (real_data)"
         else:
-            name = failure_text(failure if failure is not None else (_failing_checks(data) or [None])[0])
+            name = failure_text(result.first_failure or (bad or [None])[0])
         raise _refuse(report, f"records a FAILED parity run: first failing {name}",
                       f"fix that stage, then {fix}")
-    # Trust but verify, as parity/report.py does: a "pass" holding a failure is an engine bug,
-    # and a pass with nothing checked proves nothing.
-    bad = _failing_checks(data)
-    if data.get("first_failure") is not None or bad:
-        what = failure_text(data.get("first_failure") or bad[0])
-        raise _refuse(report, f"claims to pass but holds a failing {what}", fix)
-    if not any(f.get("checks") for f in data["files"] if isinstance(f, dict)):
+    # Trust but verify, as the reports' verdict does: a "pass" holding a failure is an engine
+    # bug, and a pass with nothing checked proves nothing.
+    if result.first_failure is not None or bad:
+        raise _refuse(report, f"claims to pass but holds a failing "
+                              f"{failure_text(result.first_failure or bad[0])}", fix)
+    if not result.all_checks():
         raise _refuse(report, "claims to pass but holds no checks", fix)
 
 
@@ -217,18 +190,18 @@ def check_report(report: str | Path, model_dir: str | Path,
     report, model_dir = Path(report), Path(model_dir)
     references = Path(references) if references is not None else DEFAULT_REFERENCES
     fix = fix or parity_fix(report, model_dir, references)
-    raw, data = _read(report, fix)
-    _check_schema(report, data, fix)
-    _check_identity(report, data, model_dir, references,
+    raw, result = _read(report, fix)
+    _check_diagnostic(report, result, fix)
+    _check_identity(report, result, model_dir, references,
                     Path(tolerances) if tolerances is not None else None, fix)
     if runtime is not None:
-        _check_runtime(report, data, runtime, fix)
-    _check_verdict(report, data, fix)
-    return GatedReport(path=report, raw=raw, data=data)
+        _check_runtime(report, result, runtime, fix)
+    _check_verdict(report, result, fix)
+    return GatedReport(path=report, raw=raw, result=result)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m orcaport.parity.gate",
+    ap = argparse.ArgumentParser(prog="python -m orcaport.parity.publishing.gate",
                                  description="Exit 0 only if the parity report allows a publish.")
     ap.add_argument("--model", type=Path, required=True, help="model.safetensors + config.json")
     ap.add_argument("--report", type=Path, default=Path("reports/parity.json"))
@@ -239,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     except GateError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"gate: {gated.path} passes for weights {gated.data['weights_sha256']}")
+    print(f"gate: {gated.path} passes for weights {gated.result.weights_sha256}")
     return 0
 
 

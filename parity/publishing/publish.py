@@ -1,16 +1,16 @@
 """`make publish`: gate on parity, stage the Hub folder, upload it as one commit.
 
-    python -m orcaport.parity.publish --model DIR --report REPORTS/parity.json --references DIR
+    python -m orcaport.parity.publishing --model DIR --report REPORTS/parity.json --references DIR
         --repo-id NS/NAME [--dry-run] [--staging DIR] [--card card.json] [--task TEXT]
         [--license ID] [--license-file F] [--orcahello | --not-orcahello]
 
 The staging folder (default staging/NS--NAME) is what the Hub repo will hold, file for file:
 model.safetensors, config.json, README.md (the model card: task, labels, license and links from
---card/flags, see parity/card_config.py), parity.json (the gated report), LICENSE (with
+--card/flags, see parity/publishing/card_config.py), parity.json (the gated report), LICENSE (with
 --license-file) and SHA256SUMS. It holds no code: users run it with the installed orcaport
 (`Detector.from_pretrained`). It is built in a temp sibling, loaded back through
-`model.hub.resolve_pretrained` + `load_artifact` (hashes checked), and only then renamed into place,
-so there is never a half-written staging folder. --dry-run stops there; the gate applies either
+`model.hub.resolve_pretrained` + `load_artifact` (hashes checked), and only then renamed into place
+(model/fileio.py `replace_folder`), so there is never a half-written staging folder. --dry-run stops there; the gate applies either
 way. --references is the folder the report was made from. The token is huggingface_hub's own
 (HF_TOKEN, else the login cache) and is never printed; HF_ENDPOINT picks the Hub.
 
@@ -21,28 +21,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from huggingface_hub import HfApi, get_token
 from huggingface_hub.errors import HFValidationError, LocalTokenNotFoundError
 from huggingface_hub.utils import validate_repo_id
 
-from orcaport.parity.atomic import is_stale
-from orcaport.parity import card_config
-from orcaport.parity.card_config import CardConfig, CardConfigError, check_license, load_card_config
-from orcaport.parity.gate import (CONFIG_FILE, DEFAULT_REFERENCES, DEFAULT_TOLERANCES, WEIGHTS_FILE, GatedReport, GateError,
-                         check_report, make_command, parity_fix, sha256_file)
-from orcaport.parity.model_card import detect_license, render_card
+from orcaport.model.errors import OutputError
+from orcaport.model.fileio import recover_folder, replace_folder, sha256_file
+from orcaport.parity.publishing import card_config
+from orcaport.parity.publishing.card_config import CardConfig, CardConfigError, check_license, load_card_config
+from orcaport.parity.publishing.gate import (CONFIG_FILE, DEFAULT_REFERENCES, DEFAULT_TOLERANCES, WEIGHTS_FILE,
+                                             GatedReport, GateError, check_report, make_command, parity_fix)
+from orcaport.parity.publishing.model_card import detect_license, render_card
 
 EXIT_USAGE, EXIT_GATE, EXIT_STAGING, EXIT_HUB = 1, 2, 3, 4
 SUMS, REPORT, LICENSE, CARD = "SHA256SUMS", "parity.json", "LICENSE", "README.md"
 
 
-class PublishError(Exception):
+class PublishError(OutputError):
     """Staging or upload failed; str() is one line saying what happened and what to do."""
 
 
@@ -54,10 +53,10 @@ def _hash_tree(root: Path) -> dict[str, tuple[str, int]]:
 
 def _build(tmp: Path, model_dir: Path, gated: GatedReport, repo_id: str,
            license_file: Path | None, card: CardConfig, fix: str) -> None:
-    for name, key in ((WEIGHTS_FILE, "weights_sha256"), (CONFIG_FILE, "config_sha256")):
+    for name, sha in ((WEIGHTS_FILE, gated.result.weights_sha256), (CONFIG_FILE, gated.result.config_sha256)):
         shutil.copyfile(model_dir / name, tmp / name)
         # Hash the *copy*: the source could have changed since the gate looked at it.
-        if sha256_file(tmp / name) != gated.data[key]:
+        if sha256_file(tmp / name) != sha:
             raise PublishError(f"{model_dir / name} changed while staging; {fix}")
     (tmp / REPORT).write_bytes(gated.raw)
     if license_file is not None:
@@ -67,7 +66,7 @@ def _build(tmp: Path, model_dir: Path, gated: GatedReport, repo_id: str,
         if (model_dir / "fixture.json").is_file() else None
     license_id = card.license or detect_license(license_file.read_text() if license_file else None)
     (tmp / CARD).write_text(render_card(repo_id, json.loads((tmp / CONFIG_FILE).read_text()),
-                                        gated.data, gated.sha256, _hash_tree(tmp), license_id,
+                                        gated.result, gated.sha256, _hash_tree(tmp), license_id,
                                         fixture, card))
     (tmp / SUMS).write_text("".join(f"{sha}  {rel}\n" for rel, (sha, _) in _hash_tree(tmp).items()))
 
@@ -75,20 +74,6 @@ def _build(tmp: Path, model_dir: Path, gated: GatedReport, repo_id: str,
 def _is_ours(path: Path) -> bool:
     """Only an earlier staging folder (or an empty one) may be replaced: never a random dir."""
     return not any(path.iterdir()) or ((path / SUMS).is_file() and (path / REPORT).is_file())
-
-
-def recover_staging(staging: Path) -> None:
-    """Undo what a killed earlier `stage` left beside `staging`: put back the previous staging
-    folder it had moved aside (when no new one replaced it), then delete its temp folders."""
-    parent = staging.parent
-    for kind in ("old", "tmp"):
-        prefix = f".{staging.name}.{kind}-"
-        for entry in sorted(os.listdir(parent)) if parent.is_dir() else []:
-            if not entry.startswith(prefix) or not is_stale(entry, prefix):
-                continue
-            if kind == "old" and not staging.exists() and (parent / entry / "previous").is_dir():
-                os.replace(parent / entry / "previous", staging)
-            shutil.rmtree(parent / entry, ignore_errors=True)
 
 
 def _load_back(folder: Path) -> None:
@@ -104,29 +89,14 @@ def stage(model_dir: Path, gated: GatedReport, repo_id: str, staging: Path,
           fix: str = "run `make parity`") -> None:
     """Build, verify by loading, then atomically move the staging folder into place.
     `fix`: the command that remakes the report, for the one error that needs it."""
-    recover_staging(staging)
+    recover_folder(staging)     # what a killed earlier run left beside it
     if staging.exists() and (not staging.is_dir() or not _is_ours(staging)):
         raise PublishError(f"{staging} exists and is not a staging folder; pass another --staging")
-    staging.parent.mkdir(parents=True, exist_ok=True)
-    pid = os.getpid()   # in the temp names, so a later run can tell a killed run's leftovers
-    tmp = Path(tempfile.mkdtemp(prefix=f".{staging.name}.tmp-{pid}-", dir=staging.parent))
-    old = None
-    try:
+
+    def build(tmp: Path) -> None:
         _build(tmp, model_dir, gated, repo_id, license_file, card or CardConfig(), fix)
-        tmp.chmod(0o755)  # mkdtemp makes it 0700; the published folder should read like any other
         _load_back(tmp)
-        if staging.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{staging.name}.old-{pid}-", dir=staging.parent))
-            os.replace(staging, old / "previous")
-        os.replace(tmp, staging)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and not staging.exists():
-            os.replace(old / "previous", staging)   # put the previous staging back
-        raise
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+    replace_folder(staging, build)
 
 
 def staged_files(staging: Path) -> list[str]:
@@ -141,15 +111,14 @@ def staged_files(staging: Path) -> list[str]:
 
 # ----------------------------------------------------------------------------- upload
 def commit_text(repo_id: str, gated: GatedReport, files: list[str]) -> tuple[str, str]:
-    d = gated.data
-    verdict = "PASSED" if d["passed"] else "FAILED"
-    message = f"Publish {repo_id}: weights sha256 {d['weights_sha256']}, parity {verdict}"
-    tol = d.get("tolerances") or {}
+    d = gated.result
+    verdict = "PASSED" if d.passed else "FAILED"
+    message = f"Publish {repo_id}: weights sha256 {d.weights_sha256}, parity {verdict}"
     description = "\n".join([
-        f"parity: {verdict} (report sha256 {gated.sha256}, profile {d.get('profile')})",
-        f"weights sha256: {d['weights_sha256']}", f"config sha256: {d['config_sha256']}",
-        f"references manifest sha256: {d['references_manifest_sha256']}",
-        f"tolerances: version {tol.get('version')} sha256 {tol.get('sha256')}",
+        f"parity: {verdict} (report sha256 {gated.sha256}, profile {d.profile})",
+        f"weights sha256: {d.weights_sha256}", f"config sha256: {d.config_sha256}",
+        f"references manifest sha256: {d.references_manifest_sha256}",
+        f"tolerances: version {d.tolerances.version} sha256 {d.tolerances.sha256}",
         f"files ({len(files)}): {', '.join(files)}"])
     return message, description
 
@@ -218,7 +187,7 @@ def _card(args: argparse.Namespace) -> CardConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m orcaport.parity.publish", description=__doc__.split("\n")[0],
+    ap = argparse.ArgumentParser(prog="python -m orcaport.parity.publishing", description=__doc__.split("\n")[0],
                                  epilog=f"--card: {card_config.__doc__}",
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, required=True, help="model.safetensors + config.json")
@@ -231,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dry-run", action="store_true", help="gate and stage only; upload nothing")
     ap.add_argument("--staging", type=Path, help="default: staging/NAMESPACE--NAME")
     ap.add_argument("--card", type=Path, help="card config JSON: title, task, orcahello, labels, "
-                    "license, links, tags, install (parity/card_config.py)")
+                    "license, links, tags, install (parity/publishing/card_config.py)")
     ap.add_argument("--task", help="what the model detects, one sentence (wins over --card)")
     ap.add_argument("--title", help="the card's title (wins over --card)")
     ap.add_argument("--license", help="Hub license id, e.g. mit, apache-2.0 (wins over --card and "
@@ -272,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: staging failed ({type(e).__name__}: {text})", file=sys.stderr)
         return EXIT_STAGING
     print(f"staged {len(staged_files(staging))} files in {staging} "
-          f"(weights {gated.data['weights_sha256']}, parity PASSED)")
+          f"(weights {gated.result.weights_sha256}, parity PASSED)")
     if args.dry_run:
         print("dry run: nothing uploaded")
         return 0

@@ -1,0 +1,5 @@
+import sys
+
+from orcaport.parity.publishing.publish import main
+
+sys.exit(main())
