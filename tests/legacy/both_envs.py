@@ -28,7 +28,9 @@ def main() -> int:
     out: dict[str, object] = {"loaded": loaded, "docs": docs, "python": sys.version.split()[0]}
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        paths = fileio.write_files_atomically(d, {"a.bin": b"\x00\x01", "b.txt": "é\n", "c.bin": d / "a.bin"})
+        (d / "src").write_bytes(b"\x00\x01")
+        paths = fileio.write_files_atomically(d, {"a.bin": b"\x00\x01", "b.txt": "é\n", "c.bin": d / "src"})
+        (d / "src").unlink()
         fileio.write_json_atomically(d, "d.json", {"k": [1, 2]})
         (d / f".a.bin.{2 ** 22 + 7}-x.tmp").write_bytes(b"stale")    # a pid that cannot be running
         fileio.write_file_atomically(d / "a.bin", b"new")            # removes the stale temp first
