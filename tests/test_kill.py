@@ -1,88 +1,90 @@
-"""`python -m orcaport.parity` killed with SIGKILL at 20 random points: the previous reports stay byte for
-byte (or are wholly replaced by a complete new set), no partial file, and the next run removes any
-temp a kill left. See tests/killing.py for the harness. The runs replay two fixture files (the
-write path is the full run's; the 60 s flagship would only lengthen every run)."""
+"""`python -m orcaport.parity` SIGKILLed at every write it makes (tests/killing.py: each kill lands at
+a write event -- a report's temp about to be fsynced, torn to half its bytes, or a rename -- or the
+test fails): the previous reports stay byte for byte (or are wholly replaced by a complete new
+set), no partial file, and the next run removes any temp a kill left. The runs replay two fixture
+files (the write path is the full run's; the 60 s flagship would only lengthen every run)."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import sys
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.killing import Campaign, Lane, is_temp_of, kill_campaign, kill_on_rename, run_once, snapshot
+from tests.conftest import CORPUS, FIXTURE, REFS, ROOT
+from tests.killing import (Campaign, Lane, copier, first_event, is_temp_of, kill_at_write, kill_at_writes,
+                           output_of, run_once, snapshot, summary, write_events)
 
-ROOT = Path(__file__).resolve().parents[1]
-KILLS, SEED, LANES = 20, 4242, 2
+LANES = 2
 REPORTS = ["parity.md", "parity.html", "parity.json"]     # in rename order: parity.json last
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 ONLY = ["--only", "exact_2s0_48k_16.wav", "--only", "float32_48k_3s2.wav"]
+MODULE = "orcaport.parity"
 
 
-def _parity(reports: Path, *only: str) -> list[str]:
-    return [sys.executable, "-m", "orcaport.parity", "--reports", str(reports), *(only or ONLY)]
+def _args(reports: Path, *only: str) -> list[str]:
+    return ["--model", str(FIXTURE), "--references", str(REFS), "--audio", str(CORPUS),
+            "--reports", str(reports), *(only or ONLY)]
 
 
-def _reset_from(previous: Path) -> Any:
-    def reset(folder: Path) -> None:
-        folder.mkdir(exist_ok=True)
-        for p in previous.iterdir():
-            shutil.copyfile(p, folder / p.name)
-    return reset
+def _complete(reports: Path) -> None:
+    run_once([sys.executable, "-m", MODULE, *_args(reports)], ENV, ROOT)
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Previous reports (another file's run: a different, complete set) and the known-good new ones."""
+    """Previous reports (another file's run: a different, complete set), the known-good new ones
+    and the write events of the run that made them."""
     base = tmp_path_factory.mktemp("kill_parity")
-    run_once(_parity(base / "previous", "--only", "short_1s5_48k_16.wav"), ENV, ROOT)
-    run_once(_parity(base / "new"), ENV, ROOT)
-    return {"base": base, "previous": base / "previous", "new": base / "new"}
-
-
-def test_parity_survives_20_random_sigkills(runs: dict[str, Any]) -> None:
-    previous, new = snapshot(runs["previous"]), snapshot(runs["new"])
+    run_once([sys.executable, "-m", MODULE, *_args(base / "previous", "--only", "short_1s5_48k_16.wav")],
+             ENV, ROOT)
+    events = write_events(sys.executable, MODULE, _args(base / "new"), ENV, ROOT)
+    previous, new = snapshot(base / "previous"), snapshot(base / "new")
     assert sorted(previous) == sorted(new) == sorted(REPORTS) and previous != new
-    campaign = Campaign(cmd=_parity, env=ENV, cwd=ROOT, previous=previous, new=new)
-    lanes = [Lane(runs["base"] / f"lane{i}", _reset_from(runs["previous"])) for i in range(LANES)]
-    outcomes, runtime = kill_campaign(campaign, lanes, KILLS, SEED)
-    assert len(outcomes) == KILLS
-    states = Counter(o["state"] for o in outcomes)
-    print(f"parity: {KILLS}/{KILLS} kills left an intact set {dict(states)}; runtime "
-          f"{runtime:.1f}s; kills that left temps: {sum(o['temps'] > 0 for o in outcomes)}")
+    # three temps, then three renames, parity.json's last
+    assert [(kind, output_of((kind, path))) for kind, path in events] == \
+        [("temp", r) for r in REPORTS] + [("rename", r) for r in REPORTS]
+    campaign = Campaign(python=sys.executable, module=MODULE, args=_args, env=ENV, cwd=ROOT,
+                        previous=previous, new=new, pin="parity.json")
+    return {"base": base, "previous": base / "previous", "new": base / "new", "events": events,
+            "campaign": campaign}
+
+
+def test_parity_survives_a_sigkill_at_every_write(runs: dict[str, Any]) -> None:
+    lanes = [Lane(runs["base"] / f"lane{i}", copier(runs["previous"])) for i in range(LANES)]
+    outcomes = kill_at_writes(runs["campaign"], lanes, runs["events"])
+    assert len(outcomes) == len(runs["events"]) == 6
+    print(summary("parity", outcomes, runs["events"]))
 
 
 def test_a_kill_with_every_temp_written_keeps_the_old_reports_and_the_next_run_cleans_up(
         runs: dict[str, Any], tmp_path: Path) -> None:
-    """Deterministic: killed just before its first rename (all three temps fsynced)."""
+    """Killed at its first rename: all three temps fsynced, none renamed."""
     folder = tmp_path / "reports"
-    _reset_from(runs["previous"])(folder)
-    pid, rc = kill_on_rename(sys.executable, "parity", ["--reports", str(folder), *ONLY], REPORTS, 0, ENV, ROOT)
-    assert rc == -9
+    copier(runs["previous"])(folder)
+    pid = kill_at_write(sys.executable, MODULE, _args(folder), first_event(runs["events"], "rename"), ENV, ROOT)
     left = snapshot(folder)
     temps = sorted(n for n in left if is_temp_of(n))
     assert len(temps) == 3 and all(is_temp_of(n, pid) for n in temps), temps
     assert {n: h for n, h in left.items() if n not in temps} == snapshot(runs["previous"])
-    run_once(_parity(folder), ENV, ROOT)
+    _complete(folder)
     assert snapshot(folder) == snapshot(runs["new"])   # the stale temps are gone
 
 
 def test_a_kill_between_renames_never_leaves_a_new_json_beside_old_views(
         runs: dict[str, Any], tmp_path: Path) -> None:
-    """Killed before the last rename: Markdown/HTML may be new, but parity.json (what the publish
-    gate reads) is still the previous, complete one; the next run completes the set."""
+    """Killed at parity.json's rename: Markdown/HTML are new, but parity.json (what the publish gate
+    reads) is still the previous, complete one; the next run completes the set."""
     folder = tmp_path / "reports"
-    _reset_from(runs["previous"])(folder)
-    _, rc = kill_on_rename(sys.executable, "parity", ["--reports", str(folder), *ONLY], REPORTS, 2, ENV, ROOT)
-    assert rc == -9
+    copier(runs["previous"])(folder)
+    kill_at_write(sys.executable, MODULE, _args(folder), first_event(runs["events"], "rename", "parity.json"),
+                  ENV, ROOT)
     left, new, old = snapshot(folder), snapshot(runs["new"]), snapshot(runs["previous"])
     assert left["parity.json"] == old["parity.json"]
     assert left["parity.md"] == new["parity.md"] and left["parity.html"] == new["parity.html"]
-    run_once(_parity(folder), ENV, ROOT)
+    _complete(folder)
     assert snapshot(folder) == new
 
 
