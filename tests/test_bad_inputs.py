@@ -23,6 +23,7 @@ from orcaport.model.audio import AudioDecodeError, decode_pcm
 from orcaport.model.waveform import clip_windows
 from orcaport.model.config import ConfigError, ModelConfig
 from orcaport.model.weights import WeightsError
+from orcaport.parity.result import Criteria, ParityResult, ToleranceInfo, UnstableSeconds
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "reference_outputs" / "fixture"
@@ -296,9 +297,15 @@ def test_no_secret_from_the_environment_reaches_parity_output(tmp_path: Path) ->
 # ----------------------------------------------------------------------------- publish
 def test_publish_refuses_a_report_about_other_weights_without_leaking_the_token(tmp_path: Path) -> None:
     report = tmp_path / "parity.json"
-    report.write_text(json.dumps({"schema_version": 1, "weights_sha256": "0" * 64, "config_sha256": "1" * 64,
-                                  "references_manifest_sha256": "2" * 64, "passed": True,
-                                  "first_failure": None, "files": [], "summary": []}))
+    report.write_text(ParityResult(
+        schema_version=1, profile="legacy-exact", weights_sha256="0" * 64, config_sha256="1" * 64,
+        references_manifest_sha256="2" * 64, references_weights_sha256="0" * 64, weights_check="verified",
+        tolerances=ToleranceInfo(version=2, sha256="3" * 64, regime="cross_machine", safety_factor=4.0,
+                                 envelope_sha256="4" * 64),
+        files_selected="all", environment={}, criteria=Criteria(regime="cross_machine", same_fingerprint=False,
+                                                                why="-", recorded_on="-", replayed_on="-"),
+        unstable_seconds=UnstableSeconds(seconds=0, flips=0), passed=True, first_failure=None, files=[],
+        summary=[], real_data={}, runtime_files={}).to_json())
     code, out, err = _cli(tmp_path, "orcaport.parity.publishing", "--model", str(FIXTURE), "--report", str(report),
                           "--repo-id", "org/name", "--dry-run", "--staging", str(tmp_path / "s"), HF_TOKEN=SECRET)
     assert code == 2 and "was made for other weights" in _error_line(err) and "it is stale" in err

@@ -82,7 +82,7 @@ def test_tolerances_cover_the_envelope_with_the_stated_factor(envelope: dict[str
 def _replay(conf_ref: np.ndarray, local_ref: np.ndarray, band: float) -> FileReplay:
     class Art:        # only what check_aggregate reads
         class config:
-            frontend = None
+            frontend = normalization = None
 
             class aggregation:
                 threshold, min_positive = 0.5, 3
@@ -108,12 +108,12 @@ def test_a_flip_is_excused_only_within_the_envelope_of_the_threshold(legacy_p: f
     clean_clips[4] = 2 * ((0.5 - 1e-6) if flip_allowed else 0.49) - clips[3]
     replay.check_aggregate("chained", clean_clips)
     item = replay.checks[-1]
-    d = item["decisions"]
+    d = item.decisions
     if flip_allowed:
-        assert d["unstable_flips"] == [4] and not d["local_flips"] and d["unstable_seconds"] == 1
-        assert item["passed"]
+        assert d.unstable_flips == [4] and not d.local_flips and d.unstable_seconds == 1
+        assert item.passed
     else:
-        assert d["local_flips"] == [4] and not item["passed"]
+        assert d.local_flips == [4] and not item.passed
 
 
 def test_committed_fixture_references_record_their_machine() -> None:
