@@ -12,12 +12,8 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURE = ROOT / "reference_outputs" / "fixture"
-REFS = ROOT / "reference_outputs" / "stages"
-CORPUS = ROOT / "reference_outputs" / "corpus"
-FLAGSHIP = "hydrophone_48k_mono16_60s.wav"
-LEGACY_PYTHON = ROOT / ".venvs" / "legacy" / "bin" / "python"
+from tests.paths import CORPUS, FIXTURE, FLAGSHIP, LEGACY_PYTHON, REFS, ROOT  # noqa: F401 (re-exported)
+
 RESULT_MARK = "RESULT "
 
 

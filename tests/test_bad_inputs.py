@@ -24,11 +24,8 @@ from orcaport.model.waveform import clip_windows
 from orcaport.model.config import ConfigError, ModelConfig
 from orcaport.model.weights import WeightsError
 from orcaport.parity.result import Criteria, ParityResult, ToleranceInfo, UnstableSeconds
+from tests.conftest import CORPUS, FIXTURE, REFS, ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURE = ROOT / "reference_outputs" / "fixture"
-REFS = ROOT / "reference_outputs" / "stages"
-CORPUS = ROOT / "reference_outputs" / "corpus"
 FAST = "exact_2s0_48k_16.wav"          # one clip: the quickest full replay
 SECRET = "hf_NEVERprintME0123456789abcdefghijklmnop"
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import ROOT
+
 CLEAN_PACKAGES = ("model", "parity")
 FORBIDDEN_MODULES = ("fastai", "audio", "fastai_audio", "torchvision", "torchaudio", "librosa",
                      "pandas", "pydub", "pickle", "dill", "cloudpickle", "joblib")

@@ -14,10 +14,8 @@ from safetensors.numpy import load_file, save_file
 
 from orcaport.model.stages import ACTIVATION_LAYERS
 from orcaport.parity.references import ReferenceError, load_references
+from tests.conftest import CORPUS, FIXTURE, REFS
 
-ROOT = Path(__file__).resolve().parents[1]
-REFS = ROOT / "reference_outputs" / "stages"
-CORPUS = ROOT / "reference_outputs" / "corpus"
 
 
 def _no_pickle(*_a: object, **_k: object) -> None:
@@ -41,7 +39,7 @@ def test_manifest_records_what_made_the_references() -> None:
     assert m["command"].startswith("make references")
     for pkg in ("fastai", "fastai_audio", "torch", "torchaudio", "pydub", "pandas", "ffmpeg"):
         assert m["legacy_versions"][pkg] not in ("", "not installed"), pkg
-    fixture = ROOT / "reference_outputs" / "fixture"
+    fixture = FIXTURE
     assert m["model"]["weights_sha256"] == hashlib.sha256((fixture / "model.safetensors").read_bytes()).hexdigest()
     assert m["model"]["pkl_sha256"] == (fixture / "model.pkl.sha256").read_text().split()[0]
     assert set(m["noise_floor"]) >= {"mel", "db", "input", "logits", "probs", "aggregate/confidence"}

@@ -15,10 +15,9 @@ from orcaport.parity.envelope import POLICY, compare_sets
 from orcaport.parity.fingerprint import same_machine
 from orcaport.parity.references import load_references
 from orcaport.parity.run import load_tolerances
-from tests.conftest import ROOT, legacy_interpreter
+from tests.conftest import REFS, ROOT, legacy_interpreter
 
 pytestmark = pytest.mark.legacy
-REFS = ROOT / "reference_outputs" / "stages"
 
 
 def test_rebuild_is_byte_identical_to_the_committed_references(tmp_path: Path) -> None:

@@ -22,10 +22,9 @@ import soundfile as sf
 import torch
 from torch import nn
 
+from tests.paths import CORPUS, FIXTURE  # noqa: E402 (run with the checkout on PYTHONPATH)
+
 warnings.simplefilter("ignore")
-ROOT = Path(__file__).resolve().parents[2]
-FIXTURE = ROOT / "reference_outputs" / "fixture"
-CORPUS = ROOT / "reference_outputs" / "corpus"
 
 
 class Marker:
