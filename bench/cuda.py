@@ -40,7 +40,7 @@ from orcaport.model.detector import Detector
 from orcaport.model.feeder import WaveformChunks, detect_many, plan_chunks
 from orcaport.model.fileio import write_json_atomically
 from orcaport.model.spectrogram import input_width
-from orcaport.parity.testaudio.synth import training_example
+from orcaport.parity.testaudio.training import training_example
 
 POOL_PER_CLASS = 100         # distinct synthetic clips per label; the hours are seeded orders of them
 HOUR_S = 3600

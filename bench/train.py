@@ -5,7 +5,7 @@
 `make bench` asks how often the `fast` (bf16) profile agrees with fp32. On random weights that
 question has no answer worth having (rounding the *input* to bf16 already flips 4 % of decisions),
 so this trains the same network the way `convert/fixture.py` trains the fixture learner: labelled
-2 s clips from `orcaport.parity.testaudio.synth` (train: the fixture's training seed; held out: its test seed), plain
+2 s clips from `orcaport.parity.testaudio.training` (train: the fixture's training seed; held out: its test seed), plain
 torch with fastai's `fit_one_cycle` recipe (AdamW + one-cycle LR/momentum, batch 16, BN in train
 mode) from torchvision's zero_init_residual init, fp32 throughout -- training in bf16 would bias
 the very agreement the bench measures.
@@ -38,7 +38,7 @@ from orcaport.model.audio import PcmAudio
 from orcaport.model.config import ModelConfig
 from orcaport.model.network import Bottleneck, OrcaNet
 from orcaport.model.pipeline import frontend_stages
-from orcaport.parity.testaudio.synth import make_training_set
+from orcaport.parity.testaudio.training import make_training_set
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "reference_outputs" / "corpus"

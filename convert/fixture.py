@@ -3,7 +3,7 @@
     python -m convert.fixture --out reference_outputs/fixture
 
 Deterministic synthetic 2 s clips (SRKW-like calls over ship/sea noise vs. noise alone, from
-`orcaport.parity.testaudio.synth`) are written as 48 kHz 16-bit WAVs, loaded by fastai_audio with OrcaHello's exact
+`orcaport.parity.testaudio.training`) are written as 48 kHz 16-bit WAVs, loaded by fastai_audio with OrcaHello's exact
 frontend config, and used to train `audio_learner(resnet18)`. Held-out accuracy is measured with
 production's own per-item `learn.predict` on clips from a seed the training never saw. Outputs
 (written atomically): model.pkl, model.pkl.sha256, fixture.json (the training report).
@@ -27,7 +27,7 @@ from convert.legacy import isolated_home, legacy_versions, patch_torchaudio_io, 
 from convert.production import legacy_audio_config
 from orcaport.model.config import FrontendConfig
 from orcaport.model.fileio import sha256_file
-from orcaport.parity.testaudio.synth import make_training_set
+from orcaport.parity.testaudio.training import make_training_set
 
 SAMPLE_RATE = 48000          # the hydrophone format
 CLIP_SECONDS = 2.0

@@ -23,4 +23,4 @@ runtime.
 # Checked by tests/test_both_envs_legacy.py: importing every convert/ module in the legacy env
 # loads exactly these parity modules, and each one's docstring says it runs in both environments.
 BOTH_ENVS = ("audio_manifest", "diffstats", "envelope", "fingerprint", "metrics", "references",
-             "testaudio", "testaudio.synth")
+             "testaudio", "testaudio.synth", "testaudio.training")

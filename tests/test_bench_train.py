@@ -15,7 +15,7 @@ from bench.train import HELD_OUT_SEED, SAMPLE_RATE, fit_one_cycle, make_inputs
 from orcaport.model.artifact import load_artifact
 from orcaport.model.detector import Detector, open_audio
 from orcaport.model.network import OrcaNet
-from orcaport.parity.testaudio.synth import make_training_set
+from orcaport.parity.testaudio.training import make_training_set
 from tests.conftest import CORPUS, FIXTURE
 
 

@@ -1,6 +1,6 @@
 """The modules both environments run: convert/ (legacy env) loads exactly the parity modules
 parity/__init__.py lists in BOTH_ENVS, each says so in its docstring, and the shared ones work
-there -- model/fileio.py's atomic writers and hasher, and parity/testaudio/synth.py's audio, bit
+there -- model/fileio.py's atomic writers and hasher, and parity/testaudio/'s training audio, bit
 identical to the clean env's (the fixture learner is trained on it in the legacy env)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from orcaport.parity import BOTH_ENVS
-from orcaport.parity.testaudio.synth import training_example
+from orcaport.parity.testaudio.training import training_example
 from tests.conftest import run_legacy
 
 pytestmark = pytest.mark.legacy

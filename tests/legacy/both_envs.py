@@ -1,6 +1,6 @@
 """Run in the legacy env by tests/test_both_envs_legacy.py: import every convert/ module, report
 which orcaport modules that loaded, and exercise the modules both environments share
-(model/fileio.py, parity/testaudio/synth.py). Prints one RESULT json line."""
+(model/fileio.py, parity/testaudio/synth.py + training.py). Prints one RESULT json line."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def main() -> int:
     docs = {k: sys.modules[k].__doc__ or "" for k in loaded}
 
     from orcaport.model import fileio
-    from orcaport.parity.testaudio.synth import training_example
+    from orcaport.parity.testaudio.training import training_example
 
     out: dict[str, object] = {"loaded": loaded, "docs": docs, "python": sys.version.split()[0]}
     with tempfile.TemporaryDirectory() as tmp:
