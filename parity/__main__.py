@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from orcaport.model.config import ConfigError
 from orcaport.model.weights import WeightsError
-from orcaport.parity.references import ReferenceError
+from orcaport.parity.references import ReferencesError
 from orcaport.parity.reports.terminal import print_report
 from orcaport.parity.reports.write import write_reports
 from orcaport.parity.run import DEFAULT_TOLERANCES, ToleranceError, run_parity
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
                                           regime=None if args.criteria == "auto"
                                           else args.criteria.replace("-", "_"))
             bar.update(task, completed=n_files)
-    except (ReferenceError, WeightsError, ConfigError, ToleranceError, FileNotFoundError) as e:
+    except (ReferencesError, WeightsError, ConfigError, ToleranceError, FileNotFoundError) as e:
         # soft_wrap: one line whatever the terminal width; escape: "[...]" in it is not markup
         console.print(f"[red]error:[/] {escape(str(e))}", soft_wrap=True)
         return 2

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from orcaport.model.errors import InputError
 from orcaport.model.fileio import sha256_file
 
 # What the legacy pipeline is handed in production (WAV) and what an archive holds; a file legacy
@@ -21,7 +22,7 @@ AUDIO_SUFFIXES = (".wav", ".wave", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".a
 FIX = "point AUDIO= at the folder (or files) the references were recorded from, or re-run `make references`"
 
 
-class AudioFolderError(ValueError):
+class AudioFolderError(InputError):
     """The audio folder is empty, escapes itself, or differs from what the references name."""
 
 

@@ -2,7 +2,7 @@
 
 Nothing is trusted blindly: the manifest's schema, every tensor file's sha256, and every tensor's
 key, shape and dtype are verified before a single value is used. Any mismatch is a one-line
-`ReferenceError` naming the file and the fix (`make references`). Runs in both environments
+`ReferencesError` naming the file and the fix (`make references`). Runs in both environments
 (stdlib + numpy + safetensors: `make envelope` compares reference sets in the legacy env).
 """
 
@@ -18,6 +18,7 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load as load_safetensors
 
+from orcaport.model.errors import InputError
 from orcaport.parity.audio_manifest import safe_relative
 
 MANIFEST = "manifest.json"
@@ -25,7 +26,7 @@ SCHEMA_VERSION = 1
 FIX = "re-run `make references` (legacy env) or restore reference_outputs/stages from git"
 
 
-class ReferenceError(ValueError):
+class ReferencesError(InputError):
     """References are missing, tampered with, or do not describe what they claim."""
 
 
@@ -68,7 +69,7 @@ class References:
         for f in self.files:
             if f.name == name:
                 return f
-        raise ReferenceError(f"no reference for {name} in {self.root / MANIFEST}; {FIX}")
+        raise ReferencesError(f"no reference for {name} in {self.root / MANIFEST}; {FIX}")
 
 
 def _sha256(data: bytes) -> str:
@@ -78,28 +79,28 @@ def _sha256(data: bytes) -> str:
 def _load_tensors(root: Path, name: str, spec: dict[str, Any]) -> dict[str, np.ndarray]:
     path = root / spec["file"]
     if not _plain_name(spec["file"]) or path.resolve().parent != root.resolve():
-        raise ReferenceError(f"{name}: tensor file name {spec['file']!r} escapes {root}; {FIX}")
+        raise ReferencesError(f"{name}: tensor file name {spec['file']!r} escapes {root}; {FIX}")
     try:
         blob = path.read_bytes()
     except FileNotFoundError:
-        raise ReferenceError(f"{path} is missing; {FIX}") from None
+        raise ReferencesError(f"{path} is missing; {FIX}") from None
     if _sha256(blob) != spec["sha256"]:
-        raise ReferenceError(f"{path} does not match its sha256 in {MANIFEST} (tampered or "
+        raise ReferencesError(f"{path} does not match its sha256 in {MANIFEST} (tampered or "
                              f"truncated); {FIX}")
     try:
         tensors = load_safetensors(blob)
     except (SafetensorError, ValueError) as e:
-        raise ReferenceError(f"{path} is not a readable safetensors file ({e}); {FIX}") from None
+        raise ReferencesError(f"{path} is not a readable safetensors file ({e}); {FIX}") from None
     want = spec["keys"]
     if set(tensors) != set(want):
         missing = sorted(set(want) - set(tensors))[:3]
         extra = sorted(set(tensors) - set(want))[:3]
-        raise ReferenceError(f"{path}: stages differ from the manifest (missing {missing}, "
+        raise ReferencesError(f"{path}: stages differ from the manifest (missing {missing}, "
                              f"unexpected {extra}); {FIX}")
     for key, desc in want.items():
         t = tensors[key]
         if list(t.shape) != desc["shape"] or str(t.dtype) != desc["dtype"]:
-            raise ReferenceError(f"{path}: {key} is {list(t.shape)} {t.dtype}, manifest says "
+            raise ReferencesError(f"{path}: {key} is {list(t.shape)} {t.dtype}, manifest says "
                                  f"{desc['shape']} {desc['dtype']}; {FIX}")
     return tensors
 
@@ -117,13 +118,13 @@ def _check_entry(root: Path, ref: FileReference) -> None:
                      ("clip", "load", "downmix", "resample", "mel", "db", "input", "logits", "probs")}
     missing = sorted(required - keys)
     if missing:
-        raise ReferenceError(f"{root / MANIFEST}: {ref.name} lacks stage(s) {missing[:4]}; {FIX}")
+        raise ReferencesError(f"{root / MANIFEST}: {ref.name} lacks stage(s) {missing[:4]}; {FIX}")
     if len(ref.entry.get("clip_sha256", [])) != ref.clips or ref.tensors["all/probs"].shape[0] != ref.clips:
-        raise ReferenceError(f"{ref.name}: clip count disagrees between manifest and tensors; {FIX}")
+        raise ReferencesError(f"{ref.name}: clip count disagrees between manifest and tensors; {FIX}")
 
 
-def _schema_error(path: Path, where: str, want: str) -> ReferenceError:
-    return ReferenceError(f"{path}: {where} must be {want} (wrong manifest schema); {FIX}")
+def _schema_error(path: Path, where: str, want: str) -> ReferencesError:
+    return ReferencesError(f"{path}: {where} must be {want} (wrong manifest schema); {FIX}")
 
 
 def _plain_name(name: Any) -> bool:
@@ -136,10 +137,10 @@ def check_manifest(path: Path, manifest: Any) -> None:
     read has its type, and every file name is plain (a manifest cannot point outside its folder
     or the corpus)."""
     if not isinstance(manifest, dict) or manifest.get("schema_version") != SCHEMA_VERSION:
-        raise ReferenceError(f"{path}: schema_version is not {SCHEMA_VERSION}; {FIX}")
+        raise ReferencesError(f"{path}: schema_version is not {SCHEMA_VERSION}; {FIX}")
     for key in ("files", "model", "legacy_versions", "command"):
         if key not in manifest:
-            raise ReferenceError(f"{path}: missing field {key!r}; {FIX}")
+            raise ReferencesError(f"{path}: missing field {key!r}; {FIX}")
     model = manifest["model"]
     if not isinstance(model, dict) or not isinstance(model.get("weights_sha256"), str):
         raise _schema_error(path, "model.weights_sha256", "a sha256 string")
@@ -149,7 +150,7 @@ def check_manifest(path: Path, manifest: Any) -> None:
     seen: set[str] = set()
     for i, e in enumerate(files):
         if not safe_relative(e.get("name")):
-            raise ReferenceError(f"{path}: files[{i}].name {e.get('name')!r} is not a plain file "
+            raise ReferencesError(f"{path}: files[{i}].name {e.get('name')!r} is not a plain file "
                                  f"name (it escapes the corpus folder); {FIX}")
         if e["name"] in seen:
             raise _schema_error(path, f"files[{i}].name {e['name']!r}", "unique")
@@ -164,7 +165,7 @@ def check_manifest(path: Path, manifest: Any) -> None:
         if not isinstance(t, dict):
             raise _schema_error(path, f"files[{i}].tensors", "an object")
         if not _plain_name(t.get("file")):
-            raise ReferenceError(f"{path}: files[{i}].tensors.file {t.get('file')!r} escapes "
+            raise ReferencesError(f"{path}: files[{i}].tensors.file {t.get('file')!r} escapes "
                                  f"{path.parent}; {FIX}")
         keys = t.get("keys") if isinstance(t, dict) else None
         if not (isinstance(t.get("sha256"), str) and isinstance(keys, dict) and all(
@@ -184,11 +185,11 @@ def load_references(root: str | Path) -> References:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise ReferenceError(f"{path} not found; {FIX}") from None
+        raise ReferencesError(f"{path} not found; {FIX}") from None
     try:
         manifest = json.loads(raw)
     except json.JSONDecodeError as e:
-        raise ReferenceError(f"{path} is not valid JSON ({e}); {FIX}") from None
+        raise ReferencesError(f"{path} is not valid JSON ({e}); {FIX}") from None
     check_manifest(path, manifest)
     files = []
     for entry in manifest["files"]:
@@ -196,7 +197,7 @@ def load_references(root: str | Path) -> References:
         if "tensors" in entry:
             ref.tensors = _load_tensors(root, entry["name"], entry["tensors"])
         elif ref.error is None:
-            raise ReferenceError(f"{path}: {entry['name']} has neither tensors nor an error; {FIX}")
+            raise ReferencesError(f"{path}: {entry['name']} has neither tensors nor an error; {FIX}")
         _check_entry(root, ref)
         files.append(ref)
     return References(root=root, manifest=manifest, manifest_sha256=_sha256(raw), files=files)

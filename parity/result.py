@@ -81,7 +81,7 @@ from typing import Any, Mapping, Union, get_args, get_origin, get_type_hints
 import numpy as np
 
 import orcaport.model
-from orcaport.model.errors import OrcaportError
+from orcaport.model.errors import InputError
 from orcaport.model.fileio import sha256_file
 
 SCHEMA_VERSION = 1
@@ -89,7 +89,7 @@ RUNTIME_SOURCES = Path(orcaport.model.__file__).resolve().parent   # shipped as 
 OMIT_NONE = {"omit_none": True}       # field metadata: left out of the JSON when None
 
 
-class ResultError(OrcaportError, ValueError):
+class ResultError(InputError):
     """A parity result (parity.json) does not follow this schema; str() names the field."""
 
 

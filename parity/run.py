@@ -16,11 +16,12 @@ import soundfile
 import torch
 
 from orcaport.model.artifact import Artifact, load_artifact
+from orcaport.model.errors import InputError
 from orcaport.model.stages import STAGES
 from orcaport.parity.audio_manifest import AudioFolderError, verify
 from orcaport.parity.fingerprint import describe, fingerprint, same_machine
 from orcaport.parity.metrics import DEFAULT_TOLERANCES, Tolerance
-from orcaport.parity.references import FileReference, ReferenceError, load_references
+from orcaport.parity.references import FileReference, ReferencesError, load_references
 from orcaport.parity.replay import Heatmaps, replay_file
 from orcaport.parity.result import (SCHEMA_VERSION, Criteria, FileResult, Location, ParityResult, SummaryRow,
                                     ToleranceInfo, UnstableSeconds, runtime_files)
@@ -30,7 +31,7 @@ FLAGSHIP = "hydrophone_48k_mono16_60s.wav"   # level-matched stand-in for the up
 PROFILE = "legacy-exact"
 
 
-class ToleranceError(ValueError):
+class ToleranceError(InputError):
     """The tolerances file is missing or malformed (one line, naming the fix)."""
 
 
@@ -130,7 +131,7 @@ def check_corpus(files: list[FileReference], corpus: Path) -> None:
     try:
         verify(corpus, [{"name": f.name, "sha256": f.entry["audio_sha256"]} for f in files])
     except AudioFolderError as e:
-        raise ReferenceError(str(e)) from None
+        raise ReferencesError(str(e)) from None
 
 
 def run_parity(model_dir: Path, refs_dir: Path, corpus: Path, tolerances: Path = DEFAULT_TOLERANCES,
@@ -145,14 +146,14 @@ def run_parity(model_dir: Path, refs_dir: Path, corpus: Path, tolerances: Path =
     refs = load_references(refs_dir)
     refs_weights = refs.manifest["model"]["weights_sha256"]
     if refs_weights != art.weights_sha256 and not diagnose_other_weights:
-        raise ReferenceError(f"references were recorded for weights {refs.manifest['model']['weights_sha256']}"
+        raise ReferencesError(f"references were recorded for weights {refs.manifest['model']['weights_sha256']}"
                              f", not {art.weights_sha256} in {model_dir}; re-run `make references`")
     # the real-data check reads the flagship even when --only leaves it out: verify it too
     flagship = [f for f in refs.files if f.name == FLAGSHIP]
     if only:
         unknown = sorted(set(only) - {f.name for f in refs.files})
         if unknown:
-            raise ReferenceError(f"no reference for {unknown}; known: {[f.name for f in refs.files]}")
+            raise ReferencesError(f"no reference for {unknown}; known: {[f.name for f in refs.files]}")
         refs.files = [f for f in refs.files if f.name in only]
     check_corpus(refs.files + [f for f in flagship if f not in refs.files], corpus)
     env = environment()

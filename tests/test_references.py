@@ -13,7 +13,7 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from orcaport.model.stages import ACTIVATION_LAYERS
-from orcaport.parity.references import ReferenceError, load_references
+from orcaport.parity.references import ReferencesError, load_references
 from tests.conftest import CORPUS, FIXTURE, REFS
 
 
@@ -78,7 +78,7 @@ def _rehash(refs: Path, name: str) -> None:
 
 def test_missing_manifest_is_refused(refs_copy: Path) -> None:
     (refs_copy / "manifest.json").unlink()
-    with pytest.raises(ReferenceError, match="manifest.json not found.*make references"):
+    with pytest.raises(ReferencesError, match="manifest.json not found.*make references"):
         load_references(refs_copy)
 
 
@@ -87,7 +87,7 @@ def test_flipped_byte_is_refused(refs_copy: Path) -> None:
     blob = bytearray(path.read_bytes())
     blob[-7] ^= 0x80
     path.write_bytes(bytes(blob))
-    with pytest.raises(ReferenceError, match="does not match its sha256"):
+    with pytest.raises(ReferencesError, match="does not match its sha256"):
         load_references(refs_copy)
 
 
@@ -97,7 +97,7 @@ def test_missing_stage_is_refused_even_with_a_matching_hash(refs_copy: Path) -> 
     del tensors["clips/00/db"]
     save_file(tensors, str(refs_copy / name))
     _rehash(refs_copy, name)
-    with pytest.raises(ReferenceError, match="stages differ from the manifest"):
+    with pytest.raises(ReferencesError, match="stages differ from the manifest"):
         load_references(refs_copy)
 
 
@@ -105,7 +105,7 @@ def test_manifest_lying_about_a_shape_is_refused(refs_copy: Path) -> None:
     manifest = json.loads((refs_copy / "manifest.json").read_text())
     manifest["files"][0]["tensors"]["keys"]["all/probs"]["shape"] = [58, 2]
     (refs_copy / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ReferenceError, match="all/probs"):
+    with pytest.raises(ReferencesError, match="all/probs"):
         load_references(refs_copy)
 
 
@@ -113,5 +113,5 @@ def test_tensor_file_name_cannot_escape_the_references_folder(refs_copy: Path) -
     manifest = json.loads((refs_copy / "manifest.json").read_text())
     manifest["files"][0]["tensors"]["file"] = "../../etc/passwd"
     (refs_copy / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ReferenceError, match="escapes"):
+    with pytest.raises(ReferencesError, match="escapes"):
         load_references(refs_copy)

@@ -19,13 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orcaport.model.errors import InputError
+
 # The Hub's license ids are lowercase SPDX-like words; the Hub itself validates the exact list.
 LICENSE_ID = re.compile(r"^[a-z0-9][a-z0-9.\-]*$")
 FIELDS = {"title": str, "task": str, "orcahello": bool, "labels": dict, "license": str,
           "links": dict, "tags": list, "install": str}
 
 
-class CardConfigError(ValueError):
+class CardConfigError(InputError):
     """The card config is unusable; str() is one line naming the file, the field and the fix."""
 
 

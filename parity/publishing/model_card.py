@@ -15,6 +15,8 @@ from typing import Any, Mapping
 
 from huggingface_hub import ModelCard, ModelCardData
 
+from orcaport.model.errors import OutputError
+
 from orcaport.parity.publishing.card_config import CardConfig
 from orcaport.parity.result import ParityResult
 
@@ -32,7 +34,7 @@ LICENSE_PATTERNS = (
 )
 
 
-class CardError(ValueError):
+class CardError(OutputError, ValueError):
     """The rendered card does not parse back to the metadata it was made from (one line)."""
 
 

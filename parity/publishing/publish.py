@@ -29,7 +29,7 @@ from huggingface_hub import HfApi, get_token
 from huggingface_hub.errors import HFValidationError, LocalTokenNotFoundError
 from huggingface_hub.utils import validate_repo_id
 
-from orcaport.model.errors import OutputError
+from orcaport.model.errors import ExitCode, OutputError, RemoteError
 from orcaport.model.fileio import recover_folder, replace_folder, sha256_file
 from orcaport.parity.publishing import card_config
 from orcaport.parity.publishing.card_config import CardConfig, CardConfigError, check_license, load_card_config
@@ -43,6 +43,12 @@ SUMS, REPORT, LICENSE, CARD = "SHA256SUMS", "parity.json", "LICENSE", "README.md
 
 class PublishError(OutputError):
     """Staging or upload failed; str() is one line saying what happened and what to do."""
+
+
+class HubError(PublishError, RemoteError):
+    """The Hub refused or could not be reached; nothing was published."""
+
+    exit_code = ExitCode.REMOTE
 
 
 # ----------------------------------------------------------------------------- staging
@@ -128,23 +134,23 @@ def _redact(text: str) -> str:
     return text.replace(token, "hf_***") if token else text
 
 
-def _hub_error(step: str, e: Exception, repo_id: str, endpoint: str, retry: str) -> PublishError:
+def _hub_error(step: str, e: Exception, repo_id: str, endpoint: str, retry: str) -> HubError:
     if isinstance(e, LocalTokenNotFoundError):
-        return PublishError("no Hugging Face token: set HF_TOKEN or run `hf auth login`")
+        return HubError("no Hugging Face token: set HF_TOKEN or run `hf auth login`")
     status = getattr(getattr(e, "response", None), "status_code", None)
     server = (getattr(e, "server_message", None) or str(e) or type(e).__name__).strip()
     server = _redact(server.splitlines()[0] if server else "")
     if status in (401, 403):
-        return PublishError(f"the Hub refused the token at {step} (HTTP {status}: {server}); set "
+        return HubError(f"the Hub refused the token at {step} (HTTP {status}: {server}); set "
                             f"HF_TOKEN to a token with write access to {repo_id.split('/')[0]} or "
                             "run `hf auth login`; nothing was published")
     if isinstance(status, int) and status >= 500:
-        return PublishError(f"the Hub failed at {step} (HTTP {status}: {server}); nothing was "
+        return HubError(f"the Hub failed at {step} (HTTP {status}: {server}); nothing was "
                             f"published (a commit is all-or-nothing); retry {retry} later")
     if status is None:   # no HTTP answer at all: DNS, refused connection, timeout, TLS
-        return PublishError(f"cannot reach the Hub at {endpoint} during {step} ({type(e).__name__}: "
+        return HubError(f"cannot reach the Hub at {endpoint} during {step} ({type(e).__name__}: "
                             f"{server}); check the network or HF_ENDPOINT; nothing was published")
-    return PublishError(f"the Hub rejected {step} (HTTP {status}: {server}); nothing was published")
+    return HubError(f"the Hub rejected {step} (HTTP {status}: {server}); nothing was published")
 
 
 def upload(staging: Path, repo_id: str, gated: GatedReport,

@@ -24,6 +24,7 @@ from typing import Callable
 import numpy as np
 import soundfile as sf
 
+from orcaport.model.errors import InputError
 from orcaport.model.fileio import sha256_file, write_file_atomically
 from orcaport.parity.testaudio.synth import Background, CallSpec, Event, synth_recording
 
@@ -39,7 +40,7 @@ PCM24_SHIFT = 256          # soundfile hands int32 to libsndfile, which keeps th
 Built = tuple[np.ndarray, list[dict]]
 
 
-class CorpusError(RuntimeError):
+class CorpusError(InputError):
     """The corpus on disk is missing, stale or corrupted."""
 
 
