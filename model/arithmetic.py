@@ -25,6 +25,7 @@ from typing import Iterator
 
 import torch
 
+from orcaport.model.errors import ExitCode
 from orcaport.model.source import DetectorError
 
 ENV_VAR = "ORCAPORT_ARITHMETIC"
@@ -35,7 +36,10 @@ ALLOWED = {"cpu": ("fp32", "bf16"), "cuda": ("fp32", "bf16", "fp16")}
 
 
 class ArithmeticChoiceError(DetectorError):
-    """A forced arithmetic this device cannot run (one line, names the fix)."""
+    """A forced arithmetic this device cannot run (one line, names the fix). What the caller asked
+    for (--arithmetic, --profile, $ORCAPORT_ARITHMETIC), not a bad file: a usage error (exit 2)."""
+
+    exit_code = ExitCode.USAGE
 
 
 def read_cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:

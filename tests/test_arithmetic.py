@@ -112,6 +112,6 @@ def test_cli_reports_the_arithmetic(capsys: pytest.CaptureFixture[str], monkeypa
     assert main(["detect", "--quiet", "--model", str(FIXTURE), "--profile", "fast", str(CLIP)]) == 0
     assert "profile fast: fp32 (ORCAPORT_ARITHMETIC: forced)" in capsys.readouterr().out
     monkeypatch.setenv(ENV_VAR, "fp16")
-    assert main(["detect", "--quiet", "--model", str(FIXTURE), "--profile", "fast", str(CLIP)]) == ExitCode.BAD_INPUT
+    assert main(["detect", "--quiet", "--model", str(FIXTURE), "--profile", "fast", str(CLIP)]) == ExitCode.USAGE
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "error: ORCAPORT_ARITHMETIC=fp16: fp16 does not run on cpu" in err
