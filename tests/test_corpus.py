@@ -13,11 +13,9 @@ from orcaport.parity.testaudio import corpus as corpus_mod
 from orcaport.parity.testaudio.corpus import CORPUS, CorpusError, load_corpus_manifest, write_file
 from orcaport.parity.testaudio.synth import CallSpec, sin_cycles, synth_recording
 from orcaport.parity.testaudio.training import LABELS, make_training_set, synth_clip, training_example
+from tests.conftest import CORPUS as CORPUS_DIR, FLAGSHIP  # CORPUS here is the corpus specs
 
-ROOT = Path(__file__).resolve().parents[1]
-CORPUS_DIR = ROOT / "reference_outputs" / "corpus"
 SPECS = {spec.name: spec for spec in CORPUS}
-FLAGSHIP = "hydrophone_48k_mono16_60s.wav"
 PSD_FRAME = 2048
 BAND_HZ = (1000.0, 8000.0)
 
