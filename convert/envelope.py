@@ -33,7 +33,7 @@ from orcaport.parity.diffstats import diff_stats
 from orcaport.parity.envelope import VARIANTS, compare_sets, fold_stats
 from orcaport.parity.fingerprint import default_kernel_environ, same_machine
 from orcaport.parity.metrics import tolerance_stage
-from orcaport.parity.references import ReferencesError, load_references
+from orcaport.parity.references import load_references
 
 ROOT = Path(__file__).resolve().parents[1]
 CLEAN_PYTHON = ROOT / ".venvs" / "clean" / "bin" / "python"
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             raise OutputError(f"cannot write {args.out} ({e.strerror or e}); pass a writable --out") from None
     except (OrcaportError, KeyboardInterrupt) as e:
         return report_error(None, e)
-    except (ReferencesError, OSError, ValueError) as e:   # unreadable or mismatched inputs
+    except (OSError, ValueError) as e:     # unreadable or mismatched inputs (not ours: no code of their own)
         return report_error(None, InputError(str(e)))
     print(f"wrote {args.out}: {len(envelope['comparisons'])} comparisons")
     return ExitCode.OK

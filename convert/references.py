@@ -43,10 +43,10 @@ from convert.production import predict_file
 from convert.reference_plan import activation_owner, clips_of, plan_within_budget, sampled_clips
 from orcaport.model.artifact import load_artifact
 from orcaport.model.config import ModelConfig
-from orcaport.model.errors import ExitCode, InputError, OrcaportError, report_error
+from orcaport.model.errors import ExitCode, OrcaportError, report_error
 from orcaport.model.fileio import remove_stale_scratch, scratch_prefix, sha256_file, write_files_atomically
 from orcaport.model.stages import ACTIVATION_LAYERS, CLIP_STAGES
-from orcaport.parity.audio_manifest import AudioFolderError, build_entries, scan, tensor_file_name
+from orcaport.parity.audio_manifest import build_entries, scan, tensor_file_name
 from orcaport.parity.fingerprint import fingerprint
 
 SCHEMA_VERSION = 1
@@ -241,8 +241,6 @@ def main(argv: list[str] | None = None) -> int:
             with isolated_home(Path(tmp) / "home"):
                 manifest = build(args.model, args.audio, args.out, Path(tmp), args.sha256, args.threads,
                                  args.near_threshold, args.budget_mb)
-    except AudioFolderError as e:      # parity's own (a ValueError): an unusable --audio
-        return report_error(None, InputError(str(e)))
     except (OrcaportError, KeyboardInterrupt) as e:
         return report_error(None, e)
     print(json.dumps({"files": len(manifest["files"]), "out": str(args.out)}))
