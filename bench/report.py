@@ -299,7 +299,8 @@ def markdown(res: dict[str, Any]) -> str:
              f"fp32 matmul peak (torch.mm {res['peak']['size']}^2, {res['peak']['threads']} threads, MKL): "
              f"**{res['peak']['fp32_gflops']:.0f} GFLOP/s**; the same fp32 GEMM through oneDNN: "
              f"{_f(res['peak'].get('onednn_fp32_gflops'), '.0f')} GFLOP/s; bf16 torch.mm: "
-             f"{res['peak']['bf16_gflops']:.0f} GFLOP/s.", "",
+             f"{res['peak']['bf16_gflops']:.1f} GFLOP/s"
+             f"{'' if res['peak'].get('bf16_size', res['peak']['size']) == res['peak']['size'] else ' (%d^2: emulated, no bf16 hardware)' % res['peak']['bf16_size']}.", "",
              "Speed-ups are legacy/clean per round (back to back, same load), median over rounds; the "
              "per-round values are in brackets (a round where another job hit the legacy run shows up as "
              "an outlier). '% own peak': of the oneDNN fp32 GEMM for fp32, of bf16 torch.mm for bf16.", "",
@@ -330,6 +331,9 @@ def markdown(res: dict[str, Any]) -> str:
             lines.append(f"| {name} | {1000 * v['median_s'] / v['clips']:.1f} | {1000 * v['cpu_s_per_clip']:.1f} "
                          f"| {_gf(v)} | {_pct(v, 'fraction_of_fp32_peak')} "
                          f"| {_pct(v, 'fraction_of_same_precision_peak')} |")
+        for name in res.get("network_variants_skipped", []):
+            lines.append(f"| {name} | not run: this CPU has no AVX512-BF16/AMX, bf16 would be emulated "
+                         "(fast never picks it here) | | | | |")
     if res.get("hour"):
         lines += ["", "1-hour 48 kHz mono file (fixture model, streamed from disk, one run each):", "",
                   "| profile | wall s | x realtime | clips/s | CPU-s per clip | peak RSS MB | measured (load avg after) |",
