@@ -14,8 +14,8 @@ from safetensors.torch import load_file
 from orcaport.model.config import ArchitectureConfig, ConfigError, HeadConfig
 from orcaport.model.network import OrcaNet
 from orcaport.model.stages import ACTIVATION_LAYERS
-from orcaport.model.weights import (WeightsError, load_network, read_metadata, save_network_state,
-                           sha256_file)
+from orcaport.model.fileio import sha256_file
+from orcaport.model.weights import WeightsError, load_network, read_metadata, save_network_state
 
 # torchvision ResNet parameter totals minus fc (512*1000+1000 for 18/34, 2048*1000+1000 for 50+):
 # 11,689,512 / 21,797,672 / 25,557,032 / 44,549,160 / 60,192,808 for 3-channel inputs.

@@ -56,7 +56,7 @@ def model_copy(tmp: Path, name: str) -> Path:
 
 def convert_cases(tmp: Path, learners: dict[str, Path]) -> dict[str, Any]:
     from convert.cli import main
-    from convert.legacy import sha256_file
+    from orcaport.model.fileio import sha256_file
 
     out: dict[str, Any] = {}
     marker = tmp / "UNPICKLED"
@@ -107,7 +107,7 @@ def convert_cases(tmp: Path, learners: dict[str, Path]) -> dict[str, Any]:
 
 def references_cases(tmp: Path, other_learner: Path) -> dict[str, Any]:
     from convert.references import main
-    from convert.legacy import sha256_file
+    from orcaport.model.fileio import sha256_file
 
     out: dict[str, Any] = {}
 

@@ -18,8 +18,9 @@ from torch import nn
 
 from convert.cli import convert
 from convert.production import legacy_audio_config
-from convert.legacy import isolated_home, patch_torchaudio_io, sha256_file
+from convert.legacy import isolated_home, patch_torchaudio_io
 from orcaport.model.config import FrontendConfig, ModelConfig
+from orcaport.model.fileio import sha256_file
 from orcaport.model.weights import load_network
 
 warnings.simplefilter("ignore")

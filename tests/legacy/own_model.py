@@ -17,7 +17,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from convert.legacy import isolated_home, patch_torchaudio_io, sha256_file
+from convert.legacy import isolated_home, patch_torchaudio_io
+from orcaport.model.fileio import sha256_file
 from tests.legacy.convert_roundtrip import make_data, randomize
 
 warnings.simplefilter("ignore")
