@@ -201,7 +201,11 @@ def pick(events: list[Event], count: int | None, seed: int) -> list[int]:
             next(i for i, e in enumerate(events) if e[0] == "rename"), n - 1}
     rng = random.Random(seed)
     rest = [i for i in range(n) if i not in must]
-    spread = [rest[int((k + rng.random()) * len(rest) / (count - len(must)))] for k in range(count - len(must))]
+    m = count - len(must)
+    if m <= 0:
+        return sorted(must)[:count]
+    bounds = [k * len(rest) // m for k in range(m + 1)]          # m disjoint, non-empty strata
+    spread = [rest[lo + int(rng.random() * (hi - lo))] for lo, hi in zip(bounds, bounds[1:])]
     return sorted(must | set(spread))
 
 

@@ -7,8 +7,9 @@ package metadata's, which is pyproject.toml's.
 The fresh venv gets this interpreter's third-party packages (torch, numpy, ...) through a `.pth`
 line naming its site-packages; `.pth` files inside an appended folder are not processed, so this
 env's editable orcaport is *not* visible there (asserted: every orcaport module resolves inside
-the fresh venv). Building needs setuptools (with its bundled bdist_wheel) and pip in this env;
-only their absence skips the test -- a wheel that builds but does not work fails it.
+the fresh venv). Building needs pip and setuptools (>= 70.1, or the wheel package) in this env;
+only their absence skips the test -- a wheel that fails to build, or builds but does not work,
+fails it.
 """
 
 from __future__ import annotations
@@ -35,7 +36,14 @@ DECOY = 'raise ImportError("a decoy {name}.py in the working directory was impor
 
 
 def _can_build() -> str | None:
+    """Why no wheel can be built with this interpreter (None: it can). setuptools >= 70.1 carries
+    bdist_wheel itself; older ones need the `wheel` package."""
     missing = [m for m in ("setuptools", "pip") if importlib.util.find_spec(m) is None]
+    setuptools = importlib.util.find_spec("setuptools")          # located, not imported
+    bundled = setuptools is not None and setuptools.origin is not None and \
+        (Path(setuptools.origin).parent / "command" / "bdist_wheel.py").is_file()
+    if not missing and not bundled and importlib.util.find_spec("wheel") is None:
+        missing = ["setuptools>=70.1 (or wheel)"]
     return f"cannot build a wheel here: {', '.join(missing)} not installed in {sys.executable}" if missing else None
 
 
