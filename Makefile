@@ -34,6 +34,8 @@ TOLERANCES ?= parity/tolerances.json
 VARIANTS ?=
 MODEL_DIR = $(if $(filter %.pkl,$(MODEL)),$(patsubst %/,%,$(dir $(MODEL))),$(MODEL))
 VERIFY_REFERENCES ?= build/verify/references
+# upstream's real-data mel reference for parity's real-data check (beside the checkout when present)
+UPSTREAM ?= $(wildcard ../shared/data/upstream_sunset_bay_mel_reference.safetensors)
 
 .PHONY: help envs env-clean env-legacy fixture convert corpus references envelope tolerances controls controls-refs parity variants verify test test-legacy bench bench-cuda publish
 
@@ -75,20 +77,21 @@ controls-refs: env-legacy  ## [legacy] record the negative controls' odd-rate re
 	  --out reference_outputs/controls/stages
 
 controls: env-clean  ## [clean] negative controls: each broken quirk must fail at its stage (reports/controls.json)
-	$(CLEAN) -m orcaport.parity.controls --reports reports
+	$(CLEAN) -m orcaport.parity.controls --outputs reference_outputs --reports reports
 
 parity: env-clean  ## [clean] replay every stage fastai-free and diff against the references  (MODEL= AUDIO= REFERENCES= REPORTS=)
 	$(CLEAN) -m orcaport.parity --model "$(MODEL_DIR)" --references "$(REFERENCES)" --audio $(AUDIO) --reports "$(REPORTS)" \
-	  --tolerances "$(TOLERANCES)"
+	  --tolerances "$(TOLERANCES)" $(if $(UPSTREAM),--upstream "$(UPSTREAM)")
 
 verify: env-legacy env-clean  ## [both] strongest proof: fresh references on this machine, replayed (same-machine criteria)  (MODEL= AUDIO= REPORTS=)
 	$(LEGACY) -m convert.references --model "$(MODEL_DIR)" --audio $(AUDIO) --out "$(VERIFY_REFERENCES)" \
 	  --budget-mb $(BUDGET_MB) $(if $(SHA256),--sha256 "$(SHA256)")
 	$(CLEAN) -m orcaport.parity --model "$(MODEL_DIR)" --references "$(VERIFY_REFERENCES)" --audio $(AUDIO) \
-	  --reports "$(REPORTS)" --tolerances "$(TOLERANCES)"
+	  --reports "$(REPORTS)" --tolerances "$(TOLERANCES)" $(if $(UPSTREAM),--upstream "$(UPSTREAM)")
 
 variants: env-clean  ## [clean] make parity under every kernel-path variant of the envelope (reports/variants.json)
-	$(CLEAN) -m orcaport.parity.variants --reports reports
+	$(CLEAN) -m orcaport.parity.variants --reports reports -- --model $(FIXTURE) \
+	  --references reference_outputs/stages --audio reference_outputs/corpus
 
 test: env-clean  ## run the test suite in the clean env (legacy tests run too when .venvs/legacy exists)
 	$(CLEAN) -m pytest

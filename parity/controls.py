@@ -5,7 +5,12 @@ legacy quirks the replay reproduces -- replays, and must fail at the stage where
 the pipeline. Its margin is how many times over tolerance that stage's worst element is (exact
 stages: how many clips/files differ), so a reviewer sees how far real bugs sit above the noise.
 
-    python -m orcaport.parity.controls [--reports reports]     (make controls; writes reports/controls.json)
+    python -m orcaport.parity.controls --outputs reference_outputs [--reports reports]
+        (make controls; writes reports/controls.json)
+
+They break the embedded fixture: --outputs is the checkout's reference_outputs/ folder (fixture/,
+stages/, corpus/, controls/), passed explicitly (an installed package has no checkout). Exit codes
+(model/errors.py): 1 a control was not caught at its stage, 3 --outputs lacks what they replay.
 """
 
 from __future__ import annotations
@@ -28,19 +33,45 @@ import orcaport.model.audio
 import orcaport.model.spectrogram
 import orcaport.parity.replay
 from orcaport.model.aggregate import Aggregate, rolling_mean_2
+from orcaport.model.errors import ExitCode, InputError, report_error
 from orcaport.model.fileio import sha256_file, write_json_atomically
 from orcaport.model.weights import read_metadata, save_network_state
 from orcaport.parity.result import Check, Location, ParityResult
 from orcaport.parity.run import run_parity
 
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURE = ROOT / "reference_outputs" / "fixture"
-REFS = ROOT / "reference_outputs" / "stages"
-CORPUS = ROOT / "reference_outputs" / "corpus"
-ODD_RATE = ROOT / "reference_outputs" / "controls"      # a 37.8 kHz file: see `rounded_slicing`
 FLAGSHIP = "hydrophone_48k_mono16_60s.wav"
 STEREO = "stereo_44k1_16_10s5.wav"
 ODD_FILE = "oddrate_37k8_16_14s5.wav"
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """The checkout's reference_outputs/ folder: what the controls break and replay."""
+
+    root: Path
+
+    @property
+    def fixture(self) -> Path:
+        return self.root / "fixture"
+
+    @property
+    def refs(self) -> Path:
+        return self.root / "stages"
+
+    @property
+    def corpus(self) -> Path:
+        return self.root / "corpus"
+
+    @property
+    def odd_rate(self) -> Path:          # a 37.8 kHz file and its references: see `rounded_slicing`
+        return self.root / "controls"
+
+    def check(self) -> "Embedded":
+        missing = [str(p) for p in (self.fixture, self.refs, self.corpus, self.odd_rate) if not p.is_dir()]
+        if missing:
+            raise InputError(f"--outputs {self.root} lacks {', '.join(missing)}; pass the checkout's "
+                             "reference_outputs folder (make controls does)")
+        return self
 
 
 @dataclass(frozen=True)
@@ -58,30 +89,30 @@ class Control:
     breaks: str
     stage: str                  # where it must fail first
     layer: str | None
-    prepare: Callable[[Path], Inputs]
+    prepare: Callable[[Path, Embedded], Inputs]
     patch: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
 
 
 # -- what each control changes -------------------------------------------------------------------
-def _main_inputs(*files: str) -> Callable[[Path], Inputs]:
-    return lambda tmp: Inputs(FIXTURE, REFS, CORPUS, files)
+def _main_inputs(*files: str) -> Callable[[Path, Embedded], Inputs]:
+    return lambda tmp, fx: Inputs(fx.fixture, fx.refs, fx.corpus, files)
 
 
-def _perturbed_weight(tmp: Path) -> Inputs:
+def _perturbed_weight(tmp: Path, fx: Embedded) -> Inputs:
     dst = tmp / "model"
     dst.mkdir()
-    state = {k: torch.from_numpy(v) for k, v in load_file(str(FIXTURE / "model.safetensors")).items()}
+    state = {k: torch.from_numpy(v) for k, v in load_file(str(fx.fixture / "model.safetensors")).items()}
     state["body.layer3.1.conv2.weight"][0, 0, 1, 1] += 0.05
-    save_network_state(state, dst / "model.safetensors", read_metadata(FIXTURE / "model.safetensors"))
-    cfg = json.loads((FIXTURE / "config.json").read_text())   # re-pinned as a re-conversion would
+    save_network_state(state, dst / "model.safetensors", read_metadata(fx.fixture / "model.safetensors"))
+    cfg = json.loads((fx.fixture / "config.json").read_text())   # re-pinned as a re-conversion would
     cfg["provenance"]["weights_sha256"] = sha256_file(dst / "model.safetensors")
     (dst / "config.json").write_text(json.dumps(cfg))
-    return Inputs(dst, REFS, CORPUS, (FLAGSHIP,), other_weights=True)
+    return Inputs(dst, fx.refs, fx.corpus, (FLAGSHIP,), other_weights=True)
 
 
-def _perturbed_reference(tmp: Path) -> Inputs:
+def _perturbed_reference(tmp: Path, fx: Embedded) -> Inputs:
     refs = tmp / "stages"
-    shutil.copytree(REFS, refs)
+    shutil.copytree(fx.refs, refs)
     path = refs / (Path(FLAGSHIP).stem + ".safetensors")
     tensors = load_file(str(path))
     tensors["clips/50/mel"][0, 40, 70] *= 1.10          # +0.41 dB in one bin of one clip
@@ -90,17 +121,17 @@ def _perturbed_reference(tmp: Path) -> Inputs:
     entry = next(f for f in manifest["files"] if f["name"] == FLAGSHIP)
     entry["tensors"]["sha256"] = sha256_file(path)
     (refs / "manifest.json").write_text(json.dumps(manifest))
-    return Inputs(FIXTURE, refs, CORPUS, (FLAGSHIP,))
+    return Inputs(fx.fixture, refs, fx.corpus, (FLAGSHIP,))
 
 
-def _frontend_parameter(tmp: Path) -> Inputs:
+def _frontend_parameter(tmp: Path, fx: Embedded) -> Inputs:
     dst = tmp / "model"
     dst.mkdir()
-    shutil.copyfile(FIXTURE / "model.safetensors", dst / "model.safetensors")
-    cfg = json.loads((FIXTURE / "config.json").read_text())
+    shutil.copyfile(fx.fixture / "model.safetensors", dst / "model.safetensors")
+    cfg = json.loads((fx.fixture / "config.json").read_text())
     cfg["frontend"]["f_max"] = 9900.0                     # 1 % off production's 10 kHz
     (dst / "config.json").write_text(json.dumps(cfg))
-    return Inputs(dst, REFS, CORPUS, (STEREO,))
+    return Inputs(dst, fx.refs, fx.corpus, (STEREO,))
 
 
 @contextlib.contextmanager
@@ -175,7 +206,8 @@ CONTROLS: tuple[Control, ...] = (
             "aggregate", None, _main_inputs(FLAGSHIP),
             lambda: _aggregation(lambda c: np.concatenate([c[:1], rolling_mean_2(c)[1:]]))),
     Control("rounded slicing", "ms -> frame by rounding instead of pydub's int(ms * (rate / 1000.0))",
-            "clip", None, lambda tmp: Inputs(FIXTURE, ODD_RATE / "stages", ODD_RATE / "corpus", (ODD_FILE,)),
+            "clip", None, lambda tmp, fx: Inputs(fx.fixture, fx.odd_rate / "stages", fx.odd_rate / "corpus",
+                                                 (ODD_FILE,)),
             _rounded_slicing),
 )
 
@@ -201,9 +233,9 @@ def margin(result: ParityResult) -> tuple[Check | None, str]:
     return None, "failure not found"
 
 
-def run_control(control: Control) -> dict[str, Any]:
+def run_control(control: Control, fx: Embedded) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="orcaport-control-") as tmp:
-        inputs = control.prepare(Path(tmp))
+        inputs = control.prepare(Path(tmp), fx)
         with control.patch():
             result, _ = run_parity(inputs.model, inputs.refs, inputs.corpus, only=list(inputs.files),
                                    diagnose_other_weights=inputs.other_weights)
@@ -218,14 +250,20 @@ def run_control(control: Control) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m orcaport.parity.controls", description=__doc__.splitlines()[0])
+    ap.add_argument("--outputs", type=Path, required=True,
+                    help="the checkout's reference_outputs folder (the fixture, its references and corpus)")
     ap.add_argument("--reports", type=Path, default=Path("reports"))
     ap.add_argument("--only", action="append", help="run only this control (repeatable)")
     args = ap.parse_args(argv)
+    try:
+        fx = Embedded(args.outputs).check()
+    except InputError as e:
+        return report_error(None, e)
     rows = []
     for control in CONTROLS:
         if args.only and control.name not in args.only:
             continue
-        row = run_control(control)
+        row = run_control(control, fx)
         rows.append(row)
         where = row["failed_stage"] + (f"/{row['failed_layer']}" if row["failed_layer"] else "") \
             if row["failed_stage"] else "nowhere"
@@ -237,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: control(s) {missed} not caught at their stage; see {path}", file=sys.stderr)
     else:
         print(f"all {len(rows)} controls caught at their stage; {path}")
-    return 1 if missed else 0
+    return ExitCode.FAILED if missed else ExitCode.OK
 
 
 if __name__ == "__main__":

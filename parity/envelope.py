@@ -7,7 +7,11 @@ turns them into `parity/tolerances.json`: per stage, the envelope figure in the 
 stage times a stated safety factor (never below the stage's floor). A test recomputes `derive`
 from the committed envelope and fails when the two files disagree.
 
-    python -m orcaport.parity.envelope derive [--envelope reference_outputs/envelope.json] [--out parity/tolerances.json]
+    python -m orcaport.parity.envelope derive --envelope reference_outputs/envelope.json --out parity/tolerances.json
+
+(no defaults: an installed package has neither the checkout's envelope nor a tolerances file it
+should overwrite; `make tolerances` passes both). Exit codes (model/errors.py): 3 an unreadable
+envelope, 5 the tolerances cannot be written.
 """
 
 from __future__ import annotations
@@ -23,12 +27,10 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from orcaport.model.errors import ExitCode, InputError, OrcaportError, OutputError, report_error
 from orcaport.parity.diffstats import diff_stats
-from orcaport.parity.metrics import DEFAULT_TOLERANCES
 from orcaport.parity.references import References
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_ENVELOPE = ROOT / "reference_outputs" / "envelope.json"
 POLICY = Path(__file__).with_name("tolerance_policy.json")
 # Kernel-path variants, name -> (environment, torch threads): each switch alone, then all of them
 # together. `make envelope` records legacy under each; `make variants` replays under each.
@@ -170,7 +172,7 @@ def derive(envelope: dict[str, Any], policy: dict[str, Any], envelope_sha256: st
             "envelope_sha256": envelope_sha256, "stages": stages}
 
 
-def derive_files(envelope_path: Path = DEFAULT_ENVELOPE, policy_path: Path = POLICY) -> dict[str, Any]:
+def derive_files(envelope_path: Path, policy_path: Path = POLICY) -> dict[str, Any]:
     raw = envelope_path.read_bytes()
     return derive(json.loads(raw), json.loads(policy_path.read_text()), hashlib.sha256(raw).hexdigest())
 
@@ -182,18 +184,23 @@ def render(tolerances: dict[str, Any]) -> bytes:
 def main(argv: Iterable[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m orcaport.parity.envelope", description=__doc__.splitlines()[0])
     ap.add_argument("command", choices=["derive"])
-    ap.add_argument("--envelope", type=Path, default=DEFAULT_ENVELOPE)
-    ap.add_argument("--out", type=Path, default=DEFAULT_TOLERANCES)
+    ap.add_argument("--envelope", type=Path, required=True, help="the envelope make envelope measured")
+    ap.add_argument("--out", type=Path, required=True, help="the tolerances file to write")
     args = ap.parse_args(list(argv) if argv is not None else None)
     from orcaport.model.fileio import write_files_atomically
     try:
-        blob = render(derive_files(args.envelope))
-    except (OSError, ValueError, KeyError) as e:
-        print(f"error: cannot derive tolerances from {args.envelope} ({e}); run `make envelope`", file=sys.stderr)
-        return 2
-    write_files_atomically(args.out.parent, {args.out.name: blob})
+        try:
+            blob = render(derive_files(args.envelope))
+        except (OSError, ValueError, KeyError) as e:
+            raise InputError(f"cannot derive tolerances from {args.envelope} ({e}); run `make envelope`") from None
+        try:
+            write_files_atomically(args.out.parent, {args.out.name: blob})
+        except OSError as e:
+            raise OutputError(f"cannot write {args.out} ({e.strerror or e}); pass a writable --out") from None
+    except (OrcaportError, KeyboardInterrupt) as e:
+        return report_error(None, e)
     print(f"wrote {args.out}")
-    return 0
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

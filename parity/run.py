@@ -25,7 +25,7 @@ from orcaport.parity.references import FileReference, ReferencesError, load_refe
 from orcaport.parity.replay import Heatmaps, replay_file
 from orcaport.parity.result import (SCHEMA_VERSION, Criteria, FileResult, Location, ParityResult, SummaryRow,
                                     ToleranceInfo, UnstableSeconds, runtime_files)
-from orcaport.parity.upstream import DEFAULT_PATH as UPSTREAM_REFERENCE, check_upstream
+from orcaport.parity.upstream import check_upstream
 
 FLAGSHIP = "hydrophone_48k_mono16_60s.wav"   # level-matched stand-in for the upstream recording
 PROFILE = "legacy-exact"
@@ -136,7 +136,7 @@ def check_corpus(files: list[FileReference], corpus: Path) -> None:
 
 def run_parity(model_dir: Path, refs_dir: Path, corpus: Path, tolerances: Path = DEFAULT_TOLERANCES,
                progress: Callable[[str], None] | None = None,
-               upstream: Path = UPSTREAM_REFERENCE,
+               upstream: Path | None = None,
                diagnose_other_weights: bool = False,
                only: list[str] | None = None,
                regime: str | None = None) -> tuple[ParityResult, Heatmaps]:
@@ -170,7 +170,7 @@ def run_parity(model_dir: Path, refs_dir: Path, corpus: Path, tolerances: Path =
     if flagship:
         real = check_upstream(upstream, art.config.frontend, corpus / FLAGSHIP)
     else:   # the account needs the level-matched hydrophone file of the embedded corpus
-        real = {"available": False, "passed": None, "path": str(upstream),
+        real = {"available": False, "passed": None, "path": str(upstream) if upstream else None,
                 "why": f"{FLAGSHIP} is not in these references, so the real-data account does not apply"}
     return ParityResult(
         schema_version=SCHEMA_VERSION, profile=PROFILE,

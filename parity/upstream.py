@@ -26,8 +26,7 @@ from orcaport.model.pipeline import Frontend, run_steps
 from orcaport.model.spectrogram import pad_or_crop
 from orcaport.model.waveform import cache_round_trip, clip_windows, resample
 
-DEFAULT_PATH = Path(__file__).resolve().parents[1].parent / "shared" / "data" / \
-    "upstream_sunset_bay_mel_reference.safetensors"
+FILE_NAME = "upstream_sunset_bay_mel_reference.safetensors"   # make parity passes ../shared/data's
 EXPLAINS_FACTOR = 3.0   # our measured quantization effect must be within 3x of upstream's, both ways
 
 
@@ -55,11 +54,16 @@ def quantization_effect(wav: Path, fe: FrontendConfig, peak_db: float, clips: in
             "gain_db": 20 * float(np.log10(gain))}
 
 
-def check_upstream(path: Path, fe: FrontendConfig, wav: Path) -> dict[str, Any]:
-    """-> JSON-safe result; `passed` covers the pad/crop shape+tail and the quantization account."""
+def check_upstream(path: Path | None, fe: FrontendConfig, wav: Path) -> dict[str, Any]:
+    """-> JSON-safe result; `passed` covers the pad/crop shape+tail and the quantization account.
+    Not run (`available` false, saying why) without a path: there is no default location."""
+    if path is None:
+        return {"available": False, "path": None, "passed": None,
+                "why": f"no upstream reference given (pass --upstream {FILE_NAME}; make parity passes "
+                       "../shared/data's when it exists)"}
     if not path.is_file():
         return {"available": False, "path": str(path), "passed": None,
-                "why": "upstream reference not found (it lives in ../shared/data beside the checkout)"}
+                "why": f"upstream reference {path} not found"}
     data = load_file(str(path))
     names = sorted({k.split(".")[0] for k in data})
     segments = []

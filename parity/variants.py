@@ -6,7 +6,11 @@ max ISA, threads) replays the committed references in its own process, and the t
 verdict, the criteria that applied and each stage's worst use of its tolerance (excess: 1.0 is
 exactly at the bound).
 
-    python -m orcaport.parity.variants [--reports reports]     -> reports/variants.json
+    python -m orcaport.parity.variants [--reports reports] -- --model DIR --references DIR --audio DIR
+        -> reports/variants.json
+
+The arguments after `--` are python -m orcaport.parity's (make variants passes the fixture's). Exit
+codes (model/errors.py): 1 parity failed under a variant, 2 no parity arguments.
 """
 
 from __future__ import annotations
@@ -18,20 +22,20 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from orcaport.model.errors import ExitCode
 from orcaport.model.fileio import write_json_atomically
 from orcaport.parity.envelope import VARIANTS
 from orcaport.parity.fingerprint import default_kernel_environ
 from orcaport.parity.metrics import tolerance_stage
 from orcaport.parity.result import ParityResult
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def replay_variant(name: str, args: list[str]) -> dict[str, Any]:
     env_vars, threads = VARIANTS[name]
-    env = default_kernel_environ({**env_vars, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT)})
+    env = default_kernel_environ({**env_vars, "OMP_NUM_THREADS": str(threads)})
     with tempfile.TemporaryDirectory(prefix="orcaport-variant-") as tmp:
-        run = subprocess.run([sys.executable, "-m", "orcaport.parity", "--reports", tmp, *args], cwd=ROOT,
+        run = subprocess.run([sys.executable, "-m", "orcaport.parity", *args, "--reports", tmp],
                              env=env, capture_output=True, text=True)
         path = Path(tmp) / "parity.json"
         if not path.exists():
@@ -55,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reports", type=Path, default=Path("reports"))
     ap.add_argument("parity_args", nargs="*", help="passed to python -m orcaport.parity (after --)")
     args = ap.parse_args(argv)
+    if not args.parity_args:
+        ap.error("pass python -m orcaport.parity's arguments after --: --model DIR --references DIR "
+                 "--audio DIR (make variants does)")
     rows = []
     for name in VARIANTS:
         row = replay_variant(name, args.parity_args)
@@ -69,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: parity failed under {failed}; see {path}", file=sys.stderr)
     else:
         print(f"parity passed under all {len(rows)} variants; {path}")
-    return 1 if failed else 0
+    return ExitCode.FAILED if failed else ExitCode.OK
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.paths import CORPUS, FIXTURE, FLAGSHIP, LEGACY_PYTHON, REFS, ROOT  # noqa: F401 (re-exported)
+from tests.paths import (CORPUS, ENVELOPE, FIXTURE, FLAGSHIP, LEGACY_PYTHON, REFS, ROOT,  # noqa: F401 (re-exported)
+                         UPSTREAM)
 
 RESULT_MARK = "RESULT "
 

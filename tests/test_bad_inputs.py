@@ -22,6 +22,7 @@ from orcaport.model.artifact import load_artifact
 from orcaport.model.audio import AudioDecodeError, decode_pcm
 from orcaport.model.waveform import clip_windows
 from orcaport.model.config import ConfigError, ModelConfig
+from orcaport.model.errors import ExitCode
 from orcaport.model.weights import WeightsError
 from orcaport.parity.result import Criteria, ParityResult, ToleranceInfo, UnstableSeconds
 from tests.conftest import CORPUS, FIXTURE, REFS, ROOT
@@ -229,6 +230,12 @@ def _cli(tmp: Path, module: str, *args: str, **env: str) -> tuple[int, str, str]
     return run.returncode, run.stdout, run.stderr
 
 
+def _parity(tmp: Path, *args: str, **env: str) -> tuple[int, str, str]:
+    """python -m orcaport.parity on the fixture; `args` given later win (argparse: the last one)."""
+    return _cli(tmp, "orcaport.parity", "--model", str(FIXTURE), "--references", str(REFS), "--audio", str(CORPUS),
+                *args, **env)
+
+
 def _error_line(stderr: str) -> str:
     lines = [ln for ln in stderr.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1, stderr[-2000:]
@@ -272,20 +279,21 @@ PARITY: dict[str, tuple[Callable[[Path], list[str]], str]] = {
 
 
 @pytest.mark.parametrize("case", sorted(PARITY))
-def test_parity_cli_refuses_with_exit_2_and_writes_nothing(tmp_path: Path, case: str) -> None:
+def test_parity_cli_refuses_with_its_exit_code_and_writes_nothing(tmp_path: Path, case: str) -> None:
     args, expect = PARITY[case]
     extra = args(tmp_path)
     reports = tmp_path / "reports"
-    code, out, err = _cli(tmp_path, "orcaport.parity", "--reports", str(reports), "--only", FAST, *extra)
+    code, out, err = _parity(tmp_path, "--reports", str(reports), "--only", FAST, *extra)
     line = _error_line(err)
-    assert code == 2 and expect in line, (code, line)
+    want = ExitCode.OUTPUT if case == "reports_is_a_file" else ExitCode.BAD_INPUT
+    assert code == want and expect in line, (code, line)
     assert not reports.exists()
     if case == "reports_is_a_file":
         assert (tmp_path / "taken").read_text() == "x"
 
 
 def test_no_secret_from_the_environment_reaches_parity_output(tmp_path: Path) -> None:
-    code, out, err = _cli(tmp_path, "orcaport.parity", "--reports", str(tmp_path / "r"), "--only", FAST, HF_TOKEN=SECRET)
+    code, out, err = _parity(tmp_path, "--reports", str(tmp_path / "r"), "--only", FAST, HF_TOKEN=SECRET)
     assert code == 0, err[-2000:]
     assert SECRET not in out + err
     assert all(SECRET.encode() not in p.read_bytes() for p in (tmp_path / "r").iterdir())
@@ -304,17 +312,21 @@ def test_publish_refuses_a_report_about_other_weights_without_leaking_the_token(
         unstable_seconds=UnstableSeconds(seconds=0, flips=0), passed=True, first_failure=None, files=[],
         summary=[], real_data={}, runtime_files={}).to_json())
     code, out, err = _cli(tmp_path, "orcaport.parity.publishing", "--model", str(FIXTURE), "--report", str(report),
-                          "--repo-id", "org/name", "--dry-run", "--staging", str(tmp_path / "s"), HF_TOKEN=SECRET)
-    assert code == 2 and "was made for other weights" in _error_line(err) and "it is stale" in err
+                          "--references", str(REFS), "--repo-id", "org/name", "--dry-run", "--staging",
+                          str(tmp_path / "s"), HF_TOKEN=SECRET)
+    assert code == ExitCode.REFUSED and "was made for other weights" in _error_line(err) and "it is stale" in err
     assert SECRET not in out + err and not (tmp_path / "s").exists()
-    code, _, err = _cli(tmp_path, "orcaport.parity.publishing", "--model", str(FIXTURE), "--report", str(tmp_path / "none.json"),
-                        "--repo-id", "org/name", "--dry-run", HF_TOKEN=SECRET)
-    assert code == 2 and "does not exist (no parity run on record)" in _error_line(err) and SECRET not in err
+    code, _, err = _cli(tmp_path, "orcaport.parity.publishing", "--model", str(FIXTURE), "--report",
+                        str(tmp_path / "none.json"), "--references", str(REFS), "--repo-id", "org/name", "--dry-run",
+                        HF_TOKEN=SECRET)
+    assert code == ExitCode.REFUSED and "does not exist (no parity run on record)" in _error_line(err)
+    assert SECRET not in err
 
 
 def test_publish_refuses_a_repo_id_that_is_not_namespace_name(tmp_path: Path) -> None:
-    code, _, err = _cli(tmp_path, "orcaport.parity.publishing", "--model", str(FIXTURE), "--repo-id", "../etc", "--dry-run")
-    assert code == 1 and "is not NAMESPACE/NAME" in _error_line(err)
+    code, _, err = _cli(tmp_path, "orcaport.parity.publishing", "--model", str(FIXTURE), "--references", str(REFS),
+                        "--repo-id", "../etc", "--dry-run")
+    assert code == ExitCode.USAGE and "is not NAMESPACE/NAME" in _error_line(err)
 
 
 def test_staged_file_names_cannot_reach_outside_the_staging_folder(tmp_path: Path) -> None:

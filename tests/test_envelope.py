@@ -12,25 +12,25 @@ from typing import Any
 import numpy as np
 import pytest
 
-from orcaport.parity.envelope import DEFAULT_ENVELOPE, DEFAULT_TOLERANCES, POLICY, derive, derive_files, round_up
-from orcaport.parity.metrics import Tolerance
+from orcaport.parity.envelope import POLICY, derive, derive_files, round_up
+from orcaport.parity.metrics import DEFAULT_TOLERANCES, Tolerance
 from orcaport.parity.references import FileReference
 from orcaport.parity.replay import FileReplay
-from tests.conftest import FIXTURE
+from tests.conftest import ENVELOPE, FIXTURE
 
 KNOBS = ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA")
 
 
 @pytest.fixture(scope="module")
 def envelope() -> dict[str, Any]:
-    return json.loads(DEFAULT_ENVELOPE.read_text())
+    return json.loads(ENVELOPE.read_text())
 
 
 def test_tolerances_file_is_what_the_committed_envelope_derives() -> None:
     """Edit either file alone and this fails: run `make tolerances` (or `make envelope`)."""
     committed = json.loads(DEFAULT_TOLERANCES.read_text())
-    assert committed == derive_files(DEFAULT_ENVELOPE, POLICY)
-    assert committed["envelope_sha256"] == hashlib.sha256(DEFAULT_ENVELOPE.read_bytes()).hexdigest()
+    assert committed == derive_files(ENVELOPE, POLICY)
+    assert committed["envelope_sha256"] == hashlib.sha256(ENVELOPE.read_bytes()).hexdigest()
 
 
 def test_a_changed_envelope_figure_changes_the_derived_tolerance(envelope: dict[str, Any]) -> None:

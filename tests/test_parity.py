@@ -15,14 +15,17 @@ import pytest
 import torch
 from safetensors.numpy import load_file, save_file
 
+from orcaport.model.errors import ExitCode
 from orcaport.model.weights import read_metadata, save_network_state
 from orcaport.parity.result import ParityResult
 from orcaport.parity.run import run_parity
-from tests.conftest import CORPUS, FIXTURE, FLAGSHIP, REFS, ROOT, copy_fixture
+from tests.conftest import CORPUS, FIXTURE, FLAGSHIP, REFS, ROOT, UPSTREAM, copy_fixture
 
 
 def parity_cli(tmp: Path, *args: str) -> tuple[int, str, dict[str, Any] | None]:
-    out = subprocess.run([sys.executable, "-m", "orcaport.parity", "--reports", str(tmp / "reports"), *args],
+    """python -m orcaport.parity on the fixture; `args` given later win (argparse: the last one)."""
+    out = subprocess.run([sys.executable, "-m", "orcaport.parity", "--model", str(FIXTURE), "--references", str(REFS),
+                          "--audio", str(CORPUS), "--reports", str(tmp / "reports"), *args],
                          cwd=ROOT, capture_output=True, text=True, timeout=600)
     report = tmp / "reports" / "parity.json"
     return out.returncode, out.stdout + out.stderr, json.loads(report.read_text()) if report.exists() else None
@@ -30,7 +33,7 @@ def parity_cli(tmp: Path, *args: str) -> tuple[int, str, dict[str, Any] | None]:
 
 @pytest.fixture(scope="module")
 def full() -> ParityResult:
-    result, _ = run_parity(FIXTURE, REFS, CORPUS)
+    result, _ = run_parity(FIXTURE, REFS, CORPUS, upstream=UPSTREAM)
     return result
 
 
@@ -89,7 +92,7 @@ def test_a_tampered_weights_file_is_refused_before_use(tmp_path: Path) -> None:
     blob[-100] ^= 0x01                     # a data byte: the safetensors header cannot notice
     (model / "model.safetensors").write_bytes(bytes(blob))
     code, out, report = parity_cli(tmp_path, "--model", str(model))
-    assert code == 2 and "not the file config.json was written with" in out and report is None
+    assert code == ExitCode.BAD_INPUT and "not the file config.json was written with" in out and report is None
 
 
 def test_one_perturbed_weight_is_localised_to_its_block(tmp_path: Path) -> None:
@@ -101,7 +104,7 @@ def test_one_perturbed_weight_is_localised_to_its_block(tmp_path: Path) -> None:
     cfg["provenance"]["weights_sha256"] = hashlib.sha256((model / "model.safetensors").read_bytes()).hexdigest()
     (model / "config.json").write_text(json.dumps(cfg))
     code, out, _ = parity_cli(tmp_path, "--model", str(model), "--only", FLAGSHIP)
-    assert code == 2 and "references were recorded for weights" in out   # never silently accepted
+    assert code == ExitCode.BAD_INPUT and "references were recorded for weights" in out   # never silently accepted
     code, out, report = parity_cli(tmp_path, "--model", str(model), "--only", FLAGSHIP,
                                    "--diagnose-other-weights")
     assert code == 1, out
@@ -149,7 +152,7 @@ def test_a_flipped_byte_in_a_reference_is_refused(tmp_path: Path) -> None:
     blob[len(blob) // 2] ^= 0x01
     path.write_bytes(bytes(blob))
     code, out, report = parity_cli(tmp_path, "--references", str(refs))
-    assert code == 2 and "does not match its sha256" in out and report is None
+    assert code == ExitCode.BAD_INPUT and "does not match its sha256" in out and report is None
 
 
 @pytest.mark.parametrize("field,value,stage", [("top_db", 80, "db"), ("f_max", 9000.0, "mel"),

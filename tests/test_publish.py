@@ -24,6 +24,7 @@ import pytest
 from huggingface_hub import ModelCard
 
 from orcaport.model.detector import Detector
+from orcaport.model.errors import ExitCode
 from orcaport.model.hub import IntegrityError
 from orcaport.parity.publishing import gate, publish
 from orcaport.parity.publishing.gate import GateError, check_report
@@ -307,11 +308,12 @@ def test_cli_gate_applies_to_dry_run(report: Path, tmp_path: Path, capsys) -> No
     staging = tmp_path / "staging"
     for rep, mdl, expect in ((tmp_path / "missing.json", FIXTURE, "does not exist"),
                              (report, model, "other weights")):
-        assert publish.main(_publish_args(rep, staging, "--dry-run", model=mdl)) == publish.EXIT_GATE
+        assert publish.main(_publish_args(rep, staging, "--dry-run", model=mdl)) == ExitCode.REFUSED
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: refusing to publish") and expect in err and "\n" not in err
         assert not staging.exists()
-    assert publish.main(["--model", str(FIXTURE), "--repo-id", "", "--dry-run"]) == publish.EXIT_USAGE
+    assert publish.main(["--model", str(FIXTURE), "--references", str(REFS), "--repo-id", "",
+                         "--dry-run"]) == ExitCode.USAGE
     assert "--repo-id" in capsys.readouterr().err
 
 
@@ -346,7 +348,7 @@ def test_server_error_gives_clear_message_and_publishes_nothing(report: Path, tm
     with FakeHub() as hub:
         hub.fail["commit"] = 500
         run = _run_publish(report, tmp_path, hub)
-    assert run.returncode == publish.EXIT_HUB
+    assert run.returncode == ExitCode.REMOTE
     err = _one_line_error(run.stderr)
     assert "HTTP 500" in err and "at commit" in err and "nothing was published" in err, err
     assert hub.commits == [] and set(hub.repos[REPO].files) == {".gitattributes"}
@@ -357,7 +359,7 @@ def test_unreachable_hub_gives_clear_message(report: Path, tmp_path: Path) -> No
     hub = FakeHub().start()
     hub.stop()   # a port that was just ours and now refuses connections
     run = _run_publish(report, tmp_path, hub)
-    assert run.returncode == publish.EXIT_HUB
+    assert run.returncode == ExitCode.REMOTE
     err = _one_line_error(run.stderr)
     assert "cannot reach the Hub at http://127.0.0.1:" in err and "nothing was published" in err, err
 
@@ -365,7 +367,7 @@ def test_unreachable_hub_gives_clear_message(report: Path, tmp_path: Path) -> No
 def test_refused_token_gives_clear_message(report: Path, tmp_path: Path) -> None:
     with FakeHub(token="hf_theOnlyTokenTheServerAccepts") as hub:
         run = _run_publish(report, tmp_path, hub)
-    assert run.returncode == publish.EXIT_HUB
+    assert run.returncode == ExitCode.REMOTE
     err = _one_line_error(run.stderr)
     assert "refused the token" in err and "HTTP 401" in err and "HF_TOKEN" in err, err
     assert hub.repos == {} and hub.commits == []
@@ -375,7 +377,7 @@ def test_refused_token_gives_clear_message(report: Path, tmp_path: Path) -> None
 def test_missing_token_is_named_before_any_request(report: Path, tmp_path: Path) -> None:
     with FakeHub() as hub:
         run = _run_publish(report, tmp_path, hub, None)
-    assert run.returncode == publish.EXIT_HUB
+    assert run.returncode == ExitCode.REMOTE
     assert "no Hugging Face token" in _one_line_error(run.stderr)
     assert hub.requests == []
 
@@ -484,7 +486,7 @@ def test_bad_card_config_is_one_line_and_stages_nothing(report: Path, tmp_path: 
     card = tmp_path / "card.json"
     card.write_text(content)
     staging = tmp_path / "s"
-    assert publish.main(_publish_args(report, staging, "--dry-run", "--card", str(card))) == publish.EXIT_USAGE
+    assert publish.main(_publish_args(report, staging, "--dry-run", "--card", str(card))) == ExitCode.BAD_INPUT
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: {card}") and expect in err and "\n" not in err, err
     assert not staging.exists()
@@ -492,7 +494,7 @@ def test_bad_card_config_is_one_line_and_stages_nothing(report: Path, tmp_path: 
 
 def test_publish_takes_the_references_the_report_was_made_from(report: Path, tmp_path: Path,
                                                                capsys) -> None:
-    """A user's report made from their own references: refused against the default folder with
+    """A user's report made from their own references: refused against the fixture's folder with
     the commands that fix it, accepted with --references (REFERENCES=)."""
     refs = tmp_path / "my_refs"
     shutil.copytree(REFS, refs)
@@ -504,10 +506,10 @@ def test_publish_takes_the_references_the_report_was_made_from(report: Path, tmp
     staging = tmp_path / "s"
     args = ["--model", str(FIXTURE), "--report", str(mine), "--repo-id", REPO, "--staging",
             str(staging), "--dry-run"]
-    assert publish.main(args) == publish.EXIT_GATE
+    assert publish.main(args + ["--references", str(REFS)]) == ExitCode.REFUSED
     err = capsys.readouterr().err.strip()
     assert "other references" in err and "as REFERENCES= (--references)" in err, err
-    assert f"`make parity MODEL={FIXTURE} REFERENCES=reference_outputs/stages REPORTS={tmp_path}`" in err
+    assert f"`make parity MODEL={FIXTURE} REFERENCES={REFS} REPORTS={tmp_path}`" in err
     assert "\n" not in err and not staging.exists()
     assert publish.main(args + ["--references", str(refs)]) == 0
     assert (staging / "parity.json").read_bytes() == mine.read_bytes()

@@ -26,14 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orcaport.model.errors import RefusedError
+from orcaport.model.errors import OrcaportError, RefusedError, report_error
 from orcaport.model.fileio import sha256_file
 from orcaport.parity.metrics import DEFAULT_TOLERANCES
 from orcaport.parity.result import (RUNTIME_SOURCES, SCHEMA_VERSION, FileResult, Location, ParityResult,
                                     ResultError)
 
 WEIGHTS_FILE, CONFIG_FILE, MANIFEST_FILE = "model.safetensors", "config.json", "manifest.json"
-DEFAULT_REFERENCES = Path("reference_outputs/stages")
 
 
 class GateError(RefusedError):
@@ -177,18 +176,17 @@ def _check_verdict(report: Path, result: ParityResult, fix: str) -> None:
         raise _refuse(report, "claims to pass but holds no checks", fix)
 
 
-def check_report(report: str | Path, model_dir: str | Path,
-                 references: str | Path | None = DEFAULT_REFERENCES,
+def check_report(report: str | Path, model_dir: str | Path, references: str | Path,
                  tolerances: str | Path | None = DEFAULT_TOLERANCES,
                  runtime: Path | None = RUNTIME_SOURCES, fix: str | None = None) -> GatedReport:
     """Return the gated report, or raise GateError saying which check failed and how to fix it.
 
-    `references=None` falls back to the default folder: a publish is never gated without them.
+    `references` is the folder the report was made from: a publish is never gated without them.
     `tolerances=None` / `runtime=None` skip those checks (for callers that ship neither).
     `fix`: how to remake the report (default: `make parity` with these MODEL/REFERENCES/REPORTS).
     """
     report, model_dir = Path(report), Path(model_dir)
-    references = Path(references) if references is not None else DEFAULT_REFERENCES
+    references = Path(references)
     fix = fix or parity_fix(report, model_dir, references)
     raw, result = _read(report, fix)
     _check_diagnostic(report, result, fix)
@@ -205,13 +203,12 @@ def main(argv: list[str] | None = None) -> int:
                                  description="Exit 0 only if the parity report allows a publish.")
     ap.add_argument("--model", type=Path, required=True, help="model.safetensors + config.json")
     ap.add_argument("--report", type=Path, default=Path("reports/parity.json"))
-    ap.add_argument("--references", type=Path, default=DEFAULT_REFERENCES)
+    ap.add_argument("--references", type=Path, required=True, help="the folder the report was made from")
     args = ap.parse_args(argv)
     try:
         gated = check_report(args.report, args.model, args.references)
-    except GateError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except (OrcaportError, KeyboardInterrupt) as e:      # GateError: exit 4
+        return report_error(None, e)
     print(f"gate: {gated.path} passes for weights {gated.result.weights_sha256}")
     return 0
 

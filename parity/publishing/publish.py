@@ -14,7 +14,8 @@ model.safetensors, config.json, README.md (the model card: task, labels, license
 way. --references is the folder the report was made from. The token is huggingface_hub's own
 (HF_TOKEN, else the login cache) and is never printed; HF_ENDPOINT picks the Hub.
 
-Exit status: 0 done, 1 bad arguments, 2 the gate refused, 3 staging failed, 4 the Hub failed.
+Exit status (model/errors.py): 0 done, 2 bad arguments, 3 an unusable input (card config,
+license file), 4 the gate refused, 5 staging failed, 6 the Hub refused or could not be reached.
 """
 
 from __future__ import annotations
@@ -29,15 +30,15 @@ from huggingface_hub import HfApi, get_token
 from huggingface_hub.errors import HFValidationError, LocalTokenNotFoundError
 from huggingface_hub.utils import validate_repo_id
 
-from orcaport.model.errors import ExitCode, OutputError, RemoteError
+from orcaport.model.errors import (ExitCode, InputError, OrcaportError, OutputError, RemoteError, UsageError,
+                                   report_error)
 from orcaport.model.fileio import recover_folder, replace_folder, sha256_file
 from orcaport.parity.publishing import card_config
-from orcaport.parity.publishing.card_config import CardConfig, CardConfigError, check_license, load_card_config
-from orcaport.parity.publishing.gate import (CONFIG_FILE, DEFAULT_REFERENCES, DEFAULT_TOLERANCES, WEIGHTS_FILE,
-                                             GatedReport, GateError, check_report, make_command, parity_fix)
+from orcaport.parity.publishing.card_config import CardConfig, check_license, load_card_config
+from orcaport.parity.publishing.gate import (CONFIG_FILE, DEFAULT_TOLERANCES, WEIGHTS_FILE,
+                                             GatedReport, check_report, make_command, parity_fix)
 from orcaport.parity.publishing.model_card import detect_license, render_card
 
-EXIT_USAGE, EXIT_GATE, EXIT_STAGING, EXIT_HUB = 1, 2, 3, 4
 SUMS, REPORT, LICENSE, CARD = "SHA256SUMS", "parity.json", "LICENSE", "README.md"
 
 
@@ -198,8 +199,8 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, required=True, help="model.safetensors + config.json")
     ap.add_argument("--report", type=Path, default=Path("reports/parity.json"))
-    ap.add_argument("--references", type=Path, default=DEFAULT_REFERENCES,
-                    help="the references folder the report was made from (default: %(default)s)")
+    ap.add_argument("--references", type=Path, required=True,
+                    help="the references folder the report was made from")
     ap.add_argument("--tolerances", type=Path, default=DEFAULT_TOLERANCES,
                     help="the tolerances the report was made with (a model's own: make envelope TOLERANCES=)")
     ap.add_argument("--repo-id", default="", help="NAMESPACE/NAME on the Hub")
@@ -219,45 +220,37 @@ def main(argv: list[str] | None = None) -> int:
                        help="never the OrcaHello wording, even for the fixture")
     args = ap.parse_args(argv)
     try:
+        return _publish(args)
+    except (OrcaportError, KeyboardInterrupt) as e:
+        return report_error(None, e)
+
+
+def _publish(args: argparse.Namespace) -> int:
+    """main's work; every refusal is an OrcaportError whose class is its exit code."""
+    try:
         validate_repo_id(args.repo_id if "/" in args.repo_id else "")
     except HFValidationError:
-        print(f"error: --repo-id {args.repo_id!r} is not NAMESPACE/NAME on the Hub; use e.g. "
-              f"{_publish_command(args, REPO_ID='orcasound/orcahello-srkw')}", file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError(f"--repo-id {args.repo_id!r} is not NAMESPACE/NAME on the Hub; use e.g. "
+                         f"{_publish_command(args, REPO_ID='orcasound/orcahello-srkw')}") from None
     if args.license_file is not None and not args.license_file.is_file():
-        print(f"error: --license-file {args.license_file} does not exist; pass an existing "
-              "LICENSE file", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        card = _card(args)
-    except CardConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        raise InputError(f"--license-file {args.license_file} does not exist; pass an existing LICENSE file")
+    card = _card(args)                                       # CardConfigError: exit 3
     fix = parity_fix(args.report, args.model, args.references)
-    try:
-        gated = check_report(args.report, args.model, args.references, args.tolerances, fix=fix)
-    except GateError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_GATE
+    gated = check_report(args.report, args.model, args.references, args.tolerances, fix=fix)  # GateError: 4
     staging = args.staging or Path("staging") / args.repo_id.replace("/", "--")
     try:
         stage(args.model, gated, args.repo_id, staging, args.license_file, card, fix)
     except Exception as e:  # noqa: BLE001 - any staging failure leaves no staging behind
         text = str(e).splitlines()[0] if str(e) else ""
-        print(f"error: staging failed ({type(e).__name__}: {text})", file=sys.stderr)
-        return EXIT_STAGING
+        raise OutputError(f"staging failed ({type(e).__name__}: {text})") from None
     print(f"staged {len(staged_files(staging))} files in {staging} "
           f"(weights {gated.result.weights_sha256}, parity PASSED)")
     if args.dry_run:
         print("dry run: nothing uploaded")
-        return 0
-    try:
-        url = upload(staging, args.repo_id, gated, _publish_command(args))
-    except PublishError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_HUB
+        return ExitCode.OK
+    url = upload(staging, args.repo_id, gated, _publish_command(args))   # HubError: exit 6
     print(f"published {args.repo_id}: {url}")
-    return 0
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

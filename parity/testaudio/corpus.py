@@ -24,13 +24,12 @@ from typing import Callable
 import numpy as np
 import soundfile as sf
 
-from orcaport.model.errors import InputError
+from orcaport.model.errors import ExitCode, InputError, OrcaportError, report_error
 from orcaport.model.fileio import sha256_file, write_file_atomically
 from orcaport.parity.testaudio.synth import Background, CallSpec, Event, synth_recording
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "corpus.json"
-DEFAULT_OUT = Path("reference_outputs/corpus")
 FIX_HINT = "regenerate it with `make corpus`"
 # Integer full scale: +1.0 maps to the largest code; anything beyond (either sign) clips.
 INT_SCALE = {"PCM_16": (32767.0, -32768, 32767), "PCM_24": (8388607.0, -8388608, 8388607)}
@@ -172,7 +171,8 @@ def _zero_peak_timestamp(data: bytearray) -> None:
 def write_file(spec: CorpusSpec, out_dir: Path) -> dict:
     """Synthesize, quantize and atomically write one corpus file; return its manifest entry."""
     audio, events = spec.build(spec)
-    assert audio.shape == (spec.frames, spec.channels), (spec.name, audio.shape)
+    if audio.shape != (spec.frames, spec.channels):      # a bug in the spec's builder, not an input
+        raise RuntimeError(f"{spec.name}: built {audio.shape}, not ({spec.frames}, {spec.channels})")
     samples = quantize(audio, spec.subtype)
 
     buf = io.BytesIO()
@@ -241,7 +241,8 @@ def load_corpus_manifest(directory: Path | str, specs: tuple[CorpusSpec, ...] = 
 def main(argv: list[str] | None = None) -> int:
     """CLI: write (default) or --check the corpus directory."""
     parser = argparse.ArgumentParser(prog="python -m orcaport.parity.testaudio.corpus", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="corpus directory")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="corpus directory (make corpus: reference_outputs/corpus)")
     parser.add_argument("--check", action="store_true", help="only verify files against corpus.json")
     parser.add_argument("--set", choices=sorted(SETS), default="main",
                         help="main: the parity corpus; controls: the negative controls' odd-rate file")
@@ -249,12 +250,11 @@ def main(argv: list[str] | None = None) -> int:
     specs = SETS[args.set]
     try:
         manifest = load_corpus_manifest(args.out, specs) if args.check else write_corpus(args.out, specs)
-    except CorpusError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    except (OrcaportError, KeyboardInterrupt) as exc:      # CorpusError: exit 3
+        return report_error(None, exc)
     for entry in manifest["files"]:
         print(f"{entry['sha256'][:12]}  {entry['name']}  ({len(entry['events'])} events)")
-    return 0
+    return ExitCode.OK
 
 
 if __name__ == "__main__":
