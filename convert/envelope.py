@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 
 from convert.legacy import ConvertError
-from orcaport.model.errors import ExitCode, InputError, OrcaportError, OutputError, UsageError, report_error
-from orcaport.model.fileio import write_files_atomically
+from orcaport.model.errors import ExitCode, InputError, OrcaportError, UsageError, report_error
+from orcaport.model.fileio import write_output_file
 from orcaport.parity.diffstats import diff_stats
 from orcaport.parity.envelope import VARIANTS, compare_sets, fold_stats
 from orcaport.parity.fingerprint import default_kernel_environ, same_machine
@@ -161,11 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
         with tempfile.TemporaryDirectory(prefix="orcaport-envelope-") as tmp:
             envelope = measure(args.model, args.corpus, args.references, Path(tmp), names)
-        blob = (json.dumps(envelope, indent=1, sort_keys=True) + "\n").encode()
-        try:
-            write_files_atomically(args.out.parent, {args.out.name: blob})
-        except OSError as e:
-            raise OutputError(f"cannot write {args.out} ({e.strerror or e}); pass a writable --out") from None
+        write_output_file(args.out, json.dumps(envelope, indent=1, sort_keys=True) + "\n")
     except (OrcaportError, KeyboardInterrupt) as e:
         return report_error(None, e)
     except (OSError, ValueError) as e:     # unreadable or mismatched inputs (not ours: no code of their own)

@@ -168,6 +168,17 @@ def write_file_atomically(path: Path, content: bytes | str) -> Path:
     return write_files_atomically(path.parent, {path.name: content})[0]
 
 
+def write_output_file(path: Path, content: bytes | str, flag: str = "--out") -> Path:
+    """A command's output file, as write_file_atomically; an unwritable place is an OutputError
+    (exit 5) naming the command-line `flag` that chose it. -> the path."""
+    from orcaport.model.errors import OutputError
+
+    try:
+        return write_file_atomically(path, content)
+    except OSError as e:
+        raise OutputError(f"cannot write {path} ({e.strerror or e}); pass a writable {flag}") from None
+
+
 def write_json_atomically(folder: Path, name: str, obj: object) -> Path:
     """`obj` as indented JSON in folder/name, written atomically. -> the path."""
     return write_files_atomically(Path(folder), {name: json.dumps(obj, indent=2) + "\n"})[0]

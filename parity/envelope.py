@@ -27,7 +27,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from orcaport.model.errors import ExitCode, InputError, OrcaportError, OutputError, report_error
+from orcaport.model.errors import ExitCode, InputError, OrcaportError, report_error
 from orcaport.parity.diffstats import diff_stats
 from orcaport.parity.references import References
 
@@ -187,16 +187,13 @@ def main(argv: Iterable[str] | None = None) -> int:
     ap.add_argument("--envelope", type=Path, required=True, help="the envelope make envelope measured")
     ap.add_argument("--out", type=Path, required=True, help="the tolerances file to write")
     args = ap.parse_args(list(argv) if argv is not None else None)
-    from orcaport.model.fileio import write_files_atomically
+    from orcaport.model.fileio import write_output_file
     try:
         try:
             blob = render(derive_files(args.envelope))
         except (OSError, ValueError, KeyError) as e:
             raise InputError(f"cannot derive tolerances from {args.envelope} ({e}); run `make envelope`") from None
-        try:
-            write_files_atomically(args.out.parent, {args.out.name: blob})
-        except OSError as e:
-            raise OutputError(f"cannot write {args.out} ({e.strerror or e}); pass a writable --out") from None
+        write_output_file(args.out, blob)
     except (OrcaportError, KeyboardInterrupt) as e:
         return report_error(None, e)
     print(f"wrote {args.out}")
