@@ -24,7 +24,6 @@ import contextlib
 import dataclasses
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -38,6 +37,7 @@ from orcaport.model.artifact import CONFIG_FILE, WEIGHTS_FILE, Artifact, load_ar
 from orcaport.model.audio import PcmAudio
 from orcaport.model.config import CLIP_SECONDS
 from orcaport.model.cpus import available_cpus
+from orcaport.model.detection import Detection
 from orcaport.model.onednn import OneDnnNet
 from orcaport.model.source import STREAM_BYTES, AudioSource, DetectorError, open_audio, release_free_memory
 from orcaport.model.pipeline import Frontend, mel_step, normalize, probabilities, run_steps, windows_of
@@ -52,50 +52,6 @@ DEFAULT_BATCH = {"cpu": 4, "cuda": 64}
 MAX_WORKERS = 4                 # more concurrent batches only add activation memory
 TRIM_EVERY = 64                 # batches between malloc_trim calls (each takes < 20 ms)
 ProgressFn = Callable[[int, int], None]   # (clips done, clips total)
-
-
-@dataclass(frozen=True, eq=False)
-class Detection:
-    """One file's result. clip_confidence: (clips,) float32 P(positive) per 2 s clip;
-    start_time_s / confidence / local_prediction: (clips + 1,) legacy's one-second rows."""
-
-    wav_filename: str
-    profile: str
-    clips: int
-    duration_s: float
-    clip_confidence: np.ndarray
-    start_time_s: np.ndarray
-    confidence: np.ndarray
-    local_prediction: np.ndarray
-    global_prediction: int
-    global_confidence: float
-    threshold: float
-    min_positive: int
-    sample_rate: int = 0          # the file's, Hz (0: unknown)
-
-    @property
-    def positive_seconds(self) -> int:
-        return int(self.local_prediction.sum())
-
-    def rows(self) -> list[dict[str, Any]]:
-        """Legacy `submission` rows (+ local_prediction): one dict per second."""
-        return [{"wav_filename": self.wav_filename, "start_time_s": int(t), "duration_s": 1.0,
-                 "confidence": float(c), "local_prediction": int(p)}
-                for t, c, p in zip(self.start_time_s, self.confidence, self.local_prediction)]
-
-    def legacy_dict(self) -> dict[str, Any]:
-        """The dict OrcaHello's `FastAIModel.predict` returns (submission as a list of rows)."""
-        rows = self.rows()
-        return {"submission": [{k: v for k, v in r.items() if k != "local_prediction"} for r in rows],
-                "local_predictions": [r["local_prediction"] for r in rows],
-                "local_confidences": [r["confidence"] for r in rows],
-                "global_prediction": self.global_prediction, "global_confidence": self.global_confidence}
-
-    def to_dict(self) -> dict[str, Any]:
-        keys = ("wav_filename", "profile", "clips", "duration_s", "threshold", "min_positive",
-                "global_prediction", "global_confidence", "positive_seconds")
-        return {**{k: getattr(self, k) for k in keys},
-                "rows": [{k: v for k, v in r.items() if k != "wav_filename"} for r in self.rows()]}
 
 
 @contextlib.contextmanager
