@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import CORPUS, FIXTURE, REFS, ROOT
 
 CLEAN_PACKAGES = ("model", "parity")
 FORBIDDEN_MODULES = ("fastai", "audio", "fastai_audio", "torchvision", "torchaudio", "librosa",
@@ -74,7 +74,8 @@ def test_parity_runs_end_to_end_with_unpickling_disabled(tmp_path: Path) -> None
         "import pickle, runpy, sys\n"
         "def _refuse(*a, **k): raise AssertionError('clean code unpickled something')\n"
         "pickle.load = pickle.loads = pickle.Unpickler = _refuse\n"
-        f"sys.argv = ['parity', '--reports', {str(tmp_path)!r}]\n"
+        f"sys.argv = ['parity', '--reports', {str(tmp_path)!r}, '--model', {str(FIXTURE)!r},\n"
+        f"            '--references', {str(REFS)!r}, '--audio', {str(CORPUS)!r}]\n"
         "runpy.run_module('orcaport.parity', run_name='__main__', alter_sys=True)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600)
