@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +80,10 @@ def _copy(hls: Path, tmp: Path) -> Path:
 ])
 def test_bad_inputs_are_one_line_and_write_nothing(hls: Path, tmp_path: Path, capsys, monkeypatch,
                                                    case: str, expect: str) -> None:
+    # a private temp folder: what is left there is this run's (other jobs share /tmp)
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    monkeypatch.setattr(tempfile, "tempdir", None)
     playlist = _copy(hls, tmp_path)
     target, args = playlist, ["--window-seconds", "20"]
     if case == "missing_segment":
