@@ -85,8 +85,9 @@ def _env(tmp: Path, hub: FakeHub | None, token: str | None = TOKEN, **extra: str
     env = {k: v for k, v in os.environ.items()
            if "proxy" not in k.lower() and not k.startswith(("HF_", "HUGGING"))}
     env |= {"HF_HOME": str(tmp / "hf_home"), "HF_HUB_DISABLE_XET": "1",
-            "HF_HUB_DISABLE_TELEMETRY": "1", "NO_PROXY": "127.0.0.1,localhost",
-            "PYTHONPATH": str(ROOT), **extra}
+            "HF_HUB_DISABLE_TELEMETRY": "1", "NO_PROXY": "127.0.0.1,localhost", **extra}
+    # no PYTHONPATH into the checkout: the card's snippet must import what users install
+    env.pop("PYTHONPATH", None)
     if hub is not None:
         env["HF_ENDPOINT"] = hub.endpoint
     if token is not None:

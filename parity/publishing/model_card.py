@@ -140,7 +140,7 @@ def usage_section(repo_id: str, config: Mapping[str, Any], card: CardConfig,
     return ["## Usage", "", "This repo holds data only (weights, config, the parity report); the "
             "code that runs it is the `orcaport` package you install -- nothing is imported from "
             "the download. No fastai or torchaudio is needed.", "", "```bash", install_line(card),
-            "```", "", "```python", "from model.detector import Detector", "",
+            "```", "", "```python", "from orcaport.model.detector import Detector", "",
             f'detector = Detector.from_pretrained("{repo_id}",   # cached; HF_HUB_OFFLINE=1 works offline',
             f'                                     weights_sha256="{weights_sha256}")',
             'result = detector.detect("hydrophone.wav")   # WAV as is; FLAC, MP3, AAC, .ts through ffmpeg',
