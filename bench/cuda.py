@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -35,6 +34,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from bench.machine import cpu_name, lscpu
 from bench.train import SAMPLE_RATE, TRAIN_SEED, train_resnet50
 from orcaport.model.detector import Detector
 from orcaport.model.feeder import WaveformChunks, detect_many, plan_chunks
@@ -47,12 +47,9 @@ HOUR_S = 3600
 
 
 def cpu_facts() -> dict[str, Any]:
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
-    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
-    keep = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
-    return {"cpu": model or platform.processor(), "cpus": len(os.sched_getaffinity(0)),
-            "key_flags": {f: f in flags for f in keep}}
+    facts = lscpu()
+    return {"cpu": cpu_name(), "model": facts["model"], "cpus": len(os.sched_getaffinity(0)),
+            "key_flags": facts["key_flags"]}
 
 
 def _example(args: tuple[int, bool]) -> np.ndarray:

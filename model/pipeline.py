@@ -98,15 +98,15 @@ FRONTEND_STEPS: tuple[tuple[str, Step], ...] = (
     ("mel", mel_step), ("db", db_step), ("input", input_step),
 )
 STEP_OF = dict(FRONTEND_STEPS)
-PREVIOUS = {stage: before for (before, _), (stage, _) in zip((("clip", None),) + FRONTEND_STEPS, FRONTEND_STEPS)}
+STAGE_NAMES = tuple(name for name, _ in FRONTEND_STEPS)
+PREVIOUS = dict(zip(STAGE_NAMES, ("clip",) + STAGE_NAMES[:-1]))     # each step's input stage
 
 
 def run_steps(x: Any, fe: Frontend, rate: int, first: str = "load", last: str = "input") -> dict[str, Any]:
     """Feed `x` (the stage before `first`) through the steps first..last, in order.
     -> {stage: its output} for each step run."""
-    names = [name for name, _ in FRONTEND_STEPS]
     out: dict[str, Any] = {}
-    for name in names[names.index(first):names.index(last) + 1]:
+    for name in STAGE_NAMES[STAGE_NAMES.index(first):STAGE_NAMES.index(last) + 1]:
         x = out[name] = STEP_OF[name](x, fe, rate)
     return out
 
