@@ -457,7 +457,8 @@ def test_card_follows_the_users_model_not_orcahello(report: Path, tmp_path: Path
     card.write_text(json.dumps({"task": "Detects humpback whale song in glider recordings",
                                 "labels": {"positive": "humpback song"}, "license": "apache-2.0",
                                 "links": {"code": "https://example.org/me/orcaport"},
-                                "tags": ["humpback"], "title": "Humpback song detector"}))
+                                "tags": ["humpback"], "title": "Humpback song detector",
+                                "description": "Trained on 2019-2021 glider deployments.\n\n*Not* for ship noise."}))
     staging = tmp_path / "s"
     mine = copy_fixture(tmp_path)   # the same weights, without fixture.json: a user's model
     assert publish.main(_publish_args(report, staging, "--dry-run", "--card", str(card), model=mine)) == 0
@@ -466,6 +467,7 @@ def test_card_follows_the_users_model_not_orcahello(report: Path, tmp_path: Path
     assert data.license == "apache-2.0" and "humpback" in data.tags and "orcahello" not in data.tags
     assert "# Humpback song detector" in text and "Detects humpback whale song" in text
     assert "`positive` (humpback song)" in text and "https://example.org/me/orcaport" in text
+    assert "## Description\n\nTrained on 2019-2021 glider deployments.\n\n*Not* for ship noise." in text
     assert 'pip install "orcaport @ git+https://example.org/me/orcaport"' in text
     assert "OrcaHello" not in text and "Southern Resident" not in text
     # flags win over the file; --not-orcahello drops the wording even for the fixture
@@ -476,6 +478,8 @@ def test_card_follows_the_users_model_not_orcahello(report: Path, tmp_path: Path
 
 @pytest.mark.parametrize("content, expect", [
     ('{"task": 3}', "field 'task' must be a JSON str"),
+    ('{"description": ["x"]}', "field 'description' must be a JSON str"),
+    ('{"summary": "x"}', "unknown field 'summary' (known: title, task, description,"),
     ('{"colour": "red"}', "unknown field 'colour'"),
     ('{"labels": {"whale": "x"}}', "labels names 'whale', not one of the model's classes"),
     ('{"license": "MIT License"}', "not a Hub license id"),

@@ -1,6 +1,6 @@
 """What the model card says about the model, from the user: a small JSON card config and/or flags.
 
-    {"title": "...", "task": "Detects ... in ...", "orcahello": false,
+    {"title": "...", "task": "Detects ... in ...", "description": "free text (Markdown)", "orcahello": false,
      "labels": {"positive": "a call", "negative": "background"},
      "license": "apache-2.0", "links": {"code": "https://...", "data": "https://..."},
      "tags": ["bird"], "install": "pip install 'orcaport @ git+https://...'"}
@@ -23,7 +23,7 @@ from orcaport.model.errors import InputError
 
 # The Hub's license ids are lowercase SPDX-like words; the Hub itself validates the exact list.
 LICENSE_ID = re.compile(r"^[a-z0-9][a-z0-9.\-]*$")
-FIELDS = {"title": str, "task": str, "orcahello": bool, "labels": dict, "license": str,
+FIELDS = {"title": str, "task": str, "description": str, "orcahello": bool, "labels": dict, "license": str,
           "links": dict, "tags": list, "install": str}
 
 
@@ -41,13 +41,15 @@ class CardConfig:
     links: dict[str, str] = field(default_factory=dict)
     tags: tuple[str, ...] = ()
     install: str | None = None           # None: derived from links.code (model_card.install_line)
+    description: str | None = None       # free Markdown, a section of its own under the summary
 
     def with_flags(self, task: str | None, license_id: str | None, orcahello: bool | None,
                    title: str | None) -> "CardConfig":
         """Flags win over the file."""
         return CardConfig(title or self.title, task or self.task,
                           self.orcahello if orcahello is None else orcahello, self.labels,
-                          license_id or self.license, self.links, self.tags, self.install)
+                          license_id or self.license, self.links, self.tags, self.install,
+                          self.description)
 
 
 def _bad(where: str, why: str) -> CardConfigError:
@@ -93,4 +95,4 @@ def load_card_config(path: Path | None, classes: list[str]) -> CardConfig:
     check_license(where, data.get("license"))
     return CardConfig(data.get("title"), data.get("task"), data.get("orcahello"), dict(labels),
                       data.get("license"), dict(links), tuple(tags),
-                      data.get("install"))
+                      data.get("install"), data.get("description"))

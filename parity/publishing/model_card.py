@@ -179,6 +179,8 @@ def model_section(config: Mapping[str, Any], fixture: Mapping[str, Any] | None, 
               f"detection when at least {agg['min_positive']} seconds are positive; its global "
               "confidence is 100 x the mean confidence of the positive seconds"]
     lines += [f"- {name}: {url}" for name, url in sorted(card.links.items())] + [""]
+    if card.description and card.description.strip():
+        lines += ["## Description", "", card.description.strip(), ""]
     if fixture:
         held = fixture.get("held_out", {})
         lines += ["> **Note:** these weights are orcaport's *test fixture*, a "

@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repo-id", default="", help="NAMESPACE/NAME on the Hub")
     ap.add_argument("--dry-run", action="store_true", help="gate and stage only; upload nothing")
     ap.add_argument("--staging", type=Path, help="default: staging/NAMESPACE--NAME")
-    ap.add_argument("--card", type=Path, help="card config JSON: title, task, orcahello, labels, "
+    ap.add_argument("--card", type=Path, help="card config JSON: title, task, description, orcahello, labels, "
                     "license, links, tags, install (parity/publishing/card_config.py)")
     ap.add_argument("--task", help="what the model detects, one sentence (wins over --card)")
     ap.add_argument("--title", help="the card's title (wins over --card)")
