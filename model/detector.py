@@ -34,7 +34,7 @@ from torch import nn
 from orcaport.model.aggregate import aggregate
 from orcaport.model.arithmetic import Arithmetic, choose, strict_fp32_cuda
 from orcaport.model.artifact import CONFIG_FILE, WEIGHTS_FILE, Artifact, load_artifact
-from orcaport.model.audio import PcmAudio
+from orcaport.model.clips import ClipWaveforms
 from orcaport.model.config import CLIP_SECONDS
 from orcaport.model.cpus import available_cpus
 from orcaport.model.detection import Detection
@@ -97,6 +97,7 @@ class Detector:
                                 "implemented (only 'rolling2'); re-run `make convert`")
         self._fe = Frontend.of(cfg)
         self.frontend = self._fe.cfg
+        self.clips = ClipWaveforms(self._fe)
         self.artifact, self.profile, self.device, self.engine = artifact, profile, device, engine
         self.batch_size, self.stream_bytes, self.positive_index = batch_size, stream_bytes, cfg.positive_index
         cpus = available_cpus()        # affinity capped by a cgroup quota (a 1-CPU pod sees all cores)
@@ -182,22 +183,10 @@ class Detector:
         return "fp32" if self.dtype == torch.float32 else f"{str(self.dtype)[6:]} {kind}"
 
     # -- frontend ----------------------------------------------------------------------------------
-    def _prefix(self, seg: np.ndarray, src: AudioSource) -> np.ndarray:
-        """The per-second steps (load, downmix), run once per second: both are per sample, so a
-        clip's prefix is its two seconds' prefixes side by side (tested bit for bit).
-        (frames, C) ints -> (1, frames) float32"""
-        pcm = PcmAudio(seg, src.sample_rate, src.sample_width)
-        return run_steps(pcm, self._fe, src.sample_rate, "load", "downmix")["downmix"]
-
     def clip_waveform(self, clip: np.ndarray, src: AudioSource) -> np.ndarray:
-        """The waveform steps after the shared prefix (resample), per clip: resample_poly's edges
-        differ on a longer signal, so this step is never shared. `clip` is a (1, N) prefix when the
-        frontend downmixes, else (N, C) raw ints, run from `load` as legacy does.
+        """The per-clip waveform steps after the shared prefix (model/clips.py).
         -> (C, N') float32 at the spectrogram's rate"""
-        if not self.frontend.downmix:
-            pcm = PcmAudio(clip, src.sample_rate, src.sample_width)
-            return run_steps(pcm, self._fe, src.sample_rate, "load", "resample")["resample"]
-        return run_steps(clip, self._fe, src.sample_rate, "resample", "resample")["resample"]
+        return self.clips.clip_waveform(clip, src)
 
     def spectrogram_inputs(self, waves: torch.Tensor, rate: int) -> torch.Tensor:
         """The spectrogram steps (mel, db, input) of a batch, on the batch's device.
@@ -213,13 +202,7 @@ class Detector:
     def clip_inputs(self, src: AudioSource, first: int = 0, count: int | None = None) -> Iterator[np.ndarray]:
         """Clips first..first+count-1 (default: all) as their shared prefix (before
         `clip_waveform`): each second is prepared once and shared by the two clips overlapping it."""
-        count = len(windows_of(src.duration_s, src.path)) - first if count is None else count
-        prev: np.ndarray | None = None
-        for seg in src.segments(count + 1, first):
-            cur = self._prefix(seg, src) if self.frontend.downmix else seg
-            if prev is not None:
-                yield np.concatenate([prev, cur], axis=1 if self.frontend.downmix else 0)
-            prev = cur
+        return self.clips.clip_inputs(src, first, count)
 
     # -- network -----------------------------------------------------------------------------------
     def run_network(self, x: torch.Tensor) -> torch.Tensor:
@@ -262,11 +245,7 @@ class Detector:
             if progress is not None:
                 progress(done[0], n_clips)
 
-        # As many batches as a multiple of `workers`, sizes within 1 of each other: no worker idles
-        # through a lone last batch.
-        n_batches = -(-n_clips // self.batch_size)
-        n_batches = min(n_clips, -(-n_batches // self.workers) * self.workers)
-        sizes = [n_clips // n_batches + (i < n_clips % n_batches) for i in range(n_batches)]
+        sizes = self.batch_sizes(n_clips)
         with self.network_context(), ThreadPoolExecutor(self.workers) as pool:
             batch: list[np.ndarray] = []
             for clip in self.clip_inputs(src):
@@ -279,6 +258,25 @@ class Detector:
             while pending:
                 collect()
         return torch.cat(out).numpy(), src
+
+    def batch_sizes(self, n_clips: int) -> list[int]:
+        """How a file's clips are cut into network calls, the same in every way of running it (one
+        file, the many-file feeder, Ray), so each call sees the same clips and returns the same
+        bits: as many batches as a multiple of `workers`, sizes within 1 of each other (no worker
+        idles through a lone last batch)."""
+        n_batches = -(-n_clips // self.batch_size)
+        n_batches = min(n_clips, -(-n_batches // self.workers) * self.workers)
+        return [n_clips // n_batches + (i < n_clips % n_batches) for i in range(n_batches)]
+
+    def waveform_probabilities(self, waves: np.ndarray, rate: int) -> np.ndarray:
+        """P(positive) of a whole file's clips from their waveforms (model/clips.py), batched as
+        `clip_probabilities` batches them. (clips, C, N') float32 -> (clips,) float32"""
+        x = torch.from_numpy(np.ascontiguousarray(waves))
+        bounds = np.cumsum([0] + self.batch_sizes(len(x)))
+        with self.network_context(), ThreadPoolExecutor(self.workers) as pool:
+            parts = pool.map(lambda ab: self.run_network(self.spectrogram_inputs(x[ab[0]:ab[1]], rate)),
+                             zip(bounds[:-1], bounds[1:]))
+            return torch.cat(list(parts)).numpy()
 
     def detect(self, path: str | Path, threshold: float | None = None, min_positive: int | None = None,
                progress: ProgressFn | None = None) -> Detection:

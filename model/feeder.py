@@ -10,6 +10,10 @@ as much again, and a GPU runs the whole ResNet50 batch in less; so the device ta
 and the cores that are left do nothing but resample. torch's DataLoader moves the chunks through
 shared memory and keeps their order. Every stage is the Detector's own function
 (`clip_inputs`, `clip_waveform`, `spectrogram_inputs`, `run_network`): this module only schedules.
+By default a file's chunks are the Detector's own network batches (`Detector.batch_sizes`), so
+every network call sees the clips it sees in a one-file run and each file's result is the same
+bits as `Detector.detect` (tests/test_feeder.py, tests/test_cli_many.py); a fixed `chunk` trades
+that for bigger GPU batches (bench/cuda.py).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -28,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 from orcaport.model.pipeline import windows_of
 from orcaport.model.source import AudioSource, DetectorError, open_audio
 
-CHUNK_CLIPS = 256          # clips per worker item and per device batch (a ResNet50 batch fills an H100)
+CHUNK_CLIPS = 256          # fixed chunks: clips per worker item and per device batch (fills an H100)
 PREFETCH = 4               # chunks each worker prepares ahead
 
 
@@ -76,9 +80,11 @@ def one_line(e: BaseException) -> str:
     return str(e).splitlines()[0] if str(e) else type(e).__name__
 
 
-def plan_chunks(paths: Sequence[Path], stream_bytes: int, chunk: int = CHUNK_CLIPS
+def plan_chunks(paths: Sequence[Path], stream_bytes: int, chunk: int = CHUNK_CLIPS,
+                sizes: Callable[[int], Sequence[int]] | None = None
                 ) -> tuple[dict[int, AudioSource], list[Chunk], dict[int, str]]:
-    """Open every file's header (a small file is decoded) and cut its clips into chunks.
+    """Open every file's header (a small file is decoded) and cut its clips into chunks of `chunk`
+    clips, or of `sizes(clips)` (e.g. `Detector.batch_sizes`) when given.
     -> (sources by file index, chunks in order, errors by file index for files refused here)"""
     sources, chunks, failed = {}, [], {}
     for f, path in enumerate(paths):
@@ -89,7 +95,10 @@ def plan_chunks(paths: Sequence[Path], stream_bytes: int, chunk: int = CHUNK_CLI
             failed[f] = one_line(e)
             continue
         sources[f] = dataclasses.replace(src, pcm=None)   # workers decode; the planner keeps no samples
-        chunks += [Chunk(f, a, min(chunk, n_clips - a)) for a in range(0, n_clips, chunk)]
+        counts = list(sizes(n_clips)) if sizes is not None else [min(chunk, n_clips - a)
+                                                                  for a in range(0, n_clips, chunk)]
+        firsts = np.cumsum([0] + counts[:-1])
+        chunks += [Chunk(f, int(a), n) for a, n in zip(firsts, counts)]
     return sources, chunks, failed
 
 
@@ -98,12 +107,15 @@ def _one_thread(_: int) -> None:
 
 
 def detect_many(detector, paths: Sequence[str | Path], workers: int | None = None,
-                chunk: int = CHUNK_CLIPS) -> Iterator[tuple[Path, Any]]:
+                chunk: int | None = None) -> Iterator[tuple[Path, Any]]:
     """Run `detector` over `paths`, yielding (path, Detection) -- or (path, FileError) for a file
     that could not be processed -- for every path, in order. workers: frontend processes
-    (default: the CPUs this process may use, less one for the main process)."""
+    (default: the CPUs this process may use, less one for the main process); chunk: clips per
+    chunk (default: the detector's own batches, which make each file's result bit for bit a
+    one-file run's)."""
     paths = [Path(p) for p in paths]
-    sources, chunks, failed = plan_chunks(paths, detector.stream_bytes, chunk)
+    sizes = detector.batch_sizes if chunk is None else None
+    sources, chunks, failed = plan_chunks(paths, detector.stream_bytes, chunk or CHUNK_CLIPS, sizes)
     workers = max(1, (len(os.sched_getaffinity(0)) - 1) if workers is None else workers)
     loader = DataLoader(WaveformChunks(detector, paths, chunks), batch_size=None, num_workers=workers,
                         worker_init_fn=_one_thread, pin_memory=detector.device == "cuda",

@@ -61,3 +61,14 @@ def test_a_bad_file_fails_alone_in_its_place(exact: Detector, tmp_path: Path) ->
     assert isinstance(got[2][1], FileError) and "read error at clip 4" in str(got[2][1])
     for path, d in (got[1], got[3]):
         assert np.array_equal(d.local_prediction, exact.detect(path).local_prediction)
+
+
+def test_default_chunks_are_the_detectors_batches_so_results_are_bit_for_bit(exact: Detector) -> None:
+    # each chunk is one of Detector.batch_sizes: every network call sees a one-file run's clips
+    files = [CORPUS / FLAGSHIP, CORPUS / STEREO]
+    _, chunks, _ = plan_chunks(files, exact.stream_bytes, sizes=exact.batch_sizes)
+    assert [c.count for c in chunks if c.file == 0] == exact.batch_sizes(59)
+    for path, got in detect_many(exact, files, workers=1):
+        want = exact.detect(path)
+        assert np.array_equal(got.clip_confidence, want.clip_confidence)
+        assert got.rows() == want.rows() and got.global_confidence == want.global_confidence
