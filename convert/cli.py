@@ -5,7 +5,9 @@
 Refuses to unpickle a file whose sha256 is not the expected one; introspects the architecture;
 maps every parameter and buffer with `convert.keymap`; checks key counts, shapes and dtypes; checks
 the clean network's logits against `learner.model` on a seeded batch; then writes both files
-atomically. Any failure writes nothing. Exit codes (model/errors.py): 0 written, 2 usage, 3 an
+atomically. Any failure writes nothing. A hash given with --sha256 (SHA256=) that the file matched is
+then recorded in `<model.pkl>.sha256` (convert/legacy.py: record_trust): later targets need no
+SHA256=. Exit codes (model/errors.py): 0 written, 2 usage, 3 an
 unusable or untrusted input, 5 the outputs could not be written.
 """
 
@@ -22,7 +24,7 @@ import torch
 
 from convert.introspect import introspect_learner
 from convert.keymap import fastai_to_clean_keys
-from convert.legacy import ConvertError, legacy_versions, load_trusted_learner
+from convert.legacy import ConvertError, legacy_versions, load_trusted_learner, record_trust
 from orcaport.model.config import FrontendConfig, ModelConfig, build_config
 from orcaport.model.errors import ExitCode, OrcaportError, OutputError, report_error
 from orcaport.model.fileio import sha256_file, write_files_atomically
@@ -119,7 +121,8 @@ def convert(model_pkl: Path, out_dir: Path, sha256: str | None = None, frontend:
     # config.json pins the exact weights bytes: the runtime refuses a tampered or swapped file.
     cfg.provenance["weights_sha256"] = hashlib.sha256(weights).hexdigest()
     write_atomically(out_dir, {WEIGHTS_FILE: weights, CONFIG_FILE: cfg.to_json().encode()})
-    return {"body": cfg.architecture.body, "tensors": len(state), "classes": list(cfg.classes),
+    record = record_trust(model_pkl, source_sha) if sha256 else None   # given once, then remembered
+    return {"trusted_sha256_record": str(record) if record else None,"body": cfg.architecture.body, "tensors": len(state), "classes": list(cfg.classes),
             "positive_index": cfg.positive_index, "max_logit_diff": diff,
             "weights_sha256": sha256_file(out_dir / WEIGHTS_FILE), "out": str(out_dir)}
 

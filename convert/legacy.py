@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -55,7 +56,7 @@ def expected_sha256(model_pkl: Path, given: str | None) -> str:
     if given:
         value = given.strip().lower()
     else:
-        record = model_pkl.with_name(model_pkl.name + PKL_SHA256_SUFFIX)
+        record = trust_record(model_pkl)
         if not record.exists():
             raise ConvertError(
                 f"no expected sha256 for {model_pkl}: pass SHA256=<hex> (make convert) or --sha256, "
@@ -64,6 +65,35 @@ def expected_sha256(model_pkl: Path, given: str | None) -> str:
     if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
         raise ConvertError(f"expected sha256 {value!r} is not 64 hex digits")
     return value
+
+
+def trust_record(model_pkl: Path) -> Path:
+    return model_pkl.with_name(model_pkl.name + PKL_SHA256_SUFFIX)
+
+
+def record_trust(model_pkl: Path, sha256: str) -> Path | None:
+    """Remember a hash the user gave (and the file matched) in `<model.pkl>.sha256`, so every later
+    target runs without SHA256=: trust is given once. An existing record of the same hash is kept
+    as it is (it says when trust was first given). Returns the record, or None when the model's
+    folder is not writable (a warning: the conversion itself succeeded)."""
+    from datetime import datetime, timezone
+
+    from orcaport.model.fileio import write_files_atomically
+
+    record = trust_record(model_pkl)
+    if record.is_file() and record.read_text().split()[:1] == [sha256]:
+        return record
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    text = (f"{sha256}  {model_pkl.name}\n"
+            f"# trusted: given by the user as SHA256= to `make convert` (--sha256) and matched by this "
+            f"file on {when}; later targets read this line instead of asking again. Delete it to revoke.\n")
+    try:
+        write_files_atomically(record.parent, {record.name: text})
+    except OSError as e:
+        print(f"warning: could not record the trusted sha256 in {record} ({e.strerror or e}); pass "
+              "SHA256= to every later target", file=sys.stderr)
+        return None
+    return record
 
 
 def load_trusted_learner(model_pkl: str | Path, sha256: str | None = None) -> Any:
