@@ -40,10 +40,11 @@ CLEAN_PYTHON = ROOT / ".venvs" / "clean" / "bin" / "python"
 SCHEMA_VERSION = 1
 
 
-def record(name: str, env: dict[str, str], threads: int, model: Path, corpus: Path, out: Path) -> float:
+def record(name: str, env: dict[str, str], threads: int, model: Path, corpus: Path, out: Path,
+           sha256: str | None = None) -> float:
     """One legacy reference run under `env` into `out`. -> seconds it took."""
     cmd = [sys.executable, "-m", "convert.references", "--model", str(model), "--audio", str(corpus),
-           "--out", str(out), "--threads", str(threads)]
+           "--out", str(out), "--threads", str(threads)] + (["--sha256", sha256] if sha256 else [])
     start = time.monotonic()
     run = subprocess.run(cmd, cwd=ROOT, env=default_kernel_environ({**env, "PYTHONPATH": str(ROOT)}),
                          capture_output=True, text=True)
@@ -104,11 +105,12 @@ def detector_comparison(base: Any, model: Path, corpus: Path) -> dict[str, Any] 
     return {"stages": stages, "digests": {}, "decisions": {"local_flips": flips}}
 
 
-def measure(model: Path, corpus: Path, committed: Path, work: Path, names: list[str]) -> dict[str, Any]:
+def measure(model: Path, corpus: Path, committed: Path, work: Path, names: list[str],
+            sha256: str | None = None) -> dict[str, Any]:
     runs: dict[str, Any] = {}
     for name in names:
         env, threads = VARIANTS[name]
-        seconds = record(name, env, threads, model, corpus, work / name)
+        seconds = record(name, env, threads, model, corpus, work / name, sha256)
         runs[name] = {"env": env, "threads": threads, "seconds": round(seconds, 1),
                       "machine": json.loads((work / name / "manifest.json").read_text())["machine"]}
         print(f"envelope: {name} recorded in {seconds:.0f} s", file=sys.stderr, flush=True)
@@ -153,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--references", type=Path, required=True, help="the committed references")
     ap.add_argument("--out", type=Path, required=True, help="envelope JSON to write")
     ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset")
+    ap.add_argument("--sha256", help="the model.pkl sha256 you trust (else <model.pkl>.sha256)")
     args = ap.parse_args(argv)
     names = ["baseline"] + [n for n in args.variants.split(",") if n and n != "baseline"]
     unknown = [n for n in names if n not in VARIANTS]
@@ -160,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             raise UsageError(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
         with tempfile.TemporaryDirectory(prefix="orcaport-envelope-") as tmp:
-            envelope = measure(args.model, args.corpus, args.references, Path(tmp), names)
+            envelope = measure(args.model, args.corpus, args.references, Path(tmp), names, args.sha256)
         write_output_file(args.out, json.dumps(envelope, indent=1, sort_keys=True) + "\n")
     except (OrcaportError, KeyboardInterrupt) as e:
         return report_error(None, e)
