@@ -33,7 +33,9 @@ ENVELOPE ?= reference_outputs/envelope.json
 TOLERANCES ?= parity/tolerances.json
 VARIANTS ?=
 MODEL_DIR = $(if $(filter %.pkl,$(MODEL)),$(patsubst %/,%,$(dir $(MODEL))),$(MODEL))
+# `make verify` records its own references and writes its own report, never over REFERENCES/REPORTS
 VERIFY_REFERENCES ?= build/verify/references
+VERIFY_REPORTS ?= $(patsubst %/,%,$(dir $(patsubst %/,%,$(VERIFY_REFERENCES))))/reports
 # upstream's real-data mel reference for parity's real-data check (beside the checkout when present)
 UPSTREAM ?= $(wildcard ../shared/data/upstream_sunset_bay_mel_reference.safetensors)
 
@@ -65,7 +67,7 @@ references: env-legacy  ## [legacy] record stage-by-stage references from the re
 
 envelope: env-legacy env-clean  ## [legacy] legacy's own spread under every kernel path -> ENVELOPE, then TOLERANCES  (MODEL= AUDIO= REFERENCES= VARIANTS=)
 	$(LEGACY) -m convert.envelope --model "$(MODEL_DIR)" --corpus $(AUDIO) --references "$(REFERENCES)" \
-	  --out "$(ENVELOPE)" $(if $(VARIANTS),--variants "$(VARIANTS)")
+	  --out "$(ENVELOPE)" $(if $(VARIANTS),--variants "$(VARIANTS)") $(if $(SHA256),--sha256 "$(SHA256)")
 	$(CLEAN) -m orcaport.parity.envelope derive --envelope "$(ENVELOPE)" --out "$(TOLERANCES)"
 
 tolerances: env-clean  ## derive TOLERANCES from ENVELOPE (policy: parity/tolerance_policy.json)
@@ -83,11 +85,12 @@ parity: env-clean  ## [clean] replay every stage fastai-free and diff against th
 	$(CLEAN) -m orcaport.parity --model "$(MODEL_DIR)" --references "$(REFERENCES)" --audio $(AUDIO) --reports "$(REPORTS)" \
 	  --tolerances "$(TOLERANCES)" $(if $(UPSTREAM),--upstream "$(UPSTREAM)")
 
-verify: env-legacy env-clean  ## [both] strongest proof: fresh references on this machine, replayed (same-machine criteria)  (MODEL= AUDIO= REPORTS=)
+verify: env-legacy env-clean  ## [both] strongest proof: fresh references on this machine, replayed (same-machine criteria)  (MODEL= AUDIO= VERIFY_REFERENCES= VERIFY_REPORTS=)
 	$(LEGACY) -m convert.references --model "$(MODEL_DIR)" --audio $(AUDIO) --out "$(VERIFY_REFERENCES)" \
 	  --budget-mb $(BUDGET_MB) $(if $(SHA256),--sha256 "$(SHA256)")
 	$(CLEAN) -m orcaport.parity --model "$(MODEL_DIR)" --references "$(VERIFY_REFERENCES)" --audio $(AUDIO) \
-	  --reports "$(REPORTS)" --tolerances "$(TOLERANCES)" $(if $(UPSTREAM),--upstream "$(UPSTREAM)")
+	  --reports "$(VERIFY_REPORTS)" --tolerances "$(TOLERANCES)" $(if $(UPSTREAM),--upstream "$(UPSTREAM)")
+	@echo "verify: references in $(VERIFY_REFERENCES), report in $(VERIFY_REPORTS)/parity.{json,md,html} ($(REPORTS) untouched)"
 
 variants: env-clean  ## [clean] make parity under every kernel-path variant of the envelope (reports/variants.json)
 	$(CLEAN) -m orcaport.parity.variants --reports reports -- --model $(FIXTURE) \
