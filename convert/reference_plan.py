@@ -17,6 +17,7 @@ import numpy as np
 
 from orcaport.model.config import CLIP_SECONDS, ModelConfig
 from orcaport.model.spectrogram import input_width
+from orcaport.parity.audio_manifest import legacy_input
 
 FLAGSHIP = "hydrophone_48k_mono16_60s.wav"
 EXPANSION = {"resnet18": 1, "resnet34": 1, "resnet50": 4, "resnet101": 4, "resnet152": 4}
@@ -82,6 +83,7 @@ def activation_bytes(cfg: ModelConfig) -> int:
 
 def estimate(entries: list[dict[str, Any]], cfg: ModelConfig, near: int) -> dict[str, Any]:
     """-> {'clips', 'bytes', 'full_clips'} for the reference set of `entries` (upper bound)."""
+    entries = [legacy_input(e) for e in entries]    # a converted file: the WAV legacy reads
     clips = [clips_of(e.get("duration_s")) for e in entries]
     full = [min(n, 3 + near) for n in clips]
     total = sum(n * bytes_per_clip(cfg) + f * bytes_per_full_clip(e, cfg) + 16 * (n + 1)

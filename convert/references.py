@@ -13,6 +13,15 @@ and must reproduce the light pass's logits bit for bit. A file the legacy code r
 recorded with its error as the reference behaviour. The expected size is printed, and checked
 against the budget, before anything is written.
 
+A recording that is not a WAV (MP3, FLAC, AAC, .ts, ...) is first converted with production's own
+ffmpeg step (model/transcode.py, as the detector does), and legacy runs on that WAV; the manifest
+keeps the source's sha256 and the converted WAV's (parity/audio_manifest.py). A file ffmpeg cannot
+read is recorded with that error, as production would fail on it.
+
+Legacy's own output (fastai's progress bars, fastai_audio's per-clip prints, torch warnings, C-level
+writes) goes to a log file, `<out>.log` beside the output by default (--log), never into the output
+folder; the terminal shows one line per file with clips, elapsed time and ETA (convert/legacy_log.py).
+
 Archives are large: each finished file is kept in `.<out>.resume/` beside the output folder, so an
 interrupted run resumes without redoing it (same model, audio and settings only), and the result is
 byte-identical to an uninterrupted run. The output folder is replaced only at the end, manifest
@@ -28,7 +37,6 @@ import shlex
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +47,7 @@ from safetensors.numpy import save as save_numpy
 from convert.capture import recording
 from convert.cli import write_atomically
 from convert.legacy import ConvertError, ffmpeg_version, isolated_home, legacy_versions, load_trusted_learner
+from convert.legacy_log import Progress, legacy_output, log_path_for
 from convert.production import predict_file
 from convert.reference_plan import activation_owner, clips_of, plan_within_budget, sampled_clips
 from orcaport.model.artifact import load_artifact
@@ -46,7 +55,7 @@ from orcaport.model.config import ModelConfig
 from orcaport.model.errors import ExitCode, OrcaportError, report_error
 from orcaport.model.fileio import remove_stale_scratch, scratch_prefix, sha256_file, write_files_atomically
 from orcaport.model.stages import ACTIVATION_LAYERS, CLIP_STAGES
-from orcaport.parity.audio_manifest import build_entries, scan, tensor_file_name
+from orcaport.parity.audio_manifest import build_entries, legacy_input, production_input, scan, tensor_file_name
 from orcaport.parity.fingerprint import fingerprint
 
 SCHEMA_VERSION = 1
@@ -64,8 +73,9 @@ def describe(a: np.ndarray) -> dict[str, Any]:
 
 
 def run_file(learn: Any, wav: Path, work: Path, cfg: ModelConfig, light: bool,
-             windows: list[list[int]] | None = None) -> dict[str, Any]:
-    """One production run under capture. -> {'result'|'error', 'decode', 'clips'}."""
+             windows: list[list[int]] | None = None, scratch: tuple[str, ...] = ()) -> dict[str, Any]:
+    """One production run under capture. -> {'result'|'error', 'decode', 'clips'}. `scratch`:
+    more temporary folders to hide from error messages (a conversion's)."""
     out: dict[str, Any] = {}
     with recording(learn, light) as rec:
         def on_item(_item: Any, pred: Any) -> None:
@@ -74,7 +84,10 @@ def run_file(learn: Any, wav: Path, work: Path, cfg: ModelConfig, light: bool,
             out["result"] = predict_file(learn, wav, work / SCRATCH, cfg.frontend, cfg.aggregation, on_item,
                                          windows, cfg.positive_index)
         except Exception as e:  # noqa: BLE001 - the legacy failure *is* the reference behaviour
-            msg = str(e).replace(str(work), "<work>").splitlines()
+            msg = str(e)
+            for folder in (str(work), *scratch):
+                msg = msg.replace(folder, "<work>")
+            msg = msg.splitlines()
             out["error"] = {"type": type(e).__name__, "message": msg[0] if msg else ""}
     shutil.rmtree(work / "home" / ".fastai", ignore_errors=True)   # caches are keyed by clip name
     out["decode"] = rec.file.get("decode")
@@ -83,9 +96,9 @@ def run_file(learn: Any, wav: Path, work: Path, cfg: ModelConfig, light: bool,
 
 
 def record_file(learn: Any, wav: Path, name: str, work: Path, cfg: ModelConfig, near: int,
-                activations: bool) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+                activations: bool, scratch: tuple[str, ...] = ()) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Both passes over one file -> (tensors, manifest entry)."""
-    light = run_file(learn, wav, work, cfg, light=True)
+    light = run_file(learn, wav, work, cfg, light=True, scratch=scratch)
     entry: dict[str, Any] = {}
     if light["decode"] is not None:
         entry["decode"] = light["decode"]
@@ -99,7 +112,7 @@ def record_file(learn: Any, wav: Path, name: str, work: Path, cfg: ModelConfig, 
     full = sampled_clips(probs[:, cfg.positive_index], cfg.aggregation.threshold, near)
     best = int(np.argmax(probs[:, cfg.positive_index]))
     windows = [[int(k.split("_")[-2]), int(k.split("_")[-1])] for k in keys]
-    heavy = run_file(learn, wav, work, cfg, light=False, windows=[windows[i] for i in full])
+    heavy = run_file(learn, wav, work, cfg, light=False, windows=[windows[i] for i in full], scratch=scratch)
     if "error" in heavy:
         raise ConvertError(f"{name}: legacy failed on its own sampled windows ({heavy['error']['message']})")
     tensors = {"all/logits": np.stack([c["logits"] for c in clips]), "all/probs": probs,
@@ -132,6 +145,26 @@ def record_file(learn: Any, wav: Path, name: str, work: Path, cfg: ModelConfig, 
     return tensors, entry
 
 
+def record_source(learn: Any, root: Path, spec: dict[str, Any], work: Path, cfg: ModelConfig, near: int,
+                  activations: bool) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """One recording as production sees it: a WAV as is; anything else through production's ffmpeg
+    conversion first (it must give the WAV `build_entries` hashed), or ffmpeg's refusal as its
+    reference behaviour. -> (tensors, manifest entry)."""
+    name = spec["name"]
+    entry: dict[str, Any] = {"name": name, "audio_sha256": spec["sha256"]}
+    if "wav_sha256" in spec:
+        entry["wav_sha256"] = spec["wav_sha256"]
+    if spec.get("conversion_error") is not None:
+        return {}, {**entry, "error": {"type": "FfmpegError", "message": spec["conversion_error"]}}
+    with production_input(root / name) as wav:
+        if "wav_sha256" in spec and sha256_file(wav) != spec["wav_sha256"]:
+            raise ConvertError(f"{name}: ffmpeg converted it to another WAV on a second run (sha256 "
+                               "differs); ffmpeg is not deterministic here, so no reference can be kept")
+        scratch = (str(wav.parent),) if wav != root / name else ()
+        tensors, recorded = record_file(learn, wav, name, work, cfg, near, activations, scratch)
+    return tensors, {**entry, **recorded}
+
+
 def verified_model(model_dir: Path) -> ModelConfig:
     """config.json, after checking it and model.safetensors come from this folder's model.pkl:
     config.json names the pickle's sha256 (itself checked against model.pkl.sha256 or --sha256
@@ -161,10 +194,15 @@ def open_resume(out: Path, key: dict[str, Any]) -> Path:
 
 
 def build(model_dir: Path, audio: list[Path], out: Path, work: Path, sha256: str | None = None,
-          threads: int = 1, near: int = 2, budget_mb: float = 2000.0) -> dict[str, Any]:
+          threads: int = 1, near: int = 2, budget_mb: float = 2000.0,
+          terminal: Any = None) -> dict[str, Any]:
+    """Record the references of `audio` into `out`. `terminal`: where the project's own lines go
+    (legacy's output is redirected by the caller: convert/legacy_log.py); default stderr."""
+    terminal = terminal or sys.stderr
     if ffmpeg_version() is None:
-        raise ConvertError("ffmpeg/ffprobe not found: production images install ffmpeg and pydub "
-                           "decodes float WAVs through it; `apt-get install ffmpeg`, then retry")
+        raise ConvertError("ffmpeg/ffprobe not found: production images install ffmpeg, convert every "
+                           "non-WAV recording with it, and pydub decodes float WAVs through it; "
+                           "`apt-get install ffmpeg`, then retry")
     root, names = scan(audio)
     entries = build_entries(root, names)
     learn = load_trusted_learner(model_dir / "model.pkl", sha256)   # hash-gated: refuses a tampered pickle
@@ -174,26 +212,24 @@ def build(model_dir: Path, audio: list[Path], out: Path, work: Path, sha256: str
     except ValueError as e:
         raise ConvertError(str(e)) from None
     print(f"references: {len(entries)} file(s), {est['clips']} clips, {est['full_clips']} stored in full; "
-          f"expected <= {est['bytes'] / 1e6:.1f} MB (budget {budget_mb:g} MB)", file=sys.stderr, flush=True)
+          f"expected <= {est['bytes'] / 1e6:.1f} MB (budget {budget_mb:g} MB)", file=terminal, flush=True)
     torch.set_num_threads(threads)
-    owner = activation_owner([e["name"] for e in entries if clips_of(e.get("duration_s"))])
+    owner = activation_owner([e["name"] for e in entries if clips_of(legacy_input(e).get("duration_s"))])
     model = {"pkl_sha256": sha256_file(model_dir / "model.pkl"),
              "weights_sha256": sha256_file(model_dir / "model.safetensors"),
              "config_sha256": sha256_file(model_dir / "config.json")}
     settings = {"near_threshold": near, "activations_of": owner, "torch_threads": threads}
     resume = open_resume(out, {"model": model, "audio": entries, "settings": settings})
     files: list[dict[str, Any]] = []
-    start = time.monotonic()
-    for n, spec in enumerate(entries, 1):
+    progress = Progress(terminal, len(entries), est["clips"])
+    for spec in entries:
         tname = tensor_file_name(spec["name"])
         done = resume / (tname + ".json")
         if done.is_file():
             files.append(json.loads(done.read_text()))
-            print(f"[{n}/{len(entries)}] {spec['name']}: done earlier", file=sys.stderr, flush=True)
+            progress.file_done(spec["name"], int(files[-1].get("clips", 0)), "done earlier", measured=False)
             continue
-        tensors, entry = record_file(learn, root / spec["name"], spec["name"], work, cfg, near,
-                                     spec["name"] == owner)
-        entry = {"name": spec["name"], "audio_sha256": spec["sha256"], **entry}
+        tensors, entry = record_source(learn, root, spec, work, cfg, near, spec["name"] == owner)
         staged: dict[str, bytes] = {}
         if tensors:
             blob = save_numpy(tensors)
@@ -203,9 +239,9 @@ def build(model_dir: Path, audio: list[Path], out: Path, work: Path, sha256: str
         staged[done.name] = (json.dumps(entry, sort_keys=True) + "\n").encode()
         write_files_atomically(resume, staged)      # the entry last: it marks the file done
         files.append(entry)
-        took = time.monotonic() - start
-        print(f"[{n}/{len(entries)}] {spec['name']}: " + (f"legacy error {entry['error']['type']}" if "error" in entry
-              else f"{entry['clips']} clips, {entry['rows']} rows") + f" ({took:.0f} s)", file=sys.stderr, flush=True)
+        progress.file_done(spec["name"], int(entry.get("clips", 0)),
+                           f"legacy error {entry['error']['type']}" if "error" in entry
+                           else f"{entry['clips']} clips, {entry['rows']} rows")
     manifest = {
         "schema_version": SCHEMA_VERSION,
         # What was made from what; the output folder is left out so a rebuild elsewhere (e.g. a
@@ -234,13 +270,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1: deterministic)")
     ap.add_argument("--near-threshold", type=int, default=2, help="clips nearest the threshold stored in full")
     ap.add_argument("--budget-mb", type=float, default=2000.0, help="refuse references larger than this")
+    ap.add_argument("--log", type=Path, help="legacy's own output (default: <out>.log beside --out)")
     args = ap.parse_args(argv)
     try:
         remove_stale_scratch(Path(tempfile.gettempdir()), SCRATCH_KIND)   # left by a killed run
-        with tempfile.TemporaryDirectory(prefix=scratch_prefix(SCRATCH_KIND)) as tmp:
-            with isolated_home(Path(tmp) / "home"):
-                manifest = build(args.model, args.audio, args.out, Path(tmp), args.sha256, args.threads,
-                                 args.near_threshold, args.budget_mb)
+        with legacy_output(args.log or log_path_for(args.out)) as terminal, \
+                tempfile.TemporaryDirectory(prefix=scratch_prefix(SCRATCH_KIND)) as tmp, \
+                isolated_home(Path(tmp) / "home"):
+            manifest = build(args.model, args.audio, args.out, Path(tmp), args.sha256, args.threads,
+                             args.near_threshold, args.budget_mb, terminal)
     except (OrcaportError, KeyboardInterrupt) as e:
         return report_error(None, e)
     print(json.dumps({"files": len(manifest["files"]), "out": str(args.out)}))

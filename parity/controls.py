@@ -37,6 +37,7 @@ from orcaport.model.aggregate import Aggregate, rolling_mean_2
 from orcaport.model.errors import ExitCode, InputError, report_error
 from orcaport.model.fileio import sha256_file, write_json_atomically
 from orcaport.model.weights import read_metadata, save_network_state
+from orcaport.parity.audio_manifest import tensor_file_name
 from orcaport.parity.result import Check, Location, ParityResult
 from orcaport.parity.run import run_parity
 
@@ -114,7 +115,7 @@ def _perturbed_weight(tmp: Path, fx: Embedded) -> Inputs:
 def _perturbed_reference(tmp: Path, fx: Embedded) -> Inputs:
     refs = tmp / "stages"
     shutil.copytree(fx.refs, refs)
-    path = refs / (Path(FLAGSHIP).stem + ".safetensors")
+    path = refs / tensor_file_name(FLAGSHIP)
     tensors = load_file(str(path))
     tensors["clips/50/mel"][0, 40, 70] *= 1.10          # +0.41 dB in one bin of one clip
     save_file(tensors, str(path))

@@ -19,6 +19,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load as load_safetensors
 
 from orcaport.model.errors import InputError
+from orcaport.model.transcode import needs_ffmpeg
 from orcaport.parity.audio_manifest import safe_relative
 
 MANIFEST = "manifest.json"
@@ -157,6 +158,13 @@ def check_manifest(path: Path, manifest: Any) -> None:
         seen.add(e["name"])
         if not isinstance(e.get("audio_sha256"), str):
             raise _schema_error(path, f"files[{i}].audio_sha256", "a sha256 string")
+        if needs_ffmpeg(Path(e["name"])):   # replayed through production's ffmpeg conversion
+            if "wav_sha256" not in e:
+                raise ReferencesError(f"{path}: {e['name']} is not a WAV and files[{i}] keeps no "
+                                     "wav_sha256 of its ffmpeg conversion (recorded before references "
+                                     "converted non-WAV audio as production does); re-run `make references`")
+            if not (e["wav_sha256"] is None and "error" in e or isinstance(e["wav_sha256"], str)):
+                raise _schema_error(path, f"files[{i}].wav_sha256", "a sha256 string (or null with an error)")
         if "error" in e and not isinstance(e["error"], dict):
             raise _schema_error(path, f"files[{i}].error", "an object")
         t = e.get("tensors")

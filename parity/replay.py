@@ -3,7 +3,8 @@
 - isolated: each stage is fed the legacy's *own* input for that stage (the reference tensor of the
   stage before), so a failure blames that stage alone; network blocks are replayed one by one
   (`OrcaNet.forward_from`) so a mismatch is localised to a block.
-- chained: the clean pipeline runs end to end from the audio file, as users run it.
+- chained: the clean pipeline runs end to end from the audio file, as users run it (a non-WAV
+  file through production's ffmpeg conversion, as the references did: parity by construction).
 Produces one `FileResult` of the parity result (parity/result.py documents the schema).
 """
 
@@ -21,6 +22,7 @@ from orcaport.model.artifact import Artifact
 from orcaport.model.audio import PcmAudio, decode_pcm, slice_ms
 from orcaport.model.pipeline import FRONTEND_STEPS, PREVIOUS, Frontend, frontend_stages, probabilities, windows_of
 from orcaport.model.stages import ACTIVATION_LAYERS, STAGES
+from orcaport.parity.audio_manifest import production_input
 from orcaport.parity.metrics import AXES, Tolerance, compare, tolerance_stage
 from orcaport.parity.references import FileReference
 from orcaport.parity.result import Check, Decisions, ErrorInfo, FileResult, Series
@@ -75,7 +77,8 @@ class FileReplay:
     def chained(self) -> None:
         ref, fe, art = self.ref, self.fe, self.art
         self.stage = "decode"
-        pcm = decode_pcm(self.audio)
+        with production_input(self.audio) as wav:   # a non-WAV: production's ffmpeg step first
+            pcm = decode_pcm(wav)
         self.pcm = pcm
         d = ref.entry.get("decode")
         if d is not None:

@@ -129,7 +129,9 @@ def unstable_count(files: list[FileResult]) -> UnstableSeconds:
 def check_corpus(files: list[FileReference], corpus: Path) -> None:
     """Every audio file the run reads must be the one the references were recorded from."""
     try:
-        verify(corpus, [{"name": f.name, "sha256": f.entry["audio_sha256"]} for f in files])
+        verify(corpus, [{"name": f.name, "sha256": f.entry["audio_sha256"],
+                         **({"wav_sha256": f.entry["wav_sha256"]} if "wav_sha256" in f.entry else {})}
+                        for f in files])
     except AudioFolderError as e:
         raise ReferencesError(str(e)) from None
 

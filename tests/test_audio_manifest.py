@@ -1,5 +1,5 @@
 """Any folder of recordings as a reference corpus: scanned recursively, names that never leave the
-folder, collisions refused, changed audio caught; and what a reference set keeps per file."""
+folder, one tensor file per distinct recording, changed audio caught; and what a reference set keeps per file."""
 
 from __future__ import annotations
 
@@ -37,17 +37,26 @@ def test_a_folder_is_scanned_recursively_in_name_order_skipping_hidden_and_non_a
     entries = build_entries(root, names)
     assert entries[0]["sample_rate"] == 32000 and entries[0]["channels"] == 2
     assert entries[0]["duration_s"] == pytest.approx(2.5) and entries[0]["format"] == "WAV"
-    assert [tensor_file_name(n) for n in names] == ["a.safetensors", "b__x.safetensors"]
+    assert [tensor_file_name(n) for n in names] == ["a.wav.safetensors", "b%2Fx.wav.safetensors"]
 
 
-def test_an_empty_folder_and_colliding_names_are_refused(tmp_path: Path) -> None:
+def test_distinct_recordings_never_share_a_tensor_file() -> None:
+    names = ["a.wav", "a.mp3", "a.wav.wav", "sub/a.wav", "sub__a.wav", "sub%2Fa.wav", "x%25/a.wav",
+             "sub/a/b.wav", "sub%2Fa/b.wav"]
+    files = [tensor_file_name(n) for n in names]
+    assert len(set(files)) == len(names)
+    assert all("/" not in f and not f.startswith(".") for f in files)
+
+
+def test_an_empty_folder_and_a_name_too_long_to_flatten_are_refused(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(AudioFolderError, match="holds no audio file.*AUDIO="):
         scan([tmp_path / "empty"])
-    _wav(tmp_path / "c" / "a.wav", 3)
+    deep = tmp_path / "c" / ("d" * 120) / ("e" * 120) / "a.wav"     # each part fits, the flat name not
+    _wav(deep, 3)
     _wav(tmp_path / "c" / "a.flac", 3)
     root, names = scan([tmp_path / "c"])
-    with pytest.raises(AudioFolderError, match="would share references file a.safetensors"):
+    with pytest.raises(AudioFolderError, match="path too long to name its references file"):
         build_entries(root, names)
 
 

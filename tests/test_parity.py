@@ -128,7 +128,7 @@ def _copy_refs(tmp: Path) -> Path:
 
 def test_one_perturbed_reference_tensor_is_localised_to_its_stage(tmp_path: Path) -> None:
     refs = _copy_refs(tmp_path)
-    path = refs / "hydrophone_48k_mono16_60s.safetensors"
+    path = refs / "hydrophone_48k_mono16_60s.wav.safetensors"
     tensors = load_file(str(path))
     tensors["clips/50/mel"][0, 40, 70] *= 1.10          # 0.41 dB: above any legacy envelope
     save_file(tensors, str(path))
@@ -147,7 +147,7 @@ def test_one_perturbed_reference_tensor_is_localised_to_its_stage(tmp_path: Path
 
 def test_a_flipped_byte_in_a_reference_is_refused(tmp_path: Path) -> None:
     refs = _copy_refs(tmp_path)
-    path = refs / "stereo_44k1_16_10s5.safetensors"
+    path = refs / "stereo_44k1_16_10s5.wav.safetensors"
     blob = bytearray(path.read_bytes())
     blob[len(blob) // 2] ^= 0x01
     path.write_bytes(bytes(blob))

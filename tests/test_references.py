@@ -83,7 +83,7 @@ def test_missing_manifest_is_refused(refs_copy: Path) -> None:
 
 
 def test_flipped_byte_is_refused(refs_copy: Path) -> None:
-    path = refs_copy / "narrow_8k_16_10s5.safetensors"
+    path = refs_copy / "narrow_8k_16_10s5.wav.safetensors"
     blob = bytearray(path.read_bytes())
     blob[-7] ^= 0x80
     path.write_bytes(bytes(blob))
@@ -92,7 +92,7 @@ def test_flipped_byte_is_refused(refs_copy: Path) -> None:
 
 
 def test_missing_stage_is_refused_even_with_a_matching_hash(refs_copy: Path) -> None:
-    name = "exact_2s0_48k_16.safetensors"
+    name = "exact_2s0_48k_16.wav.safetensors"
     tensors = load_file(str(refs_copy / name))
     del tensors["clips/00/db"]
     save_file(tensors, str(refs_copy / name))
