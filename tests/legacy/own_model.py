@@ -1,14 +1,16 @@
 """Legacy-env helper for tests/test_own_model_legacy.py: a user's own learner and recordings.
 
     python tests/legacy/own_model.py OUT
-writes OUT/model/model.pkl (+ model.pkl.sha256): a ResNet50 `audio_learner` with three classes
-('ambient', 'boat', 'whale'; the detection class is 'whale', index 2), non-trivial BN statistics,
-exported with `learn.export()`; and OUT/recordings/: a folder of mixed real formats in subfolders
-(32 kHz 16-bit mono, 96 kHz 24-bit stereo, 22.05 kHz, 44.1 kHz float, FLAC, one file too short).
+writes OUT/model/model.pkl: a ResNet50 `audio_learner` with three classes ('ambient', 'boat',
+'whale'; the detection class is 'whale', index 2), non-trivial BN statistics, exported with
+`learn.export()` (its sha256 is printed, not recorded: the user gives it to `make convert`); and
+OUT/recordings/: a folder of mixed real formats in subfolders (32 kHz 16-bit mono, 96 kHz 24-bit
+stereo, 22.05 kHz, 44.1 kHz float, FLAC, an MP3 beside a WAV of the same stem, one file too short).
 Prints one `RESULT {json}` line.
 """
 
 import json
+import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -32,6 +34,8 @@ RECORDINGS = (
     ("site_b/archive_48k.flac", 48000, 1, "PCM_16", 3.0),
     ("too_short_1s5.wav", 48000, 1, "PCM_16", 1.5),
 )
+# (MP3 name, the WAV above it is encoded from): same stem, another format -- two distinct references
+MP3S = (("site_a/field_32k_mono16.mp3", "site_a/field_32k_mono16.wav"),)
 
 
 def tone_scene(rate: int, channels: int, seconds: float, seed: int) -> np.ndarray:
@@ -49,7 +53,11 @@ def write_recordings(root: Path) -> list[str]:
         path.parent.mkdir(parents=True, exist_ok=True)
         sf.write(str(path), tone_scene(rate, ch, seconds, i), rate, subtype=subtype,
                  format="FLAC" if name.endswith(".flac") else "WAV")
-    return [r[0] for r in RECORDINGS]
+    for mp3, wav in MP3S:   # a fixed encoder and bitrate: the same bytes every run
+        subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", str(root / wav),
+                        "-codec:a", "libmp3lame", "-b:a", "128k", "-map_metadata", "-1", "-fflags", "+bitexact",
+                        str(root / mp3)], check=True)
+    return sorted([r[0] for r in RECORDINGS] + [m[0] for m in MP3S])
 
 
 def build_learner(out: Path, work: Path) -> str:
@@ -64,9 +72,7 @@ def build_learner(out: Path, work: Path) -> str:
     learn.model.eval()
     out.mkdir(parents=True)
     learn.export(out / "model.pkl")
-    sha = sha256_file(out / "model.pkl")
-    (out / "model.pkl.sha256").write_text(f"{sha}  model.pkl\n")
-    return sha
+    return sha256_file(out / "model.pkl")
 
 
 def main() -> None:
