@@ -3,6 +3,8 @@ folder, one tensor file per distinct recording, changed audio caught; and what a
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,8 @@ import soundfile as sf
 
 from convert.reference_plan import estimate, plan_within_budget, sampled_clips
 from orcaport.model.config import ModelConfig
+from orcaport.model.fileio import sha256_file
+from orcaport.model.transcode import to_wav
 from orcaport.parity.audio_manifest import AudioFolderError, build_entries, safe_relative, scan, tensor_file_name, verify
 from tests.conftest import FIXTURE
 
@@ -87,3 +91,26 @@ def test_budget_drops_near_threshold_clips_before_refusing() -> None:
     assert near < 2 and est["bytes"] < full["bytes"]
     with pytest.raises(ValueError, match="BUDGET_MB="):
         plan_within_budget(hour, cfg, 2, 1000)
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg (apt-get install ffmpeg)")
+def test_a_non_wav_entry_keeps_both_hashes_and_either_changed_is_refused(tmp_path: Path) -> None:
+    _wav(tmp_path / "src.wav", 3, 44100)
+    (tmp_path / "audio").mkdir()
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(tmp_path / "src.wav"),
+                    str(tmp_path / "audio" / "a.mp3")], check=True)
+    _wav(tmp_path / "audio" / "a.wav", 3)
+    entries = build_entries(*scan([tmp_path / "audio"]))
+    mp3, wav = entries
+    to_wav(tmp_path / "audio" / "a.mp3", tmp_path / "by_hand.wav")       # production's command
+    assert mp3["wav_sha256"] == sha256_file(tmp_path / "by_hand.wav") != mp3["sha256"]
+    assert mp3["wav"]["subtype"] == "PCM_16" and mp3["wav"]["sample_rate"] == 44100
+    assert "wav_sha256" not in wav                                       # a WAV is read as is
+    verify(tmp_path / "audio", entries)
+    with pytest.raises(AudioFolderError, match="converts it to a WAV other than the one"):
+        verify(tmp_path / "audio", [{**mp3, "wav_sha256": "0" * 64}])
+    with pytest.raises(AudioFolderError, match="keep no sha256 of its production conversion"):
+        verify(tmp_path / "audio", [{k: v for k, v in mp3.items() if k != "wav_sha256"}])
+    (tmp_path / "audio" / "a.mp3").write_bytes((tmp_path / "audio" / "a.mp3").read_bytes()[:-1])
+    with pytest.raises(AudioFolderError, match="is not the audio the references were made from"):
+        verify(tmp_path / "audio", [mp3])

@@ -115,3 +115,14 @@ def test_tensor_file_name_cannot_escape_the_references_folder(refs_copy: Path) -
     (refs_copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ReferencesError, match="escapes"):
         load_references(refs_copy)
+
+
+def test_a_non_wav_recorded_without_its_conversion_hash_is_refused(refs_copy: Path) -> None:
+    """References from before non-WAV files were converted as production converts them kept an MP3
+    as legacy's CouldntDecodeError: replaying it now would compare against the wrong behaviour."""
+    manifest = json.loads((refs_copy / "manifest.json").read_text())
+    manifest["files"].append({"name": "birds.mp3", "audio_sha256": "0" * 64,
+                              "error": {"type": "CouldntDecodeError", "message": "Decoding failed"}})
+    (refs_copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ReferencesError, match="birds.mp3 is not a WAV and .* no wav_sha256.*make references"):
+        load_references(refs_copy)
