@@ -17,7 +17,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -78,10 +78,11 @@ def _positive_int(text: str) -> int:
 
 
 def configure_detect(p: argparse.ArgumentParser) -> None:
-    p.add_argument("inputs", nargs="*", type=Path, metavar="FILE|DIR",
+    p.add_argument("inputs", nargs="*", metavar="FILE|DIR|MANIFEST|GLOB",
                    help="audio files (WAV read directly; FLAC, MP3, AAC, .ts... through production's "
                         "ffmpeg conversion), local HLS playlists (.m3u8: one result per live "
-                        "window), or folders scanned recursively for them")
+                        "window), folders scanned recursively for them, manifests (.txt: one input "
+                        "per line, relative to the manifest) or quoted globs ('archive/**/*.wav')")
     p.add_argument("--follow", type=Path, metavar="DIR", default=None,
                    help="keep polling DIR and process each new file / complete playlist window once, "
                         "across restarts; JSON lines on stdout")
@@ -112,17 +113,44 @@ def configure_detect(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=Path, default=None,
                    help="model folder with model.safetensors + config.json (required; in a "
                         "checkout the embedded fixture is reference_outputs/fixture)")
-    p.add_argument("--output", type=Path, default=None, help="write results here instead of stdout")
+    p.add_argument("--many", action="store_true",
+                   help="run WAV inputs through the many-file feeder (model/feeder.py: worker "
+                        "processes prepare clips while the network runs); always on with --device "
+                        "cuda. Results are the same bits either way")
+    p.add_argument("--output", type=Path, default=None,
+                   help="write results here instead of stdout (with --ray: a folder, see --ray)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    from orcaport.model.scale.options import configure_ray    # ray-free: Ray is imported only by a --ray run
+
+    configure_ray(p)
 
 
-def collect_audio(inputs: Sequence[Path]) -> list[Path]:
-    """Files as given, folders expanded to their inputs (sorted); raises InputError."""
-    from orcaport.model.inputs import SCANNED_SUFFIXES, scan_folder
+def collect_audio(inputs: Sequence[str | Path]) -> list[Path]:
+    """Files as given, folders expanded to their inputs (sorted), manifests to their lines, globs
+    to their matches (sorted); raises InputError."""
+    import glob
+
+    from orcaport.model.inputs import SCANNED_SUFFIXES, is_glob, is_manifest, manifest_entries, scan_folder
 
     files: list[Path] = []
-    for path in inputs:
-        if path.is_dir():
+    for name in inputs:
+        path = Path(name)
+        if is_manifest(str(name)) and path.is_file():
+            try:
+                entries = manifest_entries(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError) as e:
+                raise InputError(f"{path}: unreadable manifest ({type(e).__name__}); give a UTF-8 text "
+                                 "file with one input per line") from None
+            if not entries:
+                raise InputError(f"{path}: manifest lists no inputs; write one file or folder per line")
+            files += collect_audio([path.parent / e for e in entries])
+        elif is_glob(str(name)) and not path.exists():
+            found = sorted(glob.glob(str(name), recursive=True))
+            if not found:
+                raise InputError(f"{name}: no file matches this pattern; check it (quote it so the "
+                                 "shell leaves it to orcaport, `**` spans folders)")
+            files += collect_audio(found)
+        elif path.is_dir():
             found = scan_folder(path)
             if not found:
                 raise InputError(f"{path}: folder holds no .wav or .flac files (nor "
@@ -221,8 +249,11 @@ def write_output(path: Path, text: str) -> None:
 def run_detect(args: argparse.Namespace) -> int:
     # Imported here so `orcaport --help` stays instant (torch takes a second to import).
     from orcaport.model.detector import Detector
-    from orcaport.model.inputs import detect_input
 
+    if args.ray is not None:
+        from orcaport.model.scale.options import run_ray_detect
+
+        return run_ray_detect(args)
     if args.follow is not None and args.inputs:
         raise UsageError("--follow DIR takes no other inputs; run one or the other")
     if args.follow is not None and (args.output is not None or args.format not in (None, "json")):
@@ -245,18 +276,14 @@ def run_detect(args: argparse.Namespace) -> int:
                   disable=args.quiet or not err.is_terminal) as bar:
         files_task = bar.add_task("files", total=len(files))
         clips_task = bar.add_task("clips", total=None)
-        for path in files:
-            bar.update(clips_task, description=f"clips of {path.name}", completed=0, total=None)
-            progress = lambda done, total: bar.update(clips_task, completed=done, total=total)  # noqa: E731
-            try:
-                found = detect_input(detector, path, args.threshold, args.min_positive, progress,
-                                     args.window_seconds)
-                results += found
-                paths += [path] * len(found)
-            except (OrcaportError, OSError) as e:
-                message = one_line(e)
+        for path, found in _detections(args, detector, files, bar, clips_task):
+            if isinstance(found, Exception):
+                message = one_line(found)
                 errors.append((path, message))
                 err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+            else:
+                results += found
+                paths += [path] * len(found)
             bar.advance(files_task)
     if args.format == "table" and args.output is None:
         # Off a terminal rich assumes 80 columns; widen so file names are never cut.
@@ -271,6 +298,34 @@ def run_detect(args: argparse.Namespace) -> int:
         else:
             write_output(args.output, text)
     return ExitCode.FAILED if errors else ExitCode.OK
+
+
+def _detections(args: argparse.Namespace, detector: Any, files: list[Path], bar: Progress,
+                clips_task: Any) -> Iterator[tuple[Path, list[Any] | Exception]]:
+    """(file, its detections or its error) for every file, in order. With --many / --device cuda
+    the WAVs go through the many-file feeder (the same bits: its chunks are the detector's
+    batches); playlists and ffmpeg inputs always run one at a time."""
+    from orcaport.model.feeder import detect_many
+    from orcaport.model.inputs import detect_input, is_playlist
+    from orcaport.model.transcode import needs_ffmpeg
+
+    feeder = args.many or args.device == "cuda"
+    many = [p for p in files if feeder and not needs_ffmpeg(p) and not is_playlist(p)]
+    fed = iter(detect_many(detector, many, threshold=args.threshold, min_positive=args.min_positive))
+    for path in files:
+        if many and path in many:
+            bar.update(clips_task, description="clips (many-file feeder)", completed=0, total=None)
+            got_path, got = next(fed)
+            assert got_path == path, (got_path, path)        # the feeder yields in input order
+            yield path, got if isinstance(got, Exception) else [got]
+            continue
+        bar.update(clips_task, description=f"clips of {path.name}", completed=0, total=None)
+        progress = lambda done, total: bar.update(clips_task, completed=done, total=total)  # noqa: E731
+        try:
+            yield path, detect_input(detector, path, args.threshold, args.min_positive, progress,
+                                     args.window_seconds)
+        except (OrcaportError, OSError) as e:
+            yield path, e
 
 
 def _run_follow(args: argparse.Namespace, detector: Any) -> int:

@@ -97,9 +97,26 @@ def read_playlist(path: Path, wait_for_missing: bool = False) -> Playlist:
     if not path.is_file():
         raise DetectorError(f"{path}: no such playlist; check the path")
     try:
-        lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise _bad(path, f"unreadable ({type(e).__name__})") from None
+    playlist = parse_playlist(path, text)
+    segments = playlist.segments
+    missing = [s.path.name for s in segments if not s.path.is_file()]
+    if missing and wait_for_missing:
+        segments = segments[:[s.path.is_file() for s in segments].index(False)]
+    elif missing:
+        raise _bad(path, f"lists {len(missing)} segment(s) missing from {path.parent} (first: "
+                         f"{missing[0]})", "download the missing segments, or remove them from the "
+                                           "playlist")
+    return Playlist(path, playlist.target_duration, tuple(segments), playlist.ended)
+
+
+def parse_playlist(path: Path, text: str) -> Playlist:
+    """A media playlist's text, read as if it were at `path` (segment paths under its folder),
+    without looking at the segments: a remote archive's playlist (model/scale/sources.py) is
+    parsed here and its segments fetched later."""
+    lines = [ln.strip() for ln in text.splitlines()]
     if not lines or lines[0] != "#EXTM3U":
         raise _bad(path, "not an HLS playlist (no #EXTM3U header)")
     target, pending, segments, ended = None, None, [], False
@@ -123,13 +140,6 @@ def read_playlist(path: Path, wait_for_missing: bool = False) -> Playlist:
             pending = None
     if target is None or target <= 0:
         raise _bad(path, "has no valid #EXT-X-TARGETDURATION")
-    missing = [s.path.name for s in segments if not s.path.is_file()]
-    if missing and wait_for_missing:
-        segments = segments[:[s.path.is_file() for s in segments].index(False)]
-    elif missing:
-        raise _bad(path, f"lists {len(missing)} segment(s) missing from {path.parent} (first: "
-                         f"{missing[0]})", "download the missing segments, or remove them from the "
-                                           "playlist")
     return Playlist(path, target, tuple(segments), ended)
 
 

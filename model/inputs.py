@@ -1,5 +1,6 @@
 """One input of `orcaport detect` -> its detections: a WAV or any file ffmpeg reads (one
-Detection), or a local HLS playlist (one Detection per complete live window, model/hls.py)."""
+Detection), or a local HLS playlist (one Detection per complete live window, model/hls.py).
+Also what names many inputs at once: a manifest (a .txt file, one input per line) and a glob."""
 
 from __future__ import annotations
 
@@ -14,7 +15,25 @@ from orcaport.model.transcode import FFMPEG_SUFFIXES, PLAYLIST_SUFFIXES, WAV_SUF
 # What a folder scan picks up. Bare .ts files are HLS segments: they are read through their
 # playlist (or when named one by one), never each on its own from a folder scan.
 SCANNED_SUFFIXES = WAV_SUFFIXES + tuple(s for s in FFMPEG_SUFFIXES if s != ".ts") + PLAYLIST_SUFFIXES
+MANIFEST_SUFFIXES = (".txt",)       # one input per line; never audio, so never mistaken for it
+GLOB_CHARS = "*?["
 ProgressFn = Callable[[int, int], None]
+
+
+def is_manifest(name: str) -> bool:
+    return name.lower().endswith(MANIFEST_SUFFIXES)
+
+
+def is_glob(name: str) -> bool:
+    """A pattern the shell did not expand (quoted, or too many files for one command line)."""
+    return any(c in name for c in GLOB_CHARS)
+
+
+def manifest_entries(text: str) -> list[str]:
+    """A manifest's inputs: one path or URL per line; blank lines and `#` comments skipped.
+    Relative paths are relative to the manifest's folder (the caller joins them)."""
+    lines = (ln.strip() for ln in text.splitlines())
+    return [ln for ln in lines if ln and not ln.startswith("#")]
 
 
 def is_playlist(path: Path) -> bool:
