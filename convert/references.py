@@ -272,15 +272,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget-mb", type=float, default=2000.0, help="refuse references larger than this")
     ap.add_argument("--log", type=Path, help="legacy's own output (default: <out>.log beside --out)")
     args = ap.parse_args(argv)
+    code = None
     try:
         remove_stale_scratch(Path(tempfile.gettempdir()), SCRATCH_KIND)   # left by a killed run
-        with legacy_output(args.log or log_path_for(args.out)) as terminal, \
-                tempfile.TemporaryDirectory(prefix=scratch_prefix(SCRATCH_KIND)) as tmp, \
-                isolated_home(Path(tmp) / "home"):
-            manifest = build(args.model, args.audio, args.out, Path(tmp), args.sha256, args.threads,
-                             args.near_threshold, args.budget_mb, terminal)
+        with legacy_output(args.log or log_path_for(args.out)) as terminal:
+            try:
+                with tempfile.TemporaryDirectory(prefix=scratch_prefix(SCRATCH_KIND)) as tmp, \
+                        isolated_home(Path(tmp) / "home"):
+                    manifest = build(args.model, args.audio, args.out, Path(tmp), args.sha256,
+                                     args.threads, args.near_threshold, args.budget_mb, terminal)
+            except (OrcaportError, KeyboardInterrupt) as e:
+                code = report_error(None, e, terminal)   # the one line first, then the log's tail
+                raise
     except (OrcaportError, KeyboardInterrupt) as e:
-        return report_error(None, e)
+        return report_error(None, e) if code is None else code
     print(json.dumps({"files": len(manifest["files"]), "out": str(args.out)}))
     return ExitCode.OK
 

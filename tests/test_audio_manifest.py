@@ -107,6 +107,10 @@ def test_a_non_wav_entry_keeps_both_hashes_and_either_changed_is_refused(tmp_pat
     assert mp3["wav"]["subtype"] == "PCM_16" and mp3["wav"]["sample_rate"] == 44100
     assert "wav_sha256" not in wav                                       # a WAV is read as is
     verify(tmp_path / "audio", entries)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PATH", str(tmp_path / "nowhere"))
+        with pytest.raises(AudioFolderError, match="through ffmpeg, which is not installed; install ffmpeg"):
+            verify(tmp_path / "audio", entries)
     with pytest.raises(AudioFolderError, match="converts it to a WAV other than the one"):
         verify(tmp_path / "audio", [{**mp3, "wav_sha256": "0" * 64}])
     with pytest.raises(AudioFolderError, match="keep no sha256 of its production conversion"):
