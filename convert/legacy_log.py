@@ -40,7 +40,9 @@ TAIL_LINES = 20
 def log_path_for(out: str | Path) -> Path:
     """The default log of a run writing `out` (a folder or a file): `<out>.log`, beside it."""
     out = Path(out)
-    return out.with_name(out.name + LOG_SUFFIX)
+    if out.name in ("", ".", ".."):     # '.', 'refs/..': name the folder itself
+        out = out.resolve()
+    return out.parent / ((out.name or "output") + LOG_SUFFIX)
 
 
 def tail(path: Path, lines: int = TAIL_LINES) -> list[str]:
