@@ -58,7 +58,8 @@ def render_raven(files: Sequence[tuple[Path, Any]], frontend: Any) -> str:
     selection, offset = 0, 0.0
     for path, d in files:
         name = _check_text(Path(path).name, "file name")
-        full = _check_text(str(Path(path).resolve()), "file path")
+        # a URL (a `--ray` run's remote input) is its own full path
+        full = _check_text(str(path) if "://" in str(path) else str(Path(path).resolve()), "file path")
         band = band_hz(frontend, d.sample_rate)
         for e in detection_events(d):
             selection += 1
