@@ -1,8 +1,10 @@
-"""House rule: the clean side never imports legacy-only modules and never unpickles."""
+"""House rule: the clean side never imports legacy-only modules and never unpickles; an optional
+extra (scikit-learn, the `evaluate` extra) is imported only by the package that needs it."""
 
 from __future__ import annotations
 
 import ast
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +18,9 @@ FORBIDDEN_MODULES = ("fastai", "audio", "fastai_audio", "torchvision", "torchaud
                      "pandas", "pydub", "pickle", "dill", "cloudpickle", "joblib")
 FORBIDDEN_CALLS = ("torch.load", "pickle.load", "pickle.loads", "np.load", "numpy.load",
                    "torch.jit.load", "Unpickler")
+# Optional extras: top-level module -> the one package (relative to ROOT) allowed to import it.
+EXTRAS = {"sklearn": Path("parity") / "evaluation"}
+HAVE_SKLEARN = importlib.util.find_spec("sklearn") is not None
 
 
 def _clean_sources() -> list[Path]:
@@ -43,17 +48,29 @@ def test_clean_source_has_no_forbidden_import_or_unpickling(path: Path) -> None:
         else:
             names = []
         for name in names:
-            assert name.split(".")[0] not in FORBIDDEN_MODULES, f"{path}:{node.lineno} imports {name}"
+            top = name.split(".")[0]
+            assert top not in FORBIDDEN_MODULES, f"{path}:{node.lineno} imports {name}"
+            if top in EXTRAS:
+                assert path.relative_to(ROOT).is_relative_to(EXTRAS[top]), \
+                    f"{path}:{node.lineno} imports the optional {top}; only {EXTRAS[top]}/ may"
         if isinstance(node, ast.Call):
             called = _dotted(node.func)
             assert not any(called == f or called.endswith("." + f) for f in FORBIDDEN_CALLS), \
                 f"{path}:{node.lineno} calls {called}"
 
 
+def _modules(with_extras: bool) -> list[str]:
+    """Import names of the clean sources; the extras' packages only when `with_extras`."""
+    paths = [p for p in _clean_sources()
+             if with_extras or not any(p.relative_to(ROOT).is_relative_to(d) for d in EXTRAS.values())]
+    modules = ["orcaport." + ".".join(p.relative_to(ROOT).with_suffix("").parts) for p in paths]
+    return [m.removesuffix(".__init__") for m in modules if not m.endswith("__main__")]
+
+
 def test_importing_every_clean_module_loads_no_forbidden_module() -> None:
-    """Catches indirect imports (a clean module importing a helper that imports pandas...)."""
-    modules = ["orcaport." + ".".join(p.relative_to(ROOT).with_suffix("").parts) for p in _clean_sources()]
-    modules = [m.removesuffix(".__init__") for m in modules if not m.endswith("__main__")]
+    """Catches indirect imports (a clean module importing a helper that imports pandas...). The
+    evaluate extra's package is imported too where scikit-learn is installed (CI installs it)."""
+    modules = _modules(with_extras=HAVE_SKLEARN)
     code = (
         "import importlib, sys, pickle\n"
         "def _refuse(*a, **k): raise AssertionError('clean code unpickled something')\n"
@@ -62,6 +79,19 @@ def test_importing_every_clean_module_loads_no_forbidden_module() -> None:
         f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {FORBIDDEN_MODULES[:-4]!r})\n"
         "assert not bad, bad\n"
         "print('ok', len(sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_core_never_imports_an_optional_extra() -> None:
+    """The runtime and parity work without scikit-learn: importing every module outside the
+    evaluate package loads none of the extras, whether or not they are installed."""
+    code = (
+        "import importlib, sys\n"
+        f"for m in {_modules(with_extras=False)!r}: importlib.import_module(m)\n"
+        f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {tuple(EXTRAS)!r})\n"
+        "assert not bad, bad\n"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -81,3 +111,17 @@ def test_parity_runs_end_to_end_with_unpickling_disabled(tmp_path: Path) -> None
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
     assert "PARITY PASSED" in out.stdout and (tmp_path / "parity.json").is_file()
+
+
+def test_only_the_extras_own_modules_import_an_extra() -> None:
+    """`ray` is imported by model/scale/ray_detect.py alone (the core runtime runs without it), and
+    that module is reached only through `--ray` (model/scale/options.py imports it inside run)."""
+    extras = set(OPTIONAL_EXTRAS.values())
+    for path in _clean_sources():
+        module = "orcaport." + ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+            for name in names:
+                if name.split(".")[0] in extras:
+                    assert OPTIONAL_EXTRAS.get(module) == name.split(".")[0], f"{path}:{node.lineno} imports {name}"
