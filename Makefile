@@ -39,7 +39,7 @@ VERIFY_REPORTS ?= $(patsubst %/,%,$(dir $(patsubst %/,%,$(VERIFY_REFERENCES))))/
 # upstream's real-data mel reference for parity's real-data check (beside the checkout when present)
 UPSTREAM ?= $(wildcard ../shared/data/upstream_sunset_bay_mel_reference.safetensors)
 
-.PHONY: help envs env-clean env-legacy fixture convert corpus references envelope tolerances controls controls-refs parity variants verify test test-legacy bench bench-cuda publish
+.PHONY: help envs env-clean env-legacy fixture convert corpus references envelope tolerances controls controls-refs parity variants verify test test-legacy bench bench-cuda publish env-evaluate evaluate
 
 help:  ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -104,6 +104,26 @@ bench: env-clean  ## speed/memory benchmarks (never in CI); writes bench/results
 
 bench-cuda: env-clean  ## [GPU machine] the whole detector on CUDA over many hours; writes bench/cuda.json (make bench shows it)
 	$(CLEAN) -m bench.cuda --out bench
+
+# evaluate: precision/recall/F1 on the user's labels (issue 21). LABELS= a Raven table, Audacity
+# label file, CSV (file,start,end[,label]) or a folder of them; DATASET= the labeled set's name
+# (reports, model card); UNLABELED=negative counts recordings no label file mentions as negatives.
+# The legacy column comes from REFERENCES= where they cover the recordings, else from the legacy
+# env when it exists (NO_LEGACY=1: neither). Needs the evaluate extra (scikit-learn).
+LABELS ?=
+DATASET ?=
+UNLABELED ?=
+NO_LEGACY ?=
+EVALUATION ?=
+
+env-evaluate: env-clean  ## the evaluate extra (scikit-learn, envs/evaluate.lock.txt) in the clean env
+	@$(CLEAN) -c "import sklearn" 2>/dev/null || $(CLEAN) -m pip install -q --disable-pip-version-check -r envs/evaluate.lock.txt
+
+evaluate: env-evaluate  ## [clean, + legacy column] P/R/F1 of legacy and every profile on labeled recordings -> REPORTS/evaluation.*  (MODEL= AUDIO= LABELS= REFERENCES= REPORTS= DATASET= UNLABELED=)
+	$(if $(LABELS),,$(error LABELS= is required: a Raven table, Audacity labels, a CSV or a folder of them))
+	$(CLEAN) -m orcaport.parity.evaluation --model "$(MODEL_DIR)" --audio $(AUDIO) --labels "$(LABELS)" \
+	  --reports "$(REPORTS)" $(if $(NO_LEGACY),,--references "$(REFERENCES)" $(if $(wildcard $(LEGACY)),--legacy-python $(LEGACY))) \
+	  $(if $(SHA256),--sha256 "$(SHA256)") $(if $(DATASET),--dataset "$(DATASET)") $(if $(UNLABELED),--unlabeled $(UNLABELED))
 
 # publish's variables are the flow's (MODEL= the converted folder, REFERENCES=, REPORTS=); a MODEL=
 # naming model.pkl (convert's input) means the folder it sits in. CARD= is the card config JSON.
