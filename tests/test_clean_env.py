@@ -19,8 +19,9 @@ FORBIDDEN_MODULES = ("fastai", "audio", "fastai_audio", "torchvision", "torchaud
 FORBIDDEN_CALLS = ("torch.load", "pickle.load", "pickle.loads", "np.load", "numpy.load",
                    "torch.jit.load", "Unpickler")
 # Optional extras: top-level module -> the one package (relative to ROOT) allowed to import it.
-EXTRAS = {"sklearn": Path("parity") / "evaluation"}
+EXTRAS = {"sklearn": Path("parity") / "evaluation", "ray": Path("model") / "scale" / "ray_detect.py"}
 HAVE_SKLEARN = importlib.util.find_spec("sklearn") is not None
+INSTALLED = {top for top in EXTRAS if importlib.util.find_spec(top) is not None}
 
 
 def _clean_sources() -> list[Path]:
@@ -62,7 +63,8 @@ def test_clean_source_has_no_forbidden_import_or_unpickling(path: Path) -> None:
 def _modules(with_extras: bool) -> list[str]:
     """Import names of the clean sources; the extras' packages only when `with_extras`."""
     paths = [p for p in _clean_sources()
-             if with_extras or not any(p.relative_to(ROOT).is_relative_to(d) for d in EXTRAS.values())]
+             if not any(p.relative_to(ROOT).is_relative_to(d) and not (with_extras and top in INSTALLED)
+                        for top, d in EXTRAS.items())]
     modules = ["orcaport." + ".".join(p.relative_to(ROOT).with_suffix("").parts) for p in paths]
     return [m.removesuffix(".__init__") for m in modules if not m.endswith("__main__")]
 
@@ -112,16 +114,3 @@ def test_parity_runs_end_to_end_with_unpickling_disabled(tmp_path: Path) -> None
     assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
     assert "PARITY PASSED" in out.stdout and (tmp_path / "parity.json").is_file()
 
-
-def test_only_the_extras_own_modules_import_an_extra() -> None:
-    """`ray` is imported by model/scale/ray_detect.py alone (the core runtime runs without it), and
-    that module is reached only through `--ray` (model/scale/options.py imports it inside run)."""
-    extras = set(OPTIONAL_EXTRAS.values())
-    for path in _clean_sources():
-        module = "orcaport." + ".".join(path.relative_to(ROOT).with_suffix("").parts)
-        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
-                     [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
-            for name in names:
-                if name.split(".")[0] in extras:
-                    assert OPTIONAL_EXTRAS.get(module) == name.split(".")[0], f"{path}:{node.lineno} imports {name}"

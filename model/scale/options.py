@@ -4,6 +4,7 @@ module; Ray itself is imported only when a run asks for it (`run_ray_detect`).""
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import re
 from typing import Any
 
@@ -66,10 +67,8 @@ def run_ray_detect(args: argparse.Namespace) -> int:
         raise UsageError("no model; pass --model DIR, a folder holding model.safetensors + config.json")
     if args.output is None:
         raise UsageError("--ray writes a run folder; pass --output DIR (rerun with the same DIR to resume)")
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        raise UsageError(f"--ray needs Ray, which is not installed here; {INSTALL_RAY}") from None
+    if importlib.util.find_spec("ray") is None:
+        raise UsageError(f"--ray needs Ray, which is not installed here; {INSTALL_RAY}")
     from orcaport.model.scale.ray_detect import run
 
     return run(args)
