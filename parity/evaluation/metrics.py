@@ -1,9 +1,11 @@
 """Task metrics at the three levels the detector decides, with scikit-learn's implementations.
 
 Levels and their ground truth (the criteria the reports state):
-- second: each of OrcaHello's one-second rows [t, t+1) is a call second when labeled events cover
-  at least MIN_SECOND_OVERLAP_S of it, or hold a whole (shorter) event inside it; the row is
-  detected when its confidence > threshold (OrcaHello's rule, strict). Score: the confidence.
+- second: each of OrcaHello's one-second rows [t, t+1) is a call second when a labeled event
+  (overlapping labels joined) covers at least MIN_SECOND_OVERLAP_S of it, or half of the event
+  when that is less (a short call across a second boundary still marks the second holding most of
+  it); the row is detected when its confidence > threshold (OrcaHello's rule, strict). Score: the
+  confidence.
 - file: a recording is a call file when it holds a labeled event; it is detected when at least
   `min_positive` rows are above the threshold (the global decision). Score: its min_positive-th
   largest row confidence -- the file is detected at threshold t exactly when that score > t, so
@@ -57,11 +59,10 @@ def second_truth(spans: Sequence[tuple[float, float]], rows: int,
                  min_overlap: float = MIN_SECOND_OVERLAP_S) -> np.ndarray:
     """(rows,) bool: row t ([t, t+1) s) is a call second (see the module docstring)."""
     truth = np.zeros(rows, dtype=bool)
-    merged = merge_spans(spans)
-    for t in range(rows):
-        cover = sum(max(0.0, min(e, t + 1.0) - max(s, float(t))) for s, e in merged)
-        inside = any(t <= s and e <= t + 1.0 for s, e in merged)
-        truth[t] = cover >= min_overlap or inside
+    for s, e in merge_spans(spans):
+        need = min(min_overlap, (e - s) / 2)
+        for t in range(max(0, int(np.floor(s))), min(rows, int(np.ceil(e)))):
+            truth[t] |= min(e, t + 1.0) - max(s, float(t)) >= need
     return truth
 
 

@@ -171,11 +171,11 @@ def evaluate(opt: Options, progress: Callable[[str], None] | None = None) -> dic
         "dataset": opt.dataset, "model": str(opt.model), "weights_sha256": base.artifact.weights_sha256,
         "labels": str(opt.labels), "machine": machine(),
         "threshold": threshold, "min_positive": min_positive, "reference": reference, "gate_margin": opt.margin,
-        "criteria": {"second": f"a one-second row is a call second when labeled events cover >= "
-                               f"{m.MIN_SECOND_OVERLAP_S} s of it or a whole event lies inside it; detected "
+        "criteria": {"second": f"a one-second row is a call second when a labeled event covers >= "
+                               f"{m.MIN_SECOND_OVERLAP_S} s of it (or half the event, if shorter); detected "
                                "when its confidence > threshold",
                      "file": f"a call file holds a labeled event; detected when >= {min_positive} rows are above "
-                             f"the threshold (score: the {min_positive}-th largest row confidence)",
+                             f"the threshold (score: the file's largest confidence reached by {min_positive} rows)",
                      "event": "detections are merged runs of detected seconds; a detection matches a labeled event "
                               f"when they overlap by more than {m.MIN_EVENT_OVERLAP_S} s, one to one, largest "
                               "overlaps first",
