@@ -4,6 +4,8 @@ naming the file and the line (docs/BAD_INPUTS.md rows 130-138). No scikit-learn 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -137,3 +139,18 @@ def test_missing_labels_path_and_empty_folder_are_refused(tmp_path: Path) -> Non
     (tmp_path / "empty").mkdir()
     with pytest.raises(LabelError, match="holds no label files"):
         load_labels(tmp_path / "empty", files, {})
+
+
+def test_without_scikit_learn_the_command_names_the_extra(tmp_path: Path) -> None:
+    """The evaluate extra missing is a one-line usage error naming the install, not a traceback."""
+    code = ("import sys; sys.modules['sklearn'] = None\n"
+            "from orcaport.parity.evaluation.__main__ import main\n"
+            f"sys.exit(main(['--model', {str(FIXTURE)!r}, '--audio', {str(CORPUS)!r}, '--labels', {str(tmp_path)!r},"
+            f" '--reports', {str(tmp_path / 'r')!r}]))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert out.stderr.strip().splitlines() == [
+        "python -m orcaport.parity.evaluation: error: scikit-learn is not installed (the `evaluate` extra); "
+        "pip install 'orcaport[evaluate]' (in a checkout: `make evaluate` installs envs/evaluate.lock.txt into "
+        "the clean env)"]
+    assert not (tmp_path / "r").exists()

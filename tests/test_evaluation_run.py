@@ -138,3 +138,22 @@ def test_chromium_renders_the_html_with_its_plots(run: dict[str, Any], tmp_path:
     _chromium(page, tmp_path / "profile", f"--screenshot={shot}", "--window-size=1400,1800", "--hide-scrollbars")
     png = shot.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 50_000, "a blank or missing screenshot"
+
+
+def test_labels_that_label_nothing_are_refused_before_the_model_runs(tmp_path: Path, run: dict[str, Any]) -> None:
+    from orcaport.parity.evaluation.__main__ import main
+
+    (tmp_path / "labels.csv").write_text("file,start,end\n")
+    code = main(["--model", str(FIXTURE), "--audio", str(run["base"] / "set" / "audio"), "--labels",
+                 str(tmp_path / "labels.csv"), "--reports", str(tmp_path / "reports")])
+    assert code == 3 and not (tmp_path / "reports").exists()
+
+
+def test_unwritable_reports_folder_replaces_nothing(tmp_path: Path, run: dict[str, Any]) -> None:
+    from orcaport.parity.evaluation.reports import write_reports
+
+    blocker = tmp_path / "reports"
+    blocker.write_text("a file where the reports folder should be")
+    with pytest.raises(OSError):                   # the command maps it to OutputError, exit 5
+        write_reports(run["doc"], blocker)
+    assert blocker.read_text().startswith("a file") and list(tmp_path.iterdir()) == [blocker]

@@ -11,7 +11,6 @@ audio), 5 reports not writable.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -44,8 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if importlib.util.find_spec("sklearn") is None:
-            raise UsageError(f"scikit-learn is not installed (the `evaluate` extra); {EXTRA_FIX}")
+        try:
+            import sklearn  # noqa: F401
+        except ImportError:
+            raise UsageError(f"scikit-learn is not installed (the `evaluate` extra); {EXTRA_FIX}") from None
         from orcaport.model.cli import collect_audio
         from orcaport.parity.evaluation.reports import SUMMARY_HEADER, summary_rows, write_reports
         from orcaport.parity.evaluation.run import GATE_MARGIN, Options, evaluate
