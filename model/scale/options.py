@@ -6,14 +6,20 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import re
+import socket
 from typing import Any
 
-from orcaport.model.errors import UsageError
+from orcaport.model.errors import RemoteError, UsageError
 
 # local: a private Ray in this process (or the cluster $RAY_ADDRESS names); auto: the cluster
 # `ray start` made on this machine; host:port: a cluster's GCS; ray://host:port: Ray Client.
 ADDRESS = re.compile(r"^(local|auto|(ray://)?[A-Za-z0-9_.\-]+:\d{1,5})$")
 INSTALL_RAY = "pip install 'orcaport[ray]'"
+CONNECT_TIMEOUT_S = 5.0
+
+
+class RayClusterError(RemoteError):
+    """The Ray cluster could not be reached or started (exit 6)."""
 
 
 def _positive_int(text: str) -> int:
@@ -69,9 +75,23 @@ def run_ray_detect(args: argparse.Namespace) -> int:
         raise UsageError("--ray writes a run folder; pass --output DIR (rerun with the same DIR to resume)")
     if importlib.util.find_spec("ray") is None:
         raise UsageError(f"--ray needs Ray, which is not installed here; {INSTALL_RAY}")
+    check_reachable(args.ray)
     from orcaport.model.scale.ray_detect import run
 
     return run(args)
+
+
+def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """A host:port (or ray://host:port) address must accept a TCP connection within `timeout_s`:
+    ray.init itself retries an unreachable cluster for minutes before it gives up."""
+    if address in ("local", "auto"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise RayClusterError(f"nothing answers at --ray {address} ({e.strerror or type(e).__name__}); "
+                              "start the cluster (`ray start --head`) or check the address") from None
 
 
 def ray_init_kwargs(address: str) -> dict[str, Any]:

@@ -39,10 +39,10 @@ from ray.exceptions import RayError, RayTaskError
 from orcaport.model.artifact import CONFIG_FILE, WEIGHTS_FILE, load_artifact
 from orcaport.model.cpus import available_cpus
 from orcaport.model.detector import MAX_WORKERS, Detector
-from orcaport.model.errors import RemoteError, UsageError, one_line
+from orcaport.model.errors import UsageError, one_line
 from orcaport.model.feeder import FILE_ERRORS
 from orcaport.model.pipeline import Frontend
-from orcaport.model.scale.options import ray_init_kwargs
+from orcaport.model.scale.options import RayClusterError, ray_init_kwargs
 from orcaport.model.scale.progress import RunProgress
 from orcaport.model.scale.run_folder import OUTPUT_NAMES, SUMMARY, RunFolder
 from orcaport.model.scale.sources import WorkItem, item_waveforms, plan_inputs
@@ -50,10 +50,6 @@ from orcaport.model.source import STREAM_BYTES, AudioSource
 
 RETRIES = 3                 # a killed worker's task / a killed actor: run again this many times
 OUTPUT_EVERY_S = 60.0       # detections.<format> rewritten at most this often during a run
-
-
-class RayClusterError(RemoteError):
-    """The Ray cluster could not be reached or started (exit 6)."""
 
 
 @ray.remote(max_retries=RETRIES)   # system failures only: a file's own error is not retried
@@ -73,7 +69,8 @@ class NetworkActor:
             self.det = Detector.from_folder(tmp, **options)
 
     def describe(self) -> dict[str, Any]:
-        return {"pid": os.getpid(), "device": self.det.device, "arithmetic": self.det.arithmetic.to_dict()}
+        return {"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(),
+                "device": self.det.device, "arithmetic": self.det.arithmetic.to_dict()}
 
     def detect(self, name: str, src: AudioSource, waves: np.ndarray, seconds: dict[str, float],
                threshold: float | None, min_positive: int | None) -> tuple[Any, dict[str, float]]:
@@ -127,13 +124,15 @@ def _run(args: argparse.Namespace, artifact: Any, folder: RunFolder, items: list
     options = {"profile": args.profile, "device": device, "batch_size": args.batch_size,
                "arithmetic": args.arithmetic, "workers": min(available_cpus(), MAX_WORKERS)}
     model_ref = ray.put({n: (args.model / n).read_bytes() for n in (WEIGHTS_FILE, CONFIG_FILE)})
-    actor_cls = NetworkActor.options(num_cpus=args.actor_cpus,
+    # SPREAD: one actor per node before a second on any (a CPU cluster's default is one per node)
+    actor_cls = NetworkActor.options(num_cpus=args.actor_cpus, scheduling_strategy="SPREAD",
                                      num_gpus=1.0 / args.actors_per_gpu if gpus else 0)
     actors = [actor_cls.remote(model_ref, options) for _ in range(n_actors)]
     fe_ref = ray.put(Frontend.of(artifact.config))
     task = prepare.options(num_cpus=args.task_cpus, num_returns=3)
     max_in_flight = args.in_flight or max(2, int(2 * resources.get("CPU", 1)))
-    arithmetic = ray.get(actors[0].describe.remote())["arithmetic"]
+    described = ray.get([a.describe.remote() for a in actors])
+    arithmetic = described[0]["arithmetic"]
 
     load = [0] * n_actors
     in_flight: dict[Any, tuple[WorkItem, int, int]] = {}        # ref -> (item, actor, attempt)
@@ -160,7 +159,8 @@ def _run(args: argparse.Namespace, artifact: Any, folder: RunFolder, items: list
                     last_output = time.perf_counter()
         finally:
             write_outputs(args, folder, items, arithmetic, device)
-            summary = progress.summary(nodes, n_actors, device)
+            summary = {**progress.summary(nodes, n_actors, device),
+                       "actor_nodes": len({d["node"] for d in described})}
             folder.write(SUMMARY, _json(summary))
             progress.report(summary)
     _, failed = folder.results(items)

@@ -32,10 +32,11 @@ import numpy as np
 from orcaport.model.clips import ClipWaveforms
 from orcaport.model.errors import InputError
 from orcaport.model.hls import LIVE_WINDOW_SECONDS, Window, check_window_length, parse_playlist
-from orcaport.model.inputs import SCANNED_SUFFIXES, is_glob, is_manifest, is_playlist, manifest_entries
+from orcaport.model.inputs import (MANIFEST_SUFFIXES, SCANNED_SUFFIXES, is_glob, is_manifest, is_playlist,
+                                   manifest_entries)
 from orcaport.model.pipeline import Frontend
 from orcaport.model.source import STREAM_BYTES, AudioSource, DetectorError, open_audio
-from orcaport.model.transcode import needs_ffmpeg, production_wav
+from orcaport.model.transcode import FFMPEG_SUFFIXES, needs_ffmpeg, production_wav
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,7 @@ def _expand(url: str, window_seconds: float) -> list[WorkItem]:
                 raise InputError(f"{url}: no file matches this pattern; check it (quote it so the "
                                  "shell leaves it to orcaport)")
             return [i for f in found for i in _expand(_url(fs, f, url), window_seconds)]
-        if fs.isdir(path):
+        if not _names_a_file(path) and fs.isdir(path):
             found = sorted(f for f in fs.find(path) if f.lower().endswith(SCANNED_SUFFIXES))
             if not found:
                 raise InputError(f"{url}: folder holds no audio files nor HLS playlists (live.m3u8); "
@@ -124,6 +125,12 @@ def _expand(url: str, window_seconds: float) -> list[WorkItem]:
             raise InputError(f"{url}: no such file or folder") from None
         raise InputError(f"{url}: cannot be read ({type(e).__name__}: {e}); check the address") from None
     raise InputError(f"{url}: no such file or folder")
+
+
+def _names_a_file(path: str) -> bool:
+    """A name with an input's suffix is taken for a file: over http(s) an isdir() check would
+    download the file to look for links in it."""
+    return path.lower().endswith(SCANNED_SUFFIXES + FFMPEG_SUFFIXES + MANIFEST_SUFFIXES)
 
 
 def _file_items(fs: Any, path: str, url: str, window_seconds: float, folder: str | None) -> list[WorkItem]:
