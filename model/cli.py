@@ -338,6 +338,22 @@ def _run_follow(args: argparse.Namespace, detector: Any) -> int:
 register("detect", "detect SRKW calls in audio files, per second and per file", configure_detect, run_detect)
 
 
+def _predict_configure(p: argparse.ArgumentParser) -> None:
+    from orcaport.model.predict_cli import configure    # model/predict_cli.py: fastai_audio's own predict
+
+    configure(p)
+
+
+def _predict_run(args: argparse.Namespace) -> int:
+    from orcaport.model.predict_cli import run
+
+    return run(args)
+
+
+register("predict", "fastai_audio's own predict: class and probabilities per file or per segment",
+         _predict_configure, _predict_run)
+
+
 # -- entry point ---------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orcaport", description="fastai-free OrcaHello runtime")

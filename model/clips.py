@@ -2,29 +2,34 @@
 the detector schedules them, with no network attached, so a CPU-only worker (the many-file feeder's
 processes, a Ray task) prepares clips without loading the model's weights.
 
-    clip_inputs    each second decoded, loaded and downmixed ONCE, shared by the two clips
+    clip_inputs    each second decoded, loaded and downmixed ONCE, shared by the clips
                    overlapping it (per-sample steps: bit for bit the same as per clip)
-    clip_waveform  resample (+ its cache round trip) per clip: resample_poly's edges differ on a
-                   longer signal, so this step is never shared
+    clip_waveform  resample (+ its cache round trip) and the other signal steps of the chain
+                   (silence, pad_signal) per clip: resample_poly's edges differ on a longer
+                   signal, so these are never shared
     waveforms      both, for clips first..first+count-1   -> (count, C, N') float32
 """
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Iterator
 
 import numpy as np
 
 from orcaport.model.audio import PcmAudio
+from orcaport.model.config import WindowingConfig
 from orcaport.model.pipeline import Frontend, run_steps, windows_of
 from orcaport.model.source import AudioSource
 
 
 class ClipWaveforms:
-    """The waveform steps of one model's frontend (`Frontend.of(config)`)."""
+    """The waveform steps of one model's frontend (`Frontend.of(config)`) over its windows."""
 
-    def __init__(self, fe: Frontend) -> None:
+    def __init__(self, fe: Frontend, windowing: WindowingConfig | None = None) -> None:
         self.fe = fe
+        self.windowing = windowing or WindowingConfig()
+        self.last_signal_step = [n for n in fe.chain if n not in fe.spectral_steps][-1]
 
     def prefix(self, seg: np.ndarray, src: AudioSource) -> np.ndarray:
         """The per-second steps (load, downmix), run once per second: both are per sample, so a
@@ -37,21 +42,30 @@ class ClipWaveforms:
         """The waveform steps after the shared prefix (resample), per clip. `clip` is a (1, N)
         prefix when the frontend downmixes, else (N, C) raw ints, run from `load` as legacy does.
         -> (C, N') float32 at the spectrogram's rate"""
+        last = self.last_signal_step
         if not self.fe.cfg.downmix:
             pcm = PcmAudio(clip, src.sample_rate, src.sample_width)
-            return run_steps(pcm, self.fe, src.sample_rate, "load", "resample")["resample"]
-        return run_steps(clip, self.fe, src.sample_rate, "resample", "resample")["resample"]
+            return run_steps(pcm, self.fe, src.sample_rate, "load", last)[last]
+        return run_steps(clip, self.fe, src.sample_rate, "resample", last)[last]
 
     def clip_inputs(self, src: AudioSource, first: int = 0, count: int | None = None) -> Iterator[np.ndarray]:
-        """Clips first..first+count-1 (default: all) as their shared prefix (before `clip_waveform`)."""
-        count = len(windows_of(src.duration_s, src.path)) - first if count is None else count
+        """Clips first..first+count-1 (default: all) as their shared prefix (before `clip_waveform`):
+        clip k spans seconds k * hop .. k * hop + clip_seconds - 1, each second's prefix made once."""
+        w = self.windowing
+        count = len(windows_of(src.duration_s, src.path, w)) - first if count is None else count
+        if count <= 0:
+            return
         downmix = self.fe.cfg.downmix
-        prev: np.ndarray | None = None
-        for seg in src.segments(count + 1, first):
-            cur = self.prefix(seg, src) if downmix else seg
-            if prev is not None:
-                yield np.concatenate([prev, cur], axis=1 if downmix else 0)
-            prev = cur
+        lo = first * w.hop_seconds
+        held: deque[np.ndarray] = deque()          # prefixes of seconds lo, lo + 1, ...
+        n_seconds = (count - 1) * w.hop_seconds + w.clip_seconds
+        for k, seg in enumerate(src.segments(n_seconds, lo)):
+            held.append(self.prefix(seg, src) if downmix else seg)
+            start = k + 1 - w.clip_seconds           # the clip ending with this second, if any
+            if start >= 0 and start % w.hop_seconds == 0:
+                yield np.concatenate(list(held)[-w.clip_seconds:], axis=1 if downmix else 0)
+            while len(held) > w.clip_seconds:
+                held.popleft()
 
     def waveforms(self, src: AudioSource, first: int = 0, count: int | None = None) -> np.ndarray:
         """Clips first..first+count-1 (default: all) ready for the spectrogram steps.

@@ -19,12 +19,17 @@ from typing import Any, Callable
 from orcaport.model.errors import OrcaportError
 
 CONFIG_SCHEMA_VERSION = 1
-# Production's windows (OrcaHello's FastAIModel.predict): 2 s clips starting every second. The
-# runtime (model/waveform.py clip_windows, the Detector's second sharing in model/source.py) is
-# built on these two numbers; config.json records them and the loader refuses any others.
+# Production's windows (OrcaHello's FastAIModel.predict): 2 s clips starting every second, the
+# defaults. config.json may ask for other whole-second clips and hops (WindowingConfig).
 CLIP_SECONDS = 2
 HOP_SECONDS = 1
-SUPPORTED_BODIES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+# Every body fastai 1.0.61's `model_meta` lists (fastai/vision/learner.py), as torchvision names them.
+SUPPORTED_BODIES = (
+    "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+    "densenet121", "densenet161", "densenet169", "densenet201",
+    "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn",
+    "squeezenet1_0", "squeezenet1_1", "alexnet", "mobilenet_v2",
+)
 
 
 class ConfigError(OrcaportError, ValueError):
@@ -44,8 +49,9 @@ class FrontendConfig:
     resample_to: int | None = 20000      # Hz
     downmix: bool = True
     # Pads after, with 0.0 dB (loud, not silence), as upstream's references were made. NB: OrcaHello's
-    # fastai_inference.py leaves fastai_audio's default "zeros" (a random front offset), which no
-    # runtime can replay; see README "What the legacy pipeline really does".
+    # fastai_inference.py leaves fastai_audio's default "zeros" (a random front offset), which the
+    # runtime replaces by the middle of its range (model/frontend/offsets.py); see README "What the
+    # legacy pipeline really does".
     pad_mode: str = "zeros-after"
     standardize: bool = False
     mfcc: bool = False
@@ -53,6 +59,8 @@ class FrontendConfig:
     max_to_pad: float | None = None
     segment_size: int | None = None
     remove_silence: str | None = None
+    silence_threshold: float = 20       # dB below the loudest frame (fastai_audio's default)
+    silence_padding: float = 200        # ms kept around sound, also the split's hop
     use_spectro: bool = True
     # SpectrogramConfig
     f_min: float = 0.0
@@ -100,18 +108,12 @@ class NormalizationConfig:
 
 @dataclass(frozen=True)
 class WindowingConfig:
-    """Production windows: [i, i + clip_seconds) s for i in range(floor(duration) - 1), i.e. one
-    every hop_seconds. Only production's 2 s / 1 s are replayed; others are refused, not ignored."""
+    """Windowed detection's clips: [s, s + clip_seconds) for s = 0, hop, 2 hop, ... while
+    s + clip_seconds <= floor(duration). Production's 2 s / 1 s give its range(floor(d) - 1)
+    windows. Whole seconds: the detector decodes and shares each second once."""
 
     clip_seconds: int = CLIP_SECONDS
     hop_seconds: int = HOP_SECONDS
-
-    def __post_init__(self) -> None:
-        if (self.clip_seconds, self.hop_seconds) != (CLIP_SECONDS, HOP_SECONDS):
-            raise ConfigError(
-                f"windowing: {self.clip_seconds} s clips every {self.hop_seconds} s, but the runtime "
-                f"replays production's windows only ({CLIP_SECONDS} s clips every {HOP_SECONDS} s, "
-                f"as OrcaHello's FastAIModel.predict cuts them); fix that field or re-run `make convert`")
 
 
 @dataclass(frozen=True)
@@ -153,7 +155,11 @@ class ModelConfig:
         return len(self.classes)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        for (section, name), default in LATE_FIELDS.items():   # see LATE_FIELDS
+            if data[section][name] == default:
+                del data[section][name]
+        return data
 
     def to_json(self) -> str:
         """Canonical JSON (sorted keys) so that converting twice gives identical bytes."""
@@ -180,6 +186,13 @@ class ModelConfig:
             raise ConfigError(f"{path}: {e}") from None
 
 
+# Fields added after schema version 1 was written: absent from a config.json, each takes fastai_audio's
+# default, and one at that default is not written, so configs written before stay valid and
+# byte-identical (their sha256 is pinned by references and cards).
+LATE_FIELDS: dict[tuple[str, str], Any] = {("frontend", "silence_threshold"): 20,
+                                           ("frontend", "silence_padding"): 200}
+_LATE_BY_CLASS = {("FrontendConfig", name): d for (_, name), d in LATE_FIELDS.items()}
+
 # Value rules beyond the type, per (dataclass, field); tuples are checked element by element.
 # A config.json that breaks one would crash deep inside torch or silently change a detection.
 _POSITIVE = (lambda v: v > 0, "> 0")
@@ -188,7 +201,8 @@ _UNIT = (lambda v: 0 <= v <= 1, "in [0, 1]")
 _RULES: dict[tuple[str, str], tuple[Callable[[Any], bool], str]] = {
     **{("FrontendConfig", f): _POSITIVE for f in (
         "duration", "resample_to", "f_max", "hop_length", "n_fft", "n_mels", "win_length", "n_mfcc",
-        "filterbank_sample_rate", "max_to_pad", "segment_size")},
+        "filterbank_sample_rate", "max_to_pad", "segment_size", "silence_padding")},
+    ("WindowingConfig", "clip_seconds"): _POSITIVE, ("WindowingConfig", "hop_seconds"): _POSITIVE,
     **{("FrontendConfig", f): _NON_NEGATIVE for f in ("f_min", "pad", "top_db")},
     ("HeadConfig", "lin_ftrs"): _POSITIVE, ("HeadConfig", "dropout"): _UNIT,
     ("ArchitectureConfig", "in_channels"): _POSITIVE,
@@ -265,7 +279,7 @@ def build_config(cls: type, data: Any, where: str) -> Any:
         raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}; this config was written "
                           "by another toolkit version or edited by hand: remove them or re-run "
                           "`make convert`")
-    missing = sorted(n for n, f in fields.items() if n not in data)
+    missing = sorted(n for n, f in fields.items() if n not in data and (cls.__name__, n) not in _LATE_BY_CLASS)
     if missing:
         raise ConfigError(f"{where}: missing field(s) {', '.join(missing)}; re-run `make convert`")
     hints = typing.get_type_hints(cls)

@@ -11,8 +11,9 @@ import numpy as np
 
 @dataclass(frozen=True, eq=False)
 class Detection:
-    """One file's result. clip_confidence: (clips,) float32 P(positive) per 2 s clip;
-    start_time_s / confidence / local_prediction: (clips + 1,) legacy's one-second rows."""
+    """One file's result. clip_confidence: (clips,) float32 P(positive) per clip;
+    start_time_s / confidence / local_prediction: (clips + 1,) legacy's rows, one per hop (one
+    second for production's windows; model/aggregate.py)."""
 
     wav_filename: str
     profile: str
@@ -27,6 +28,7 @@ class Detection:
     threshold: float
     min_positive: int
     sample_rate: int = 0          # the file's, Hz (0: unknown)
+    hop_s: float = 1.0            # seconds between rows (the windowing's hop)
 
     @property
     def positive_seconds(self) -> int:
@@ -34,7 +36,7 @@ class Detection:
 
     def rows(self) -> list[dict[str, Any]]:
         """Legacy `submission` rows (+ local_prediction): one dict per second."""
-        return [{"wav_filename": self.wav_filename, "start_time_s": int(t), "duration_s": 1.0,
+        return [{"wav_filename": self.wav_filename, "start_time_s": int(t), "duration_s": self.hop_s,
                  "confidence": float(c), "local_prediction": int(p)}
                 for t, c, p in zip(self.start_time_s, self.confidence, self.local_prediction)]
 

@@ -35,15 +35,18 @@ from orcaport.model.aggregate import aggregate
 from orcaport.model.arithmetic import Arithmetic, choose, strict_fp32_cuda
 from orcaport.model.artifact import CONFIG_FILE, WEIGHTS_FILE, Artifact, load_artifact
 from orcaport.model.clips import ClipWaveforms
-from orcaport.model.config import CLIP_SECONDS
 from orcaport.model.cpus import available_cpus
 from orcaport.model.detection import Detection
 from orcaport.model.onednn import OneDnnNet
 from orcaport.model.source import STREAM_BYTES, AudioSource, DetectorError, open_audio, release_free_memory
-from orcaport.model.pipeline import Frontend, mel_step, normalize, probabilities, run_steps, windows_of
+from orcaport.model.pipeline import (FRONTEND_STEPS, Frontend, check_windowed, mel_step, normalize, probabilities,
+                                     run_steps, windows_of)
 from orcaport.model.spectrogram import input_width
 
 PROFILES = ("legacy-exact", "fast")
+# windowed: OrcaHello's FastAIModel.predict (clips, per-hop rows, a global decision);
+# predict: fastai_audio's own predict (one prediction per file or per item, model/predict.py)
+MODES = ("windowed", "predict")
 DEVICES = ("cpu", "cuda")
 ENGINES = ("onednn", "channels_last", "nchw")
 # Clips per network call. Small CPU batches keep a ResNet50's activations in cache: batch 4 ran
@@ -77,11 +80,12 @@ class Detector:
     def __init__(self, artifact: Artifact, profile: str = "legacy-exact", device: str = "cpu",
                  batch_size: int | None = None, workers: int | None = None, engine: str | None = None,
                  stream_bytes: int = STREAM_BYTES, reuse_padding: bool = True,
-                 arithmetic: str | None = None, cpu_flags: frozenset[str] | None = None) -> None:
+                 arithmetic: str | None = None, cpu_flags: frozenset[str] | None = None,
+                 mode: str = "windowed") -> None:
         engine = engine or ("onednn" if device == "cpu" and torch.backends.mkldnn.is_available()
                             else "channels_last")
         for what, value, allowed in (("profile", profile, PROFILES), ("device", device, DEVICES),
-                                     ("engine", engine, ENGINES)):
+                                     ("engine", engine, ENGINES), ("mode", mode, MODES)):
             if value not in allowed:
                 raise DetectorError(f"unknown {what} {value!r}; use one of: {', '.join(allowed)}")
         if device == "cuda" and not torch.cuda.is_available():
@@ -95,9 +99,11 @@ class Detector:
         if cfg.aggregation.smoothing != "rolling2":
             raise DetectorError(f"aggregation.smoothing={cfg.aggregation.smoothing!r} is not "
                                 "implemented (only 'rolling2'); re-run `make convert`")
-        self._fe = Frontend.of(cfg)
+        self.mode = mode
+        self._fe = check_windowed(Frontend.of(cfg)) if mode == "windowed" else Frontend.of(cfg)
         self.frontend = self._fe.cfg
-        self.clips = ClipWaveforms(self._fe)
+        self.windowing = cfg.windowing
+        self.clips = ClipWaveforms(self._fe, cfg.windowing)
         self.artifact, self.profile, self.device, self.engine = artifact, profile, device, engine
         self.batch_size, self.stream_bytes, self.positive_index = batch_size, stream_bytes, cfg.positive_index
         cpus = available_cpus()        # affinity capped by a cgroup quota (a 1-CPU pod sees all cores)
@@ -110,7 +116,7 @@ class Detector:
         bf16_kernels = torch.ops.mkldnn._is_mkldnn_bf16_supported()
         if engine == "onednn" and self.dtype == torch.bfloat16 and not bf16_kernels:
             engine = self.engine = "channels_last"
-        self.reuse_padding = reuse_padding
+        self.reuse_padding = reuse_padding and mode == "windowed"    # whole files: no common padding
         self.memory_format = torch.contiguous_format if engine == "nchw" else torch.channels_last
         if engine == "onednn":
             self.network: nn.Module | None = self._onednn_network()
@@ -123,10 +129,11 @@ class Detector:
         """The fused oneDNN network, checked once against the plain module on a random input;
         None (-> plain module) if this torch lacks the entry points or disagrees (fp32 only)."""
         fe, net = self.frontend, self.artifact.network.eval()
-        width = input_width(fe, fe.resample_to) if fe.resample_to else None
+        width = input_width(fe, fe.resample_to) if fe.resample_to and fe.use_spectro else None
         if width is None:       # the input's width follows each file's rate: no fixed plan to build
             return None
-        example = torch.randn(2, net.config.in_channels, fe.n_mels, width, generator=torch.Generator().manual_seed(0))
+        height = fe.n_mfcc if fe.mfcc else fe.n_mels
+        example = torch.randn(2, net.config.in_channels, height, width, generator=torch.Generator().manual_seed(0))
         pad_input, content = self._padding(width) if self.reuse_padding else (None, None)
         try:
             fused = OneDnnNet(net, self.dtype, example, pad_input, content)
@@ -142,12 +149,17 @@ class Detector:
 
     def _padding(self, width: int) -> tuple[torch.Tensor | None, int | None]:
         """(1, C, n_mels, width) network input of a clip that is all padding, and the columns a
-        2 s clip's frames fill: from there on every clip's input is that padding (padding reuse in
-        model/onednn.py). (None, None) when the frontend does not pad that way."""
+        clip's frames fill: from there on every clip's input is that padding (padding reuse in
+        model/onednn.py). (None, None) when the frontend does not pad that way (only OrcaHello's
+        chain does: with any other option a clip's width may vary or its padding differ)."""
         fe = self.frontend
-        if not (fe.resample_to and fe.duration and fe.pad_mode.lower() == "zeros-after"):
+        classic = self._fe.chain == tuple(name for name, _ in FRONTEND_STEPS)
+        if not (classic and fe.resample_to and fe.duration and fe.pad_mode.lower() == "zeros-after"):
             return None, None
-        frames = mel_step(np.zeros((1, CLIP_SECONDS * fe.resample_to), np.float32), self._fe, 0).shape[-1]
+        seconds = self.windowing.clip_seconds
+        frames = mel_step(np.zeros((1, seconds * fe.resample_to), np.float32), self._fe, 0).shape[-1]
+        if frames > input_width(fe, fe.resample_to):    # cropped, not padded
+            return None, None
         shape = (1, self.artifact.config.architecture.in_channels, fe.n_mels, width)
         return normalize(torch.zeros(shape), self._fe.normalization), frames
 
@@ -155,14 +167,15 @@ class Detector:
     def from_folder(cls, path: str | Path, profile: str = "legacy-exact", device: str = "cpu",
                     batch_size: int | None = None, workers: int | None = None, engine: str | None = None,
                     stream_bytes: int = STREAM_BYTES, reuse_padding: bool = True,
-                    arithmetic: str | None = None, cpu_flags: frozenset[str] | None = None) -> "Detector":
+                    arithmetic: str | None = None, cpu_flags: frozenset[str] | None = None,
+                    mode: str = "windowed") -> "Detector":
         """Load `path`/model.safetensors + config.json (verified as one conversion)."""
         path = Path(path)
         if not path.is_dir():
             raise DetectorError(f"model folder {path} not found; pass --model DIR holding "
                                 f"{WEIGHTS_FILE} + {CONFIG_FILE} (made by `make convert`)")
         return cls(load_artifact(path), profile, device, batch_size, workers, engine, stream_bytes,
-                   reuse_padding, arithmetic, cpu_flags)
+                   reuse_padding, arithmetic, cpu_flags, mode)
 
     @classmethod
     def from_pretrained(cls, source: str | Path, revision: str | None = None,
@@ -197,7 +210,7 @@ class Detector:
         cuFFT/cuBLAS round differently, well inside the envelope (bench/cuda.json)."""
         if waves.device.type == "cpu" and len(waves) > 1:
             return torch.cat([self.spectrogram_inputs(w[None], rate) for w in waves])
-        return run_steps(waves, self._fe, rate, "mel", "input")["input"]
+        return run_steps(waves, self._fe, rate, self._fe.spectral_steps[0], "input")["input"]
 
     def clip_inputs(self, src: AudioSource, first: int = 0, count: int | None = None) -> Iterator[np.ndarray]:
         """Clips first..first+count-1 (default: all) as their shared prefix (before
@@ -207,12 +220,18 @@ class Detector:
     # -- network -----------------------------------------------------------------------------------
     def run_network(self, x: torch.Tensor) -> torch.Tensor:
         """Normalized inputs (B, C, n_mels, width) -> (B,) float32 P(positive), on the CPU."""
+        return self.network_probabilities(x)[:, self.positive_index]
+
+    def network_probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalized inputs (B, C, H, W) -> (B, classes) float32 softmax, on the CPU."""
         autocast = self.engine != "onednn" and self.dtype != torch.float32
         with torch.inference_mode(), torch.autocast(self.device, dtype=self.dtype, enabled=autocast):
             if self.engine != "onednn":
-                x = x.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+                x = x.to(self.device, non_blocking=True)
+                if x.dim() == 4:
+                    x = x.contiguous(memory_format=self.memory_format)
             logits = self.network(x).float()
-        return probabilities(logits)[:, self.positive_index].cpu()
+        return probabilities(logits).cpu()
 
     @contextlib.contextmanager
     def network_context(self) -> Iterator[None]:
@@ -224,14 +243,16 @@ class Detector:
 
     def batch_inputs(self, clips: list[np.ndarray], src: AudioSource) -> torch.Tensor:
         """Frontend of one batch. -> (B, C, n_mels, width) float32, normalized."""
-        waves = torch.from_numpy(np.stack([self.clip_waveform(c, src) for c in clips]))
-        return self.spectrogram_inputs(waves, src.sample_rate)
+        waves = [self.clip_waveform(c, src) for c in clips]
+        if len({w.shape for w in waves}) > 1:       # remove_silence trims clips to different lengths
+            return torch.cat([self.spectrogram_inputs(torch.from_numpy(w)[None], src.sample_rate) for w in waves])
+        return self.spectrogram_inputs(torch.from_numpy(np.stack(waves)), src.sample_rate)
 
     def clip_probabilities(self, path: str | Path, progress: ProgressFn | None = None
                            ) -> tuple[np.ndarray, AudioSource]:
         """P(positive) of every 2 s clip of `path`, in start-time order. -> ((clips,) float32, source)"""
         src = open_audio(path, self.stream_bytes)
-        n_clips = len(windows_of(src.duration_s, src.path))
+        n_clips = len(windows_of(src.duration_s, src.path, self.windowing))
         out: list[torch.Tensor] = []
         pending: deque[Future] = deque()
 
@@ -278,6 +299,16 @@ class Detector:
                              zip(bounds[:-1], bounds[1:]))
             return torch.cat(list(parts)).numpy()
 
+    def predict(self, path: str | Path, offsets: list[dict[str, int]] | None = None) -> list[Any]:
+        """fastai_audio's own predict on one file (mode="predict"): one ItemPrediction per item
+        (label, index, probabilities), model/predict.py."""
+        from orcaport.model.predict import predict_file
+
+        if self.mode != "predict":
+            raise DetectorError("Detector.predict needs mode='predict' (fastai_audio's per-file/per-item "
+                                "predict); this one runs windowed detection (detect)")
+        return predict_file(self, path, offsets)
+
     def detect(self, path: str | Path, threshold: float | None = None, min_positive: int | None = None,
                progress: ProgressFn | None = None) -> Detection:
         """Run the detector on one audio file (legacy's FastAIModel.predict, same fields). A WAV is
@@ -300,6 +331,7 @@ class Detector:
         min_positive = agg_cfg.min_positive if min_positive is None else int(min_positive)
         # legacy widens each float32 softmax to float64 before pandas sees it
         agg = aggregate(probs.astype(np.float64), threshold, min_positive)
+        hop = self.windowing.hop_seconds
         return Detection(src.path.name, self.profile, int(probs.size), src.duration_s, probs,
-                         agg.start_time_s, agg.confidence, agg.local_prediction, agg.global_prediction,
-                         agg.global_confidence, threshold, min_positive, src.sample_rate)
+                         agg.start_time_s * hop, agg.confidence, agg.local_prediction, agg.global_prediction,
+                         agg.global_confidence, threshold, min_positive, src.sample_rate, float(hop))

@@ -15,7 +15,8 @@ at 20 kHz: mel bins above 8 kHz are all zero when f_max = 10 kHz. A 2 s clip giv
 padded with 0.0 dB (not silence) to 312. Beware: fastai_audio 0.1's AudioConfig.pad_mode defaults
 to "zeros", which OrcaHello's fastai_inference.py never overrides, so production puts a random
 number (0..155) of those 0.0 columns *in front* of each clip; "zeros-after" (no front pad) is what
-upstream's own reference files use.
+upstream's own reference files use. The runtime replaces such draws by the middle of their range
+(model/frontend/offsets.py).
 """
 
 from __future__ import annotations
@@ -29,12 +30,14 @@ import torch
 
 from orcaport.model.config import FrontendConfig
 from orcaport.model.errors import OrcaportError
+from orcaport.model.frontend.offsets import resolve_offset
 
 AMIN = 1e-10                   # AmplitudeToDB clamp
 REF_DB = math.log10(1.0)       # log10(max(amin, ref=1.0)) = 0.0
 POWER_DB = 10.0                # power (not magnitude) spectrogram
 STANDARDIZE_EPS = 1e-6
-PAD_MODES = ("zeros-after", "repeat")          # deterministic in fastai_audio; "zeros" is not
+PAD_MODES = ("zeros", "zeros-after", "repeat")   # tfm_pad_spectro's; "zeros" draws its front (offsets.py)
+SILENCE_MODES = ("trim", "split", "all")
 CACHE_SUBTYPES = ("PCM_16", "PCM_24", "PCM_32", "FLOAT")
 
 
@@ -43,23 +46,21 @@ class FrontendError(OrcaportError, ValueError):
 
 
 def check_supported(cfg: FrontendConfig) -> FrontendConfig:
-    """Return `cfg` if every field is one this runtime reproduces, else raise naming the field.
-    `standardize`, `to_db_scale`, `top_db=None`, `pad`, `win_length`, `f_max=None`, any
-    `resample_to` and `downmix` are reproduced."""
-    unsupported = {
-        "mfcc": cfg.mfcc, "delta": cfg.delta, "remove_silence": cfg.remove_silence is not None,
-        "segment_size": cfg.segment_size is not None, "max_to_pad": cfg.max_to_pad is not None,
-        "use_spectro": not cfg.use_spectro,
-    }
-    for name, bad in unsupported.items():
-        if bad:
-            raise FrontendError(f"frontend.{name}={getattr(cfg, name)!r} is not implemented by the "
-                                f"fastai-free runtime; convert a model trained without it")
+    """Return `cfg` if this runtime reproduces it, else raise naming the field. Every fastai_audio
+    0.1 option is reproduced (model/frontend/); what is refused here is what legacy itself refuses,
+    with its reason (an unknown pad_mode or remove_silence, n_mfcc > n_mels, ...)."""
     if cfg.pad_mode.lower() not in PAD_MODES:
-        why = ("(fastai_audio's default, so OrcaHello production's) pads at a random offset "
-               "(random.randint), which a runtime cannot reproduce" if cfg.pad_mode.lower() == "zeros"
-               else "is not a fastai_audio pad mode")
-        raise FrontendError(f"frontend.pad_mode={cfg.pad_mode!r} {why}; use 'zeros-after' or 'repeat'")
+        raise FrontendError(f"frontend.pad_mode={cfg.pad_mode!r} is not a fastai_audio pad mode (legacy: "
+                            "'only zeros, zeros-after, or repeat'); use one of those")
+    if cfg.remove_silence is not None and cfg.remove_silence not in SILENCE_MODES:
+        raise FrontendError(f"frontend.remove_silence={cfg.remove_silence!r}: fastai_audio's options are "
+                            "None, 'split', 'trim', 'all'")
+    if cfg.remove_silence is not None and cfg.silence_threshold <= 0:
+        raise FrontendError(f"frontend.silence_threshold={cfg.silence_threshold} dB marks every frame "
+                            "silent (legacy fails with IndexError); use a positive threshold")
+    if cfg.use_spectro and cfg.mfcc and cfg.n_mfcc > cfg.n_mels:
+        raise FrontendError(f"frontend.n_mfcc={cfg.n_mfcc} exceeds n_mels={cfg.n_mels} (torchaudio's "
+                            "MFCC: 'Cannot select more MFCC coefficients than # mel bins')")
     if cfg.duration and not cfg.hop_length:
         raise FrontendError("frontend.hop_length=None with a duration: fastai_audio's crop needs a hop")
     if cfg.win_length is not None and cfg.win_length > cfg.n_fft:
@@ -159,41 +160,31 @@ def input_width(cfg: FrontendConfig, sample_rate: int) -> int | None:
 
 
 def pad_or_crop(db: torch.Tensor, cfg: FrontendConfig, sample_rate: int,
-                zeros_front: int | None = None) -> torch.Tensor:
+                zeros_front: int | None = None, crop_start: int | None = None) -> torch.Tensor:
     """fastai_audio `tfm_crop_time` + `tfm_pad_spectro` to `cfg.duration` ms at `sample_rate`
-    (the resample_to rate).   (C, n_mels, T) -> (C, n_mels, int(sample_rate * duration_s / hop))
+    (the resample_to rate).   (..., C, H, T) -> (..., C, H, int(sample_rate * duration_s / hop))
 
     A spectrogram that spans no more than `duration` is padded with 0.0 (loud in dB, not silence):
     "zeros-after" appends it, "repeat" tiles the spectrogram instead, and "zeros" -- fastai_audio
     0.1's default, hence what OrcaHello production runs -- puts random.randint(0, width - T)
-    columns in front and the rest behind. That draw cannot be replayed, so "zeros" needs the offset
-    legacy drew (`zeros_front`, e.g. recorded from a seeded reference run) unless T == width.
-    A longer spectrogram is cropped by legacy at a random offset: that raises.
-    No `duration` leaves the spectrogram as it is.
+    columns in front and the rest behind. A longer one is cropped to `width` columns from
+    random.randint(0, T - width). Parity passes the draws legacy made (`zeros_front`,
+    `crop_start`); None takes the runtime's deterministic offset, the middle of the range
+    (model/frontend/offsets.py). No `duration` leaves the spectrogram as it is.
     """
     if not cfg.duration:
         return db
-    crop_s = cfg.duration / 1000
     *lead, channels, n_mels, frames = db.shape
     width = input_width(cfg, sample_rate)
-    if crop_s < (cfg.hop_length * frames) / sample_rate:
-        raise FrontendError(f"spectrogram of {frames} frames is longer than duration="
-                            f"{cfg.duration} ms ({width} frames): fastai_audio crops it at a random "
-                            "offset, which cannot be replayed; use clips no longer than duration")
+    if cfg.duration / 1000 < (cfg.hop_length * frames) / sample_rate:
+        start = resolve_offset(frames - width, crop_start, "crop_start")
+        return db[..., start:start + width]
     mode = cfg.pad_mode.lower()
     if mode == "repeat":
         return db.repeat(*[1] * (db.dim() - 1), width // frames + 1)[..., :width]
     if mode not in ("zeros", "zeros-after"):
         raise FrontendError(f"pad_mode {cfg.pad_mode!r} is not a fastai_audio pad mode")
-    front = 0
-    if mode == "zeros" and width > frames:
-        if zeros_front is None:
-            raise FrontendError(f"pad_mode='zeros' pads at a random offset (random.randint(0, "
-                                f"{width - frames})) in fastai_audio, which cannot be replayed; pass "
-                                "the offset legacy drew as zeros_front, or use 'zeros-after'")
-        if not 0 <= zeros_front <= width - frames:
-            raise FrontendError(f"zeros_front={zeros_front} is outside 0..{width - frames}")
-        front = zeros_front
+    front = resolve_offset(width - frames, zeros_front, "zeros_front") if mode == "zeros" else 0
     zeros = functools.partial(torch.zeros, dtype=db.dtype, device=db.device)
     return torch.cat((zeros((*lead, channels, n_mels, front)), db,
                       zeros((*lead, channels, n_mels, width - frames - front))), -1)

@@ -101,12 +101,12 @@ def _resample_filter(up: int, down: int) -> np.ndarray:
     return h
 
 
-def clip_windows(duration_s: float) -> list[tuple[int, int]]:
-    """Production windows: [i, i + 2) s for i in range(int(floor(duration) - 1)) (config.py's
-    CLIP_SECONDS every HOP_SECONDS, the only windowing config.json may ask for).
+def clip_windows(duration_s: float, clip_s: int = CLIP_SECONDS, hop_s: int = HOP_SECONDS) -> list[tuple[int, int]]:
+    """Windowed detection's clips: [s, s + clip_s) for s = 0, hop_s, 2 hop_s, ... while
+    s + clip_s <= floor(duration) -- production's range(int(floor(duration) - 1)) windows for its
+    2 s clips every 1 s (the defaults; config.json's windowing may ask for others).
 
     `duration_s` is librosa.get_duration(path=...), i.e. soundfile's frames / rate
-    (`PcmAudio.duration_s`). Under 2 s there is no window at all.
+    (`PcmAudio.duration_s`). Under one clip there is no window at all.
     """
-    return [(i, i + CLIP_SECONDS)
-            for i in range(0, int(math.floor(duration_s) - CLIP_SECONDS + 1), HOP_SECONDS)]
+    return [(i, i + clip_s) for i in range(0, int(math.floor(duration_s) - clip_s + 1), hop_s)]

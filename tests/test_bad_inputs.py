@@ -157,8 +157,8 @@ CONFIGS: dict[str, tuple[Callable[[dict[str, Any]], Any] | str, str]] = {
     "provenance_list": (lambda d: d.update(provenance=[]), "config.provenance must be an object"),
     "schema_version": (lambda d: d.update(schema_version=2), "schema_version 2 is not 1"),
     "body_unsupported": (lambda d: d["architecture"].update(body="densenet121"), "unsupported body 'densenet121'"),
-    "windowing_other": (lambda d: d["windowing"].update(hop_seconds=2),
-                        "2 s clips every 2 s, but the runtime replays production's windows only"),
+    "windowing_zero_hop": (lambda d: d["windowing"].update(hop_seconds=0),
+                           "config.windowing.hop_seconds must be > 0, got 0"),
     "not_json": ("{not json", "is not valid JSON"),
     "not_an_object": ("[1, 2]", "must hold a JSON object"),
 }

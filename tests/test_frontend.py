@@ -21,6 +21,7 @@ from orcaport.model.audio import AudioDecodeError, PcmAudio, SliceError, decode_
 from orcaport.model.waveform import cache_round_trip, clip_windows, downmix, load_clip, resample
 from orcaport.model.config import FrontendConfig
 from orcaport.model.pipeline import frontend_stages
+from orcaport.model.frontend.offsets import OffsetError
 from orcaport.model.spectrogram import (FrontendError, amplitude_to_db, check_supported, mel_filterbank,
                                         mel_spectrogram, pad_or_crop, standardize)
 
@@ -211,25 +212,29 @@ def test_pad_modes_and_nondeterministic_legacy_paths() -> None:
     assert rep.shape == (1, 2, 7) and torch.equal(rep[..., 3:6], db)
     assert pad_or_crop(db, dataclasses.replace(CFG, duration=None), 20000) is db
     zeros = dataclasses.replace(CFG, pad_mode="zeros")  # fastai_audio's default = production's
-    with pytest.raises(FrontendError, match="random"):
-        pad_or_crop(db, zeros, 20000)
+    runtime = pad_or_crop(db, zeros, 20000)             # legacy draws randint(0, 309): the middle
+    assert torch.equal(runtime[..., 154:157], db) and runtime[..., :154].eq(0).all()
     replay = pad_or_crop(db, zeros, 20000, zeros_front=5)   # the offset legacy drew
     assert replay.shape == (1, 2, 312) and torch.equal(replay[..., 5:8], db)
     assert not replay[..., :5].any() and not replay[..., 8:].any()
-    with pytest.raises(FrontendError, match="outside"):
+    with pytest.raises(OffsetError, match="outside 0..309"):
         pad_or_crop(db, zeros, 20000, zeros_front=310)
-    with pytest.raises(FrontendError, match="random offset"):
-        pad_or_crop(torch.zeros(1, 2, 313), CFG, 20000)
+    long = torch.arange(400, dtype=torch.float32).expand(1, 2, 400)     # cropped to 312 columns
+    assert torch.equal(pad_or_crop(long, CFG, 20000)[0, 0, [0, -1]], torch.tensor([44.0, 355.0]))
+    assert torch.equal(pad_or_crop(long, CFG, 20000, crop_start=88)[0, 0, [0, -1]], torch.tensor([88.0, 399.0]))
+    with pytest.raises(OffsetError, match="crop_start=89"):
+        pad_or_crop(long, CFG, 20000, crop_start=89)
 
 
 @pytest.mark.parametrize("field,value", [
-    ("mfcc", True), ("delta", True), ("remove_silence", "trim"), ("segment_size", 1000),
-    ("max_to_pad", 1000.0), ("use_spectro", False), ("pad_mode", "zeros"), ("pad_mode", "edge"),
+    ("remove_silence", "quiet"), ("silence_threshold", 0), ("n_mfcc", 300), ("pad_mode", "edge"),
     ("cache_subtype", "PCM_U8"), ("top_db", -1), ("win_length", 4096)])
-def test_unsupported_config_fields_raise_naming_the_field(field: str, value) -> None:
-    check_supported(CFG)
+def test_what_legacy_refuses_raises_naming_the_field(field: str, value) -> None:
+    """Every fastai_audio option is reproduced; what is refused is what legacy refuses."""
+    on = {"silence_threshold": {"remove_silence": "trim"}, "n_mfcc": {"mfcc": True}}.get(field, {})
+    check_supported(dataclasses.replace(CFG, **on))
     with pytest.raises(FrontendError, match=field):
-        check_supported(dataclasses.replace(CFG, **{field: value}))
+        check_supported(dataclasses.replace(CFG, **on, **{field: value}))
 
 
 def test_frontend_stages_on_a_48k_stereo_clip() -> None:
