@@ -110,6 +110,7 @@ bench-cuda: env-clean  ## [GPU machine] the whole detector on CUDA over many hou
 # (reports, model card); UNLABELED=negative counts recordings no label file mentions as negatives.
 # The legacy column comes from REFERENCES= where they cover the recordings, else from the legacy
 # env when it exists (NO_LEGACY=1: neither). Needs the evaluate extra (scikit-learn).
+# `make publish EVALUATION=$(REPORTS)/evaluation.json` puts its results on the model card.
 LABELS ?=
 DATASET ?=
 UNLABELED ?=
@@ -130,7 +131,7 @@ evaluate: env-evaluate  ## [clean, + legacy column] P/R/F1 of legacy and every p
 CARD ?=
 PUBLISH_MODEL = $(MODEL_DIR)
 
-publish: env-clean  ## stage (DRY_RUN=1) or upload to the Hub, gated on $(REPORTS)/parity.json  (REPO_ID= MODEL= REFERENCES= REPORTS= CARD=)
+publish: env-clean  ## stage (DRY_RUN=1) or upload to the Hub, gated on $(REPORTS)/parity.json  (REPO_ID= MODEL= REFERENCES= REPORTS= CARD= EVALUATION=)
 	$(CLEAN) -m orcaport.parity.publishing --model "$(PUBLISH_MODEL)" --report "$(REPORTS)/parity.json" \
 	  --references "$(REFERENCES)" --tolerances "$(TOLERANCES)" --repo-id "$(REPO_ID)" $(if $(DRY_RUN),--dry-run) \
-	  $(if $(CARD),--card "$(CARD)")
+	  $(if $(CARD),--card "$(CARD)") $(if $(EVALUATION),--evaluation "$(EVALUATION)")

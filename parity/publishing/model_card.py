@@ -67,12 +67,17 @@ def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> list[str]:
     return out + [""]
 
 
-def card_data(license_id: str, orcahello: bool, card: CardConfig) -> ModelCardData:
-    """The front matter, as huggingface_hub models it."""
+def card_data(license_id: str, orcahello: bool, card: CardConfig, evaluation: Mapping[str, Any] | None = None,
+              model_name: str | None = None) -> ModelCardData:
+    """The front matter, as huggingface_hub models it; with an evaluation, its model-index results."""
     tags = list(dict.fromkeys(BASE_TAGS + (ORCAHELLO_TAGS if orcahello else ()) + card.tags))
     extra: dict[str, Any] = {}
     if license_id == "other":
         extra = {"license_name": "see-license-file", "license_link": "LICENSE"}
+    if evaluation is not None:
+        from orcaport.parity.evaluation.card import eval_results
+
+        extra.update(eval_results=eval_results(dict(evaluation)), model_name=model_name)
     return ModelCardData(license=license_id, library_name="pytorch",
                          pipeline_tag="audio-classification", tags=tags, **extra)
 
@@ -224,16 +229,22 @@ def provenance_section(config: Mapping[str, Any]) -> list[str]:
 
 def render_card(repo_id: str, config: Mapping[str, Any], report: ParityResult,
                 report_sha256: str, hashes: Mapping[str, tuple[str, int]], license_id: str,
-                fixture: Mapping[str, Any] | None = None, card: CardConfig | None = None) -> str:
+                fixture: Mapping[str, Any] | None = None, card: CardConfig | None = None,
+                evaluation: Mapping[str, Any] | None = None) -> str:
     """The whole README.md, parsed back with huggingface_hub's ModelCard before it is returned.
     `hashes`: staged path -> (sha256, bytes), README/SHA256SUMS excluded. OrcaHello wording only
-    when `card.orcahello` says so or, left unsaid, for the fixture (fixture.json)."""
+    when `card.orcahello` says so or, left unsaid, for the fixture (fixture.json). `evaluation`:
+    a checked evaluation.json (parity/evaluation/card.py) -> model-index results and a section."""
     card = card or CardConfig()
     orcahello = card.orcahello if card.orcahello is not None else fixture is not None
-    data = card_data(license_id, orcahello, card)
+    data = card_data(license_id, orcahello, card, evaluation, repo_id.split("/")[-1])
     lines = model_section(config, fixture, orcahello, card, repo_id)
     lines += usage_section(repo_id, config, card, report.weights_sha256)
     lines += frontend_section(config)
+    if evaluation is not None:
+        from orcaport.parity.evaluation.card import evaluation_section
+
+        lines += evaluation_section(dict(evaluation))
     lines += parity_section(report, report_sha256) + files_section(hashes)
     lines += provenance_section(config)
     lines += ["## Limitations", "",

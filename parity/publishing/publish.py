@@ -37,9 +37,11 @@ from orcaport.parity.publishing import card_config
 from orcaport.parity.publishing.card_config import CardConfig, check_license, load_card_config
 from orcaport.parity.publishing.gate import (CONFIG_FILE, DEFAULT_TOLERANCES, WEIGHTS_FILE,
                                              GatedReport, check_report, make_command, parity_fix)
+from orcaport.parity.evaluation.card import load_evaluation
 from orcaport.parity.publishing.model_card import detect_license, render_card
 
 SUMS, REPORT, LICENSE, CARD = "SHA256SUMS", "parity.json", "LICENSE", "README.md"
+EVALUATION = "evaluation.json"          # `make evaluate`'s, with --evaluation: the card's results
 
 
 class PublishError(OutputError):
@@ -59,7 +61,7 @@ def _hash_tree(root: Path) -> dict[str, tuple[str, int]]:
 
 
 def _build(tmp: Path, model_dir: Path, gated: GatedReport, repo_id: str,
-           license_file: Path | None, card: CardConfig, fix: str) -> None:
+           license_file: Path | None, card: CardConfig, fix: str, evaluation: Path | None = None) -> None:
     for name, sha in ((WEIGHTS_FILE, gated.result.weights_sha256), (CONFIG_FILE, gated.result.config_sha256)):
         shutil.copyfile(model_dir / name, tmp / name)
         # Hash the *copy*: the source could have changed since the gate looked at it.
@@ -72,9 +74,13 @@ def _build(tmp: Path, model_dir: Path, gated: GatedReport, repo_id: str,
     fixture = json.loads((model_dir / "fixture.json").read_text()) \
         if (model_dir / "fixture.json").is_file() else None
     license_id = card.license or detect_license(license_file.read_text() if license_file else None)
+    doc = None
+    if evaluation is not None:       # the card's results come from the staged copy it ships beside
+        shutil.copyfile(evaluation, tmp / EVALUATION)
+        doc = load_evaluation(tmp / EVALUATION, gated.result.weights_sha256)
     (tmp / CARD).write_text(render_card(repo_id, json.loads((tmp / CONFIG_FILE).read_text()),
                                         gated.result, gated.sha256, _hash_tree(tmp), license_id,
-                                        fixture, card))
+                                        fixture, card, doc))
     (tmp / SUMS).write_text("".join(f"{sha}  {rel}\n" for rel, (sha, _) in _hash_tree(tmp).items()))
 
 
@@ -93,7 +99,7 @@ def _load_back(folder: Path) -> None:
 
 def stage(model_dir: Path, gated: GatedReport, repo_id: str, staging: Path,
           license_file: Path | None = None, card: CardConfig | None = None,
-          fix: str = "run `make parity`") -> None:
+          fix: str = "run `make parity`", evaluation: Path | None = None) -> None:
     """Build, verify by loading, then atomically move the staging folder into place.
     `fix`: the command that remakes the report, for the one error that needs it."""
     recover_folder(staging)     # what a killed earlier run left beside it
@@ -101,7 +107,7 @@ def stage(model_dir: Path, gated: GatedReport, repo_id: str, staging: Path,
         raise PublishError(f"{staging} exists and is not a staging folder; pass another --staging")
 
     def build(tmp: Path) -> None:
-        _build(tmp, model_dir, gated, repo_id, license_file, card or CardConfig(), fix)
+        _build(tmp, model_dir, gated, repo_id, license_file, card or CardConfig(), fix, evaluation)
         _load_back(tmp)
     replace_folder(staging, build)
 
@@ -213,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--license", help="Hub license id, e.g. mit, apache-2.0 (wins over --card and "
                     "over the one read from --license-file)")
     ap.add_argument("--license-file", type=Path, help="shipped as LICENSE; sets the card license")
+    ap.add_argument("--evaluation", type=Path, help="`make evaluate`'s evaluation.json: shipped, and the card's "
+                    "results (Hub model-index) for the dataset it names")
     which = ap.add_mutually_exclusive_group()
     which.add_argument("--orcahello", dest="orcahello", action="store_true", default=None,
                        help="the model is OrcaHello (SRKW wording and links in the card)")
@@ -237,9 +245,11 @@ def _publish(args: argparse.Namespace) -> int:
     card = _card(args)                                       # CardConfigError: exit 3
     fix = parity_fix(args.report, args.model, args.references)
     gated = check_report(args.report, args.model, args.references, args.tolerances, fix=fix)  # GateError: 4
+    if args.evaluation is not None:                          # checked before staging: exit 3
+        load_evaluation(args.evaluation, gated.result.weights_sha256)
     staging = args.staging or Path("staging") / args.repo_id.replace("/", "--")
     try:
-        stage(args.model, gated, args.repo_id, staging, args.license_file, card, fix)
+        stage(args.model, gated, args.repo_id, staging, args.license_file, card, fix, args.evaluation)
     except Exception as e:  # noqa: BLE001 - any staging failure leaves no staging behind
         text = str(e).splitlines()[0] if str(e) else ""
         raise OutputError(f"staging failed ({type(e).__name__}: {text})") from None
