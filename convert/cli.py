@@ -54,7 +54,7 @@ def load_frontend(path: str | None) -> tuple[FrontendConfig, str]:
 def clean_state_dict(learn: Any, head_layout: tuple[str, ...], net: OrcaNet) -> dict[str, torch.Tensor]:
     """Rename every learner tensor; check the result is exactly the clean model's state."""
     src = learn.model.state_dict()
-    mapping = fastai_to_clean_keys(src.keys(), head_layout)
+    mapping = fastai_to_clean_keys(src.keys(), head_layout, net.config.body)
     out = {mapping[k]: v.detach().cpu().contiguous().clone() for k, v in src.items()}
     want = net.state_dict()
     missing = sorted(set(want) - set(out))

@@ -1,7 +1,7 @@
 """Read a fastai learner's architecture off the live modules instead of assuming it.
 
-Everything the clean model needs -- ResNet depth, input channels, head layout, classes, positive
-class, normalization stats -- comes from here; anything we do not recognise is an error that names
+Everything the clean model needs -- which of model_meta's bodies, input channels, head layout,
+classes, positive class, normalization stats -- comes from here; anything we do not recognise is an error that names
 the module path, so an unsupported learner never converts into something subtly different.
 """
 
@@ -13,18 +13,16 @@ from typing import Any, Sequence
 from torch import nn
 
 from convert.legacy import ConvertError
-from orcaport.model.config import ArchitectureConfig, HeadConfig, NormalizationConfig
+from orcaport.model.bodies import build_body, first_conv_parent
+from orcaport.model.config import (SUPPORTED_BODIES, ArchitectureConfig, ConfigError, HeadConfig,
+                                   NormalizationConfig)
 
-# (block class name, blocks per layer) -> fastai/torchvision body name
-RESNETS: dict[tuple[str, tuple[int, ...]], str] = {
-    ("BasicBlock", (2, 2, 2, 2)): "resnet18",
-    ("BasicBlock", (3, 4, 6, 3)): "resnet34",
-    ("Bottleneck", (3, 4, 6, 3)): "resnet50",
-    ("Bottleneck", (3, 4, 23, 3)): "resnet101",
-    ("Bottleneck", (3, 8, 36, 3)): "resnet152",
-}
-BODY_LAYOUT = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d,
-               nn.Sequential, nn.Sequential, nn.Sequential, nn.Sequential)
+# Container classes an older torchvision named differently, same forward (a Sequential either way).
+CLASS_ALIASES = {"ConvBNReLU": "Conv2dNormActivation", "ConvBNActivation": "Conv2dNormActivation"}
+# What decides a module's forward, per kind: compared attribute by attribute with torchvision's.
+ARGS = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups",
+        "padding_mode", "num_features", "eps", "affine", "track_running_stats", "in_features",
+        "out_features", "output_size", "ceil_mode", "inplace", "use_res_connect", "drop_rate")
 
 
 @dataclass(frozen=True)
@@ -38,34 +36,63 @@ class LearnerSpec:
 
 def _fail(path: str, module: Any, why: str) -> ConvertError:
     return ConvertError(f"unsupported learner: {path} is {type(module).__name__} ({why}); "
-                        "supported: fastai cnn_learner/audio_learner on models.resnet18..152 with "
-                        "a create_head head")
+                        "supported: fastai cnn_learner/audio_learner on the bodies of fastai's "
+                        f"model_meta ({', '.join(SUPPORTED_BODIES)}) with a create_head head")
+
+
+def _path(name: str) -> str:
+    """'0.denseblock1.denselayer2.conv1' -> 'model[0][0].denseblock1.denselayer2.conv1'."""
+    return "model[0]" + "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in name.split(".") if p)
+
+
+def signature(body: nn.Module) -> list[tuple[str, str, tuple]]:
+    """Every module of `body` in order: (path, class, forward-deciding arguments, has bias)."""
+    # fastai's body names its children 0, 1, ...; the clean one keeps torchvision's names.
+    index = {name: str(i) for i, (name, _) in enumerate(body.named_children())}
+    out = []
+    for name, m in body.named_modules():
+        top, dot, rest = name.partition(".")
+        kind = CLASS_ALIASES.get(type(m).__name__, type(m).__name__)
+        args = tuple((a, str(getattr(m, a))) for a in ARGS if hasattr(m, a))
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            args += (("bias", str(m.bias is not None)),)
+        out.append((index.get(top, top) + dot + rest, kind, args))
+    return out
+
+
+def _first_difference(got: list, want: list) -> int:
+    return next((i for i, (g, w) in enumerate(zip(got, want)) if g != w), min(len(got), len(want)))
 
 
 def introspect_body(body: nn.Module) -> tuple[str, int]:
-    """-> (body name, input channels). `body` is learner.model[0]."""
-    children = list(body.children()) if isinstance(body, nn.Sequential) else []
-    if len(children) != len(BODY_LAYOUT):
-        raise _fail("model[0]", body, f"expected the 8 children of a ResNet body, got {len(children)}")
-    for i, (child, kind) in enumerate(zip(children, BODY_LAYOUT)):
-        if not isinstance(child, kind):
-            raise _fail(f"model[0][{i}]", child, f"expected {kind.__name__}")
-    conv1 = children[0]
-    if (conv1.kernel_size, conv1.stride, conv1.padding, conv1.bias) != ((7, 7), (2, 2), (3, 3), None):
-        raise _fail("model[0][0]", conv1, "not a ResNet stem conv (7x7, stride 2, pad 3, no bias)")
-    block_types = set()
-    counts = []
-    for li, layer in enumerate(children[4:], start=4):
-        for bi, block in enumerate(layer):
-            name = type(block).__name__
-            if name not in ("BasicBlock", "Bottleneck"):
-                raise _fail(f"model[0][{li}][{bi}]", block, "not a torchvision ResNet block")
-            block_types.add(name)
-        counts.append(len(layer))
-    key = (block_types.pop() if len(block_types) == 1 else "mixed", tuple(counts))
-    if key not in RESNETS:
-        raise _fail("model[0]", body, f"blocks {key} match no torchvision ResNet")
-    return RESNETS[key], conv1.in_channels
+    """-> (body name, input channels). `body` is learner.model[0].
+
+    Compared module by module (class, and every argument that decides its forward) with torchvision's
+    module cut as fastai cuts it (model/bodies.py); the one that matches exactly is the body. None
+    matching is an error naming the first module where the closest body differs."""
+    if not isinstance(body, nn.Sequential) or len(body) == 0:
+        raise _fail("model[0]", body, "expected the Sequential fastai's create_body makes")
+    try:
+        in_channels = first_conv_parent(body)[0].in_channels
+    except (ConfigError, TypeError, IndexError, AttributeError):
+        raise _fail("model[0]", body, "no first Conv2d where audio_learner adapts the input channels") from None
+    got = signature(body)
+    best: tuple[int, str, list] = (-1, "", [])
+    for name in SUPPORTED_BODIES:
+        want = signature(build_body(name, in_channels, device="meta"))
+        if want == got:
+            return name, in_channels
+        best = max(best, (_first_difference(got, want), name, want), key=lambda b: b[0])
+    at, name, want = best
+    if at < len(got):
+        path, kind, args = got[at]
+        expected = f"{want[at][1]}{dict(want[at][2])}" if at < len(want) else "nothing (the body ends)"
+        module = body.get_submodule(path) if path else body
+        raise _fail(_path(path), module,
+                    f"{kind}{dict(args)}; {name} has {expected} there")
+    missing_path, missing_kind, _ = want[at]
+    raise _fail("model[0]", body, f"ends before {_path(missing_path)}, where {name} has {missing_kind}; "
+                "was the body cut differently from fastai's model_meta?")
 
 
 def introspect_head(head: nn.Module) -> tuple[HeadConfig, tuple[str, ...]]:

@@ -1,13 +1,15 @@
 """The one place where fastai state-dict keys become the clean model's names.
 
 fastai's `cnn_learner` model is `Sequential(body, head)`:
-- body = the first 8 children of a torchvision ResNet, so `0.{i}.` for i in 0..7 is
-  conv1, bn1, relu, maxpool, layer1..layer4 -- and the clean model keeps torchvision's names;
+- body = the first children of a torchvision model (fastai 1.0.61 `model_meta`'s cut), so `0.{i}.`
+  is torchvision child i -- conv1, bn1, relu, maxpool, layer1..layer4 for a ResNet; `features`
+  (+ `avgpool` for VGG and AlexNet) for the others -- and the clean model keeps torchvision's names
+  under `body.` (model/bodies.py builds it the same way);
 - head = `create_head`: [pool, Flatten, (BatchNorm1d, [Dropout], Linear, [ReLU]) * n, [BatchNorm1d]],
   so a head index means nothing without the layout, which `convert/introspect.py` reads off the
   learner and passes in here.
 
-Pure: keys and layout in, mapping out; no torch, no fastai. `model/` never remaps at load time.
+Pure: keys, body name and layout in, mapping out; no torch, no fastai. `model/` never remaps at load.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from typing import Iterable, Sequence
 
 from orcaport.model.errors import OrcaportError
 
-# Body child index -> torchvision ResNet attribute (indices 2 and 3 are ReLU/MaxPool: no params).
-BODY_CHILDREN: dict[str, str] = {
-    "0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3", "7": "layer4",
+# Body family -> the torchvision child each fastai body index stands for (ReLU/pools: no params).
+BODY_CHILDREN: dict[str, tuple[str, ...]] = {
+    "resnet": ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"),
+    "densenet": ("features",), "squeezenet": ("features",), "mobilenet_v2": ("features",),
+    "vgg": ("features", "avgpool"), "alexnet": ("features", "avgpool"),
 }
 # Head module kinds as introspect.head_layout() names them.
 HEAD_KINDS_WITH_PARAMS = ("bn", "linear", "bn_final")
@@ -47,11 +51,22 @@ def head_targets(head_layout: Sequence[str]) -> dict[str, str]:
     return targets
 
 
-def fastai_to_clean_keys(keys: Iterable[str], head_layout: Sequence[str]) -> dict[str, str]:
+def body_children(body: str) -> dict[str, str]:
+    """fastai body index -> torchvision child name for `body` ('resnet50', 'densenet121', ...)."""
+    families = [f for f in BODY_CHILDREN if body.startswith(f)]
+    if len(families) != 1:
+        raise KeyMapError(f"unknown body {body!r}; known families: {', '.join(BODY_CHILDREN)}")
+    return {str(i): name for i, name in enumerate(BODY_CHILDREN[families[0]])}
+
+
+def fastai_to_clean_keys(keys: Iterable[str], head_layout: Sequence[str], body: str) -> dict[str, str]:
     """Map every fastai `learner.model.state_dict()` key to the clean `OrcaNet` key.
 
+    e.g. resnet50 '0.4.0.conv1.weight' -> 'body.layer1.0.conv1.weight'; densenet121
+    '0.0.denseblock1.denselayer1.norm1.weight' -> 'body.features.denseblock1.denselayer1.norm1.weight'.
     Raises KeyMapError naming every key that has no place in the clean model; never drops one.
     """
+    children = body_children(body)
     heads = head_targets(head_layout)
     mapping: dict[str, str] = {}
     unmapped: list[str] = []
@@ -59,8 +74,8 @@ def fastai_to_clean_keys(keys: Iterable[str], head_layout: Sequence[str]) -> dic
         part, _, rest = key.partition(".")
         index, _, leaf = rest.partition(".")
         target = None
-        if part == "0" and index in BODY_CHILDREN and leaf:
-            target = f"body.{BODY_CHILDREN[index]}.{leaf}"
+        if part == "0" and index in children and leaf:
+            target = f"body.{children[index]}.{leaf}"
         elif part == "1" and index in heads and leaf and "." not in leaf:
             target = f"{heads[index]}.{leaf}"
         if target is None:

@@ -1,4 +1,5 @@
-"""House rule: the clean side never imports legacy-only modules and never unpickles; an optional
+"""House rule: the clean side never imports legacy-only modules and never unpickles; torchvision
+only as `torchvision.models` (module definitions) in model/bodies.py; an optional
 extra (scikit-learn, the `evaluate` extra) is imported only by the package that needs it."""
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ import pytest
 from tests.conftest import CORPUS, FIXTURE, REFS, ROOT
 
 CLEAN_PACKAGES = ("model", "parity")
-FORBIDDEN_MODULES = ("fastai", "audio", "fastai_audio", "torchvision", "torchaudio", "librosa",
+FORBIDDEN_MODULES = ("fastai", "audio", "fastai_audio", "torchaudio", "librosa",
                      "pandas", "pydub", "pickle", "dill", "cloudpickle", "joblib")
+# torchvision is allowed for its module definitions only, and only where the bodies are built.
+TORCHVISION_ALLOWED = "torchvision.models"
+TORCHVISION_USER = Path("model") / "bodies.py"
 FORBIDDEN_CALLS = ("torch.load", "pickle.load", "pickle.loads", "np.load", "numpy.load",
                    "torch.jit.load", "Unpickler")
 # Optional extras: top-level module -> the one package (relative to ROOT) allowed to import it.
@@ -40,7 +44,25 @@ def _dotted(node: ast.AST) -> str:
 
 @pytest.mark.parametrize("path", _clean_sources(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_clean_source_has_no_forbidden_import_or_unpickling(path: Path) -> None:
-    tree = ast.parse(path.read_text(), filename=str(path))
+    _check_source(path.read_text(), path)
+
+
+@pytest.mark.parametrize("source, where, bad", [
+    ("from torchvision import transforms", TORCHVISION_USER, "torchvision.transforms"),
+    ("import torchvision.io", TORCHVISION_USER, "torchvision.io"),
+    ("import torchvision", TORCHVISION_USER, "torchvision;"),
+    ("import torchvision.models as m", Path("model") / "network.py", "only model/bodies.py"),
+    ("import torchaudio.transforms", TORCHVISION_USER, "torchaudio"),
+])
+def test_the_torchvision_rule_refuses_anything_but_models_in_bodies(source: str, where: Path, bad: str) -> None:
+    with pytest.raises(AssertionError, match=bad.replace(".", r"\.")):
+        _check_source(source, ROOT / where)
+    _check_source("import torchvision.models as tv_models\nfrom torchvision import models",
+                  ROOT / TORCHVISION_USER)
+
+
+def _check_source(source: str, path: Path) -> None:
+    tree = ast.parse(source, filename=str(path))
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
@@ -48,9 +70,16 @@ def test_clean_source_has_no_forbidden_import_or_unpickling(path: Path) -> None:
             names = [node.module or ""]
         else:
             names = []
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module == "torchvision":
+            names = [f"torchvision.{a.name}" for a in node.names]   # from torchvision import models
         for name in names:
             top = name.split(".")[0]
             assert top not in FORBIDDEN_MODULES, f"{path}:{node.lineno} imports {name}"
+            if top == "torchvision":
+                assert name == TORCHVISION_ALLOWED or name.startswith(TORCHVISION_ALLOWED + "."), \
+                    f"{path}:{node.lineno} imports {name}; only {TORCHVISION_ALLOWED} is allowed"
+                assert path.relative_to(ROOT) == TORCHVISION_USER, \
+                    f"{path}:{node.lineno} imports torchvision; only {TORCHVISION_USER} builds bodies"
             if top in EXTRAS:
                 assert path.relative_to(ROOT).is_relative_to(EXTRAS[top]), \
                     f"{path}:{node.lineno} imports the optional {top}; only {EXTRAS[top]}/ may"
@@ -76,7 +105,9 @@ def test_importing_every_clean_module_loads_no_forbidden_module() -> None:
     code = (
         "import importlib, sys, pickle\n"
         "def _refuse(*a, **k): raise AssertionError('clean code unpickled something')\n"
-        "pickle.load = pickle.loads = pickle.Unpickler = _refuse\n"
+        # a class, not a function: torch._dynamo (imported by torchvision) subclasses Unpickler
+        "class _Refused(pickle.Unpickler):\n    __init__ = load = _refuse\n"
+        "pickle.load = pickle.loads = _refuse; pickle.Unpickler = _Refused\n"
         f"for m in {modules!r}: importlib.import_module(m)\n"
         f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {FORBIDDEN_MODULES[:-4]!r})\n"
         "assert not bad, bad\n"
@@ -105,7 +136,9 @@ def test_parity_runs_end_to_end_with_unpickling_disabled(tmp_path: Path) -> None
     code = (
         "import pickle, runpy, sys\n"
         "def _refuse(*a, **k): raise AssertionError('clean code unpickled something')\n"
-        "pickle.load = pickle.loads = pickle.Unpickler = _refuse\n"
+        # a class, not a function: torch._dynamo (imported by torchvision) subclasses Unpickler
+        "class _Refused(pickle.Unpickler):\n    __init__ = load = _refuse\n"
+        "pickle.load = pickle.loads = _refuse; pickle.Unpickler = _Refused\n"
         f"sys.argv = ['parity', '--reports', {str(tmp_path)!r}, '--model', {str(FIXTURE)!r},\n"
         f"            '--references', {str(REFS)!r}, '--audio', {str(CORPUS)!r}]\n"
         "runpy.run_module('orcaport.parity', run_name='__main__', alter_sys=True)\n"
