@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from orcaport.model.stages import ACTIVATION_LAYERS
+from convert.introspect import activation_points
 
 
 _SKIPPED = np.empty(0)   # marks a stage seen (twice is still an error) but not kept
@@ -163,7 +163,7 @@ class Recorder:
 
     def _install_model_hooks(self, model: torch.nn.Module) -> None:
         body, head = model[0], model[1]
-        points = dict(zip(ACTIVATION_LAYERS[:5], (body[3], body[4], body[5], body[6], body[7])))
+        points = activation_points(body)     # any model_meta body: where its five stages end
         points["pooled"] = head[1]  # Flatten after the pool
         rec = self
 

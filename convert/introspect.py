@@ -13,7 +13,7 @@ from typing import Any, Sequence
 from torch import nn
 
 from convert.legacy import ConvertError
-from orcaport.model.bodies import build_body, first_conv_parent
+from orcaport.model.bodies import BODY_CHILDREN, EXPANDED, build_body, family, first_conv_parent, stage_ends
 from orcaport.model.config import (SUPPORTED_BODIES, ArchitectureConfig, ConfigError, HeadConfig,
                                    NormalizationConfig)
 
@@ -93,6 +93,18 @@ def introspect_body(body: nn.Module) -> tuple[str, int]:
     missing_path, missing_kind, _ = want[at]
     raise _fail("model[0]", body, f"ends before {_path(missing_path)}, where {name} has {missing_kind}; "
                 "was the body cut differently from fastai's model_meta?")
+
+
+def activation_points(body: nn.Module) -> dict[str, nn.Module]:
+    """The fastai body's module whose output is each body stage (stem, layer1..layer4): the same
+    cuts model/bodies.py makes in the clean network, so capture and replay name the same tensors."""
+    name, _ = introspect_body(body)
+    children = list(body.children())
+    steps: list[nn.Module] = []
+    for child_name, child in zip(BODY_CHILDREN[family(name)], children):
+        steps += list(child.children()) if child_name == EXPANDED else [child]
+    ends = stage_ends(name, steps)
+    return {stage: steps[end - 1] for stage, end in zip(("stem", "layer1", "layer2", "layer3", "layer4"), ends)}
 
 
 def introspect_head(head: nn.Module) -> tuple[HeadConfig, tuple[str, ...]]:
