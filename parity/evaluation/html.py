@@ -23,7 +23,7 @@ from orcaport.parity.evaluation.reports import (GATE_HEADER, LEVEL_HEADER, LEVEL
                                                 machine_line, summary_rows)
 from orcaport.parity.reports.png import colorbar_png, heatmap_png
 
-W, H, PAD_L, PAD_R, PAD_T, PAD_B = 360, 300, 46, 12, 28, 36
+W, H, PAD_L, PAD_R, PAD_T, PAD_B = 400, 300, 46, 12, 28, 36
 PALETTE = ("#1f4e9e", "#e08a00", "#2a9d3a", "#c0392b", "#7b3fa0", "#5c5c5c", "#17a2b8")
 
 RENDER_CHECK_JS = """
@@ -86,10 +86,13 @@ def chart(title: str, lines: list[tuple[str, str, str, Sequence[float | None], S
         if pts:
             parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.6" stroke-dasharray="{dash}" '
                          f'points="{pts}"><title>{_e(label)}</title></polyline>')
-        legend.append(f'<text x="{PAD_L + 4}" y="{PAD_T + 12 + 12 * i}" font-size="10" fill="{colour}">{_e(label)}</text>')
+        # below the plot, two per row: a legend inside would hide the curves it names
+        legend.append(f'<text x="{PAD_L + (i % 2) * (W - PAD_L) / 2:.0f}" y="{H + 4 + 12 * (i // 2)}" font-size="10" '
+                      f'fill="{colour}">{_e(label)}</text>')
     for x, y, colour, tip in marks:
         parts.append(f'<circle cx="{fx(x):.1f}" cy="{fy(y):.1f}" r="3.5" fill="{colour}"><title>{_e(tip)}</title></circle>')
-    return (f'<figure><svg class="plot" width="{W}" height="{H}" viewBox="0 0 {W} {H}" role="img">'
+    height = H + 8 + 12 * ((len(lines) + 1) // 2)
+    return (f'<figure><svg class="plot" width="{W}" height="{height}" viewBox="0 0 {W} {height}" role="img">'
             f'<title>{_e(title)}</title><text x="{PAD_L}" y="16" font-size="12" font-weight="bold">{_e(title)}</text>'
             f'{"".join(parts)}{"".join(legend)}</svg></figure>')
 
