@@ -100,6 +100,12 @@ class Detector:
             raise DetectorError(f"aggregation.smoothing={cfg.aggregation.smoothing!r} is not "
                                 "implemented (only 'rolling2'); re-run `make convert`")
         self.mode = mode
+        if not cfg.frontend.use_spectro:
+            raise DetectorError(
+                "frontend.use_spectro=False hands the raw waveform (B, C, N) to the network, but its "
+                f"body ({cfg.architecture.body}) is a 2-D CNN: legacy's learn.predict fails the same way "
+                "('expected 4D input (got 3D input)'); a waveform learner needs a custom 1-D model, "
+                "which `make convert` refuses as a custom body")
         self._fe = check_windowed(Frontend.of(cfg)) if mode == "windowed" else Frontend.of(cfg)
         self.frontend = self._fe.cfg
         self.windowing = cfg.windowing

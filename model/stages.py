@@ -24,6 +24,17 @@ CLIP_STAGES: tuple[str, ...] = (
     "clip", "load", "downmix", "resample", "mel", "db", "input", "activations", "logits", "probs",
 )
 RESULT_STAGES: tuple[str, ...] = ("aggregate",)
+# fastai_audio options beyond OrcaHello's (model/frontend/, the chain in model/pipeline.py), between
+# resample and input when a config sets them. Replayed against legacy by the tests
+# (tests/test_frontend_options_legacy.py, tests/test_predict_legacy.py); the committed references
+# hold OrcaHello's chain only, so parity's tolerance table does not list them yet.
+#   silence      remove_silence pieces, each after its PCM_16 cache    fan-out: [(C, n)]
+#   segment      segment_size pieces, each after its cache             fan-out: [(C, size)]
+#   pad_signal   max_to_pad (else segment_size) padtrim                (C, n)
+#   mfcc         torchaudio MFCC (replaces mel + db)                   (C, n_mfcc, frames)
+#   standardize  fastai_audio's [0, 1] scaling                         same
+#   delta        spectrogram + first and second deltas per channel     (3C, H, frames)
+OPTION_STAGES: tuple[str, ...] = ("silence", "segment", "pad_signal", "mfcc", "standardize", "delta")
 STAGES: tuple[str, ...] = FILE_STAGES + CLIP_STAGES + RESULT_STAGES
 
 # Network blocks whose outputs make up the `activations` stage, in forward order.

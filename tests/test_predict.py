@@ -116,3 +116,12 @@ def test_cli_predict_json_csv_and_a_failing_file(tmp_path, capsys) -> None:
     assert code == 1 and "b.wav" in captured.err and len(rows) == 2
     assert set(rows[0]) == {"file", "item", "start_s", "duration_s", "label", "index", "p_negative", "p_positive"}
     assert cli.main(["predict", str(good)]) == 2                  # no --model: a usage error
+
+
+def test_every_chain_stage_is_in_the_vocabulary_and_a_waveform_learner_is_refused(tmp_path) -> None:
+    from orcaport.model.pipeline import STEPS
+    from orcaport.model.stages import CLIP_STAGES, OPTION_STAGES
+
+    assert {name for name, *_ in STEPS} <= set(CLIP_STAGES + OPTION_STAGES)
+    with pytest.raises(DetectorError, match="expected 4D input"):
+        Detector.from_folder(model_folder(tmp_path / "m", use_spectro=False, max_to_pad=1000.0), mode="predict")
