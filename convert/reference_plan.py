@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from orcaport.model.bodies import stage_shapes
 from orcaport.model.config import CLIP_SECONDS, ModelConfig
 from orcaport.model.spectrogram import input_width
 from orcaport.parity.audio_manifest import legacy_input
 
 FLAGSHIP = "hydrophone_48k_mono16_60s.wav"
-EXPANSION = {"resnet18": 1, "resnet34": 1, "resnet50": 4, "resnet101": 4, "resnet152": 4}
 
 
 def sampled_clips(probs: np.ndarray, threshold: float, near: int) -> list[int]:
@@ -72,13 +72,11 @@ def bytes_per_clip(cfg: ModelConfig) -> int:
 
 
 def activation_bytes(cfg: ModelConfig) -> int:
+    """float32 bytes of one clip's activations (stem, layer1..4, pooled), for any body."""
     mels, width = _input_shape(cfg)
-    e = EXPANSION[cfg.architecture.body]
-    h, w = math.ceil(mels / 4), math.ceil(width / 4)
-    total = 64 * h * w                          # stem, after the max pool
-    for k, c in enumerate((64, 128, 256, 512)):
-        total += c * e * math.ceil(h / 2**k) * math.ceil(w / 2**k)
-    return 4 * (total + cfg.architecture.head.lin_ftrs[0])
+    arch = cfg.architecture
+    total = sum(math.prod(s) for s in stage_shapes(arch.body, arch.in_channels, mels, width))
+    return 4 * (total + arch.head.lin_ftrs[0])
 
 
 def estimate(entries: list[dict[str, Any]], cfg: ModelConfig, near: int) -> dict[str, Any]:

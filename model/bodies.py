@@ -145,3 +145,19 @@ def stage_ends(body: str, steps: list[nn.Module]) -> tuple[int, ...]:
     if ends is None or len(ends) != 5 or ends[-1] != len(steps) or list(ends) != sorted(set(ends)):
         raise RuntimeError(f"stage ends {ends} do not cut {body}'s {len(steps)} steps into five")
     return ends
+
+
+def stage_shapes(body: str, in_channels: int, height: int, width: int) -> list[tuple[int, ...]]:
+    """(C, h, w) of stem, layer1..layer4 for one (in_channels, height, width) input, computed on
+    the meta device (no memory, no arithmetic): what a reference's activations will hold."""
+    seq = build_body(body, in_channels, device="meta")
+    steps = flat_steps(seq)
+    x = torch.empty(1, in_channels, height, width, device="meta")
+    shapes, start = [], 0
+    with torch.no_grad():
+        for end in stage_ends(body, steps):
+            for module in steps[start:end]:
+                x = module(x)
+            shapes.append(tuple(x.shape[1:]))
+            start = end
+    return shapes
