@@ -53,7 +53,8 @@ COMBOS = {
     "delta": {"delta": True, "max_to_pad": 1000.0},
     "waveform": {"use_spectro": False, "max_to_pad": 1500.0},
 }
-ONE_CHANNEL = ("production", "segments", "split+segments", "trim+max_to_pad", "all+crop", "mfcc+standardize")
+WITH_LEARNER = ("production", "segments", "split+segments", "trim+max_to_pad", "all+crop", "mfcc+standardize",
+                "delta")
 FILES = {"a_44k1_stereo.wav": (5.3, 44100, 2, "PCM_16"), "b_48k_mono.wav": (3.1, 48000, 1, "PCM_24"),
          "c_20k_mono.wav": (4.0, 20000, 1, "PCM_16")}
 
@@ -69,6 +70,32 @@ def legacy_io(monkeypatch, tmp_path):
 @pytest.fixture(scope="module")
 def learn():
     return load_trusted_learner(FIXTURE / "model.pkl")
+
+
+@pytest.fixture(scope="module")
+def learn3(learn):
+    """The fixture learner with fastai_audio's 3-channel stem (`delta`: audio_learner's adapt_model,
+    as _calc_channels asks), and its conversion as `make convert` does it (introspect, key map)."""
+    import copy
+    from types import SimpleNamespace
+
+    from audio.learner import adapt_model
+
+    from convert.cli import clean_state_dict
+    from convert.introspect import introspect_body, introspect_head
+    from orcaport.model.config import ArchitectureConfig
+    from orcaport.model.network import OrcaNet
+
+    l3 = copy.copy(learn)
+    l3.model = copy.deepcopy(learn.model)
+    torch.manual_seed(0)
+    adapt_model(l3.model, 3)
+    l3.model.eval()
+    body, channels = introspect_body(l3.model[0])
+    head, layout = introspect_head(l3.model[1])
+    net = OrcaNet(ArchitectureConfig(body=body, in_channels=channels, head=head)).eval()
+    net.load_state_dict(clean_state_dict(SimpleNamespace(model=l3.model), layout, net), strict=True)
+    return l3, net
 
 
 def legacy_config(fe: FrontendConfig):
@@ -114,12 +141,27 @@ def model_folder(tmp: Path, fe: dict) -> Path:
     return tmp
 
 
+def predictor_for(tmp: Path, fe_dict: dict, learn, learn3, combo: str):
+    if combo not in WITH_LEARNER:
+        return None, None
+    if not fe_dict.get("delta"):
+        return Detector.from_folder(model_folder(tmp, fe_dict), mode="predict"), learn
+    import dataclasses
+
+    from orcaport.model.artifact import Artifact, load_artifact
+    from orcaport.model.config import ArchitectureConfig
+
+    art = load_artifact(model_folder(tmp, fe_dict))
+    l3, net = learn3
+    config = dataclasses.replace(art.config, architecture=dataclasses.replace(art.config.architecture, in_channels=3))
+    return Detector(Artifact(config, net, art.weights_sha256, art.config_sha256, art.root), mode="predict"), l3
+
+
 @pytest.mark.parametrize("combo", sorted(COMBOS))
-def test_predict_mode_matches_fastai_audios_predict_path(tmp_path, learn, combo) -> None:
+def test_predict_mode_matches_fastai_audios_predict_path(tmp_path, learn, learn3, combo) -> None:
     fe_dict = {**BASE, **COMBOS[combo]}
     fe = Frontend(FrontendConfig(**fe_dict))
-    predictor = Detector.from_folder(model_folder(tmp_path / "model", fe_dict), mode="predict") \
-        if combo in ONE_CHANNEL else None
+    predictor, learner = predictor_for(tmp_path / "model", fe_dict, learn, learn3, combo)
     counts, worst = {}, 0.0
     for k, (name, (seconds, rate, channels, subtype)) in enumerate(sorted(FILES.items())):
         folder = tmp_path / name
@@ -134,10 +176,27 @@ def test_predict_mode_matches_fastai_audios_predict_path(tmp_path, learn, combo)
         if predictor is not None:
             got = predictor.predict(folder / name, offsets)
             for p, ref in zip(got, theirs):
-                label, index, probs = learn.predict(ref)
+                label, index, probs = learner.predict(ref)
                 assert (p.label, p.index) == (str(label), int(index)), (name, p.item)
                 worst = max(worst, float(np.abs(np.asarray(p.probabilities) - probs.numpy()).max()))
     print(f"{combo}: items {counts}, max |p - learn.predict| = {worst:.3g}")
     assert worst <= 1e-5
     if combo in ("segments", "split+segments"):
         assert max(counts.values()) > 1                  # several items per file
+
+
+def test_a_learner_converts_with_every_one_channel_option_and_predicts(tmp_path) -> None:
+    """`make convert` (convert.cli.convert) with a frontend config setting every option a 1-channel
+    learner can have; the folder loads and fastai_audio's predict runs on it."""
+    from convert.cli import convert
+
+    fe = {**json.loads((FIXTURE / "config.json").read_text())["frontend"],
+          **{"segment_size": 1500, "remove_silence": "split", "silence_threshold": 30, "silence_padding": 150,
+             "max_to_pad": 2000.0, "mfcc": True, "n_mfcc": 32, "standardize": True, "pad_mode": "zeros"}}
+    (tmp_path / "fe.json").write_text(json.dumps(fe))
+    convert(FIXTURE / "model.pkl", tmp_path / "out", None, str(tmp_path / "fe.json"))
+    written = json.loads((tmp_path / "out" / "config.json").read_text())["frontend"]
+    assert {k: written[k] for k in fe} == fe
+    sf.write(tmp_path / "a.wav", bursts(4.2, 48000).T, 48000, subtype="PCM_16")
+    got = Detector.from_folder(tmp_path / "out", mode="predict").predict(tmp_path / "a.wav")
+    assert len(got) >= 2 and all(abs(sum(p.probabilities) - 1) < 1e-5 for p in got)
