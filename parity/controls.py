@@ -164,8 +164,8 @@ def _filterbank_20k() -> contextlib.AbstractContextManager[None]:
 def _floor_padding() -> Iterator[None]:
     real = orcaport.model.spectrogram.pad_or_crop
 
-    def pad_with_floor(db: torch.Tensor, cfg: Any, rate: int, zeros_front: int | None = None) -> torch.Tensor:
-        out = real(db, cfg, rate, zeros_front)
+    def pad_with_floor(db: torch.Tensor, cfg: Any, rate: int, *offsets: Any, **named: Any) -> torch.Tensor:
+        out = real(db, cfg, rate, *offsets, **named)
         out[..., db.shape[-1]:] = db.min()                 # silence instead of legacy's 0.0 dB
         return out
     with _patched(orcaport.model.pipeline, "pad_or_crop", pad_with_floor):
