@@ -38,6 +38,11 @@ def legacy_audio_config(fe: FrontendConfig) -> Any:
         config.resample_to = fe.resample_to
         config.downmix = fe.downmix
         config.pad_mode = fe.pad_mode
+        # every other AudioConfig option the frontend config records (model/frontend/): at their
+        # fastai_audio defaults for OrcaHello, so its config (and spectrogram cache key) is unchanged
+        for name in ("max_to_pad", "segment_size", "remove_silence", "silence_threshold",
+                     "silence_padding", "use_spectro", "mfcc", "delta"):
+            setattr(config, name, getattr(fe, name))
     return config
 
 
