@@ -39,7 +39,7 @@ VERIFY_REPORTS ?= $(patsubst %/,%,$(dir $(patsubst %/,%,$(VERIFY_REFERENCES))))/
 # upstream's real-data mel reference for parity's real-data check (beside the checkout when present)
 UPSTREAM ?= $(wildcard ../shared/data/upstream_sunset_bay_mel_reference.safetensors)
 
-.PHONY: help envs env-clean env-legacy fixture convert corpus references envelope tolerances controls controls-refs parity variants verify test test-legacy bench bench-cuda publish env-evaluate evaluate
+.PHONY: help envs env-clean env-legacy fixture convert corpus references envelope tolerances controls controls-refs parity zoo zoo-parity variants verify test test-legacy bench bench-cuda publish env-evaluate evaluate
 
 help:  ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -91,6 +91,14 @@ verify: env-legacy env-clean  ## [both] strongest proof: fresh references on thi
 	$(CLEAN) -m orcaport.parity --model "$(MODEL_DIR)" --references "$(VERIFY_REFERENCES)" --audio $(AUDIO) \
 	  --reports "$(VERIFY_REPORTS)" --tolerances "$(TOLERANCES)" $(if $(UPSTREAM),--upstream "$(UPSTREAM)")
 	@echo "verify: references in $(VERIFY_REFERENCES), report in $(VERIFY_REPORTS)/parity.{json,md,html} ($(REPORTS) untouched)"
+
+zoo: env-legacy  ## [legacy] the learner zoo: one tiny learner per body family, converted + referenced (reference_outputs/zoo)
+	$(LEGACY) -m convert.zoo --out reference_outputs/zoo
+zoo-parity: env-clean  ## [clean] make parity on every zoo learner, its weights rebuilt from the committed residual (REPORTS=)
+	@set -e; for cfg in reference_outputs/zoo/*/config.json; do e=$$(dirname $$cfg); n=$$(basename $$e); \
+	  $(CLEAN) -m convert.zoo_weights --zoo $$e --out build/zoo/$$n >/dev/null; \
+	  $(CLEAN) -m orcaport.parity --model build/zoo/$$n --references $$e/stages --audio reference_outputs/zoo/audio \
+	    --reports "$(REPORTS)/zoo/$$n" --tolerances "$(TOLERANCES)"; done
 
 variants: env-clean  ## [clean] make parity under every kernel-path variant of the envelope (reports/variants.json)
 	$(CLEAN) -m orcaport.parity.variants --reports reports -- --model $(FIXTURE) \

@@ -1,0 +1,179 @@
+"""`make zoo`: one tiny learner per body family of fastai's model_meta, converted and referenced.
+
+    python -m convert.zoo --out reference_outputs/zoo [--only resnet18 ...] [--work DIR]
+
+Each entry is a real `audio_learner(models.<body>, pretrained=False)` on synthetic call-vs-noise
+clips at 8 kHz through a small frontend (ZOO_FRONTEND: 64 mels x 187 frames, every body's strides
+fit), its body convs fixed to convert/zoo_weights.py's pattern (so the checkout holds ~1 % of each
+model), BatchNorms and head trained for one short epoch. Then exactly what a user runs: `make
+convert` (convert/cli.py) and `make references` (convert/references.py) on ZOO_AUDIO. Committed per
+entry: config.json, residual.safetensors, stages/ (references); the model.pkl stays in --work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from convert.legacy import isolated_home, legacy_versions, patch_torchaudio_io, seed_everything
+from convert.production import legacy_audio_config
+from orcaport.model.config import FrontendConfig
+from orcaport.model.fileio import replace_folder, sha256_file
+from orcaport.parity.testaudio.training import make_training_set
+
+# name: (fastai models.<arch>, frontend changes). One per family; `delta` gives the 3-channel stem.
+ZOO: dict[str, tuple[str, dict[str, Any]]] = {
+    "resnet18": ("resnet18", {}),
+    "densenet121": ("densenet121", {}),
+    "vgg11_bn": ("vgg11_bn", {}),
+    "squeezenet1_1": ("squeezenet1_1", {}),
+    "alexnet": ("alexnet", {}),
+    "mobilenet_v2": ("mobilenet_v2", {}),
+    "squeezenet1_1_delta": ("squeezenet1_1", {"delta": True}),
+}
+# 8 kHz, 64 mels, 3 s target width (93 frames; a 2 s clip's 63 frames padded after with 0.0 dB):
+# small tensors, and AlexNet's stride-4 stem still leaves its three max pools something to pool.
+ZOO_FRONTEND = dict(resample_to=8000, n_fft=512, hop_length=256, n_mels=64, f_max=4000.0, duration=3000)
+SAMPLE_RATE = 8000          # the training clips and the test recording
+SEED = 20261203
+CLIPS_PER_CLASS = {"train": 8, "valid": 4}
+LIN_FTRS = [32]             # a small head: the residual stays small
+EPOCHS, MAX_LR, BATCH = 1, 1e-2, 4
+ZOO_AUDIO = "zoo_call_8k_3s.wav"         # 2 windows: noise, then a call
+
+
+def frontend(changes: dict[str, Any]) -> FrontendConfig:
+    return FrontendConfig(**{**ZOO_FRONTEND, **changes})
+
+
+def write_audio(path: Path) -> None:
+    """3 s at 8 kHz: 1 s of noise, then a 2 s call (so the two clips differ)."""
+    clips = make_training_set(SEED + 7, 1, 1, seconds=2.0, sample_rate=SAMPLE_RATE)
+    call, noise = clips[0][0], clips[1][0]
+    x = np.concatenate([noise[:SAMPLE_RATE], call])
+    pcm = np.clip(np.round(x * 32767.0), -32768, 32767).astype(np.int16)
+    sf.write(str(path), pcm, SAMPLE_RATE, subtype="PCM_16")
+
+
+def write_data(root: Path) -> None:
+    for split, n in CLIPS_PER_CLASS.items():
+        for i, (audio, label) in enumerate(make_training_set(SEED + len(split), n, n, 2.0, SAMPLE_RATE)):
+            folder = root / split / label
+            folder.mkdir(parents=True, exist_ok=True)
+            pcm = np.clip(np.round(np.asarray(audio) * 32767.0), -32768, 32767).astype(np.int16)
+            sf.write(str(folder / f"{i:03d}.wav"), pcm, SAMPLE_RATE, subtype="PCM_16")
+
+
+def train(arch: str, fe: FrontendConfig, data_root: Path) -> tuple[Any, float]:
+    """audio_learner on `arch`, body convs on the zoo pattern and frozen, the rest trained."""
+    from audio.data import AudioList
+    from audio.learner import audio_learner
+    from fastai.vision import models
+
+    from convert.introspect import introspect_body, introspect_head
+    from convert.keymap import fastai_to_clean_keys
+    from convert.zoo_weights import is_patterned, pattern
+
+    seed_everything(SEED)
+    data = (AudioList.from_folder(data_root, config=legacy_audio_config(fe))
+            .split_by_folder(train="train", valid="valid").label_from_folder()
+            .databunch(bs=BATCH, num_workers=0))
+    learn = audio_learner(data, base_arch=getattr(models, arch), pretrained=False, lin_ftrs=LIN_FTRS)
+    body, _ = introspect_body(learn.model[0])
+    _, layout = introspect_head(learn.model[1])
+    params = dict(learn.model.named_parameters())
+    names = fastai_to_clean_keys(learn.model.state_dict().keys(), layout, body)
+    with torch.no_grad():
+        for key, clean in names.items():
+            if key in params and is_patterned(clean, tuple(params[key].shape)):
+                params[key].copy_(torch.from_numpy(pattern(clean, tuple(params[key].shape))))
+                params[key].requires_grad_(False)
+    t0 = time.time()
+    learn.fit_one_cycle(EPOCHS, MAX_LR, wd=0.0)       # no weight decay: it would move frozen convs
+    return learn, time.time() - t0
+
+
+def build_entry(name: str, work: Path, audio: Path) -> dict[str, bytes]:
+    """Train, export, convert, reference one zoo entry -> its committed files (relative name: bytes)."""
+    from safetensors.numpy import load_file, save_file
+
+    from convert.cli import convert
+    from convert.zoo_weights import split
+
+    arch, changes = ZOO[name]
+    fe = frontend(changes)
+    entry = work / name
+    learn, seconds = train(arch, fe, work / "data")
+    model = entry / "model"
+    model.mkdir(parents=True)
+    learn.export(model / "model.pkl")
+    fe_json = entry / "frontend.json"
+    fe_json.write_text(json.dumps(dataclasses.asdict(fe), indent=2, sort_keys=True))
+    summary = convert(model / "model.pkl", model, sha256_file(model / "model.pkl"), str(fe_json))
+    stages = entry / "stages"
+    subprocess.run([sys.executable, "-m", "convert.references", "--model", str(model), "--audio", str(audio),
+                    "--out", str(stages), "--near-threshold", "0"], check=True)
+    residual = split(load_file(str(model / "model.safetensors")))
+    save_file(residual, str(entry / "residual.safetensors"))
+    files = {f"{name}/config.json": (model / "config.json").read_bytes(),
+             f"{name}/residual.safetensors": (entry / "residual.safetensors").read_bytes()}
+    for f in sorted(stages.iterdir()):
+        files[f"{name}/stages/{f.name}"] = f.read_bytes()
+    files[f"{name}/zoo.json"] = (json.dumps({
+        "arch": arch, "frontend_changes": changes, "train_seconds": round(seconds, 1),
+        "valid_accuracy": float(learn.validate()[1]), "convert": {k: summary[k] for k in (
+            "body", "tensors", "max_logit_diff", "weights_sha256")},
+        "legacy_versions": legacy_versions()}, indent=2, sort_keys=True) + "\n").encode()
+    return files
+
+
+def _fill(tmp: Path, folder: str, files: dict[str, bytes]) -> None:
+    for rel, data in files.items():
+        top, _, inner = rel.partition("/")
+        if top == folder:
+            (tmp / inner).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / inner).write_bytes(data)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m convert.zoo", description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--only", nargs="+", choices=sorted(ZOO), help="build these entries only")
+    ap.add_argument("--work", type=Path, help="keep the learners and scratch files here")
+    args = ap.parse_args(argv)
+    work = args.work or Path(tempfile.mkdtemp(prefix="orcaport-zoo-"))
+    patch_torchaudio_io()
+    try:
+        with isolated_home(work / "home"):
+            (work / "audio").mkdir(parents=True, exist_ok=True)
+            audio = work / "audio" / ZOO_AUDIO
+            write_audio(audio)
+            if not (work / "data").is_dir():
+                write_data(work / "data")
+            files = {f"audio/{ZOO_AUDIO}": audio.read_bytes()}
+            for name in args.only or list(ZOO):
+                shutil.rmtree(work / name, ignore_errors=True)
+                files.update(build_entry(name, work, audio))
+                print(f"zoo: {name} built", flush=True)
+        for folder in sorted({rel.split("/")[0] for rel in files}):    # each entry replaced whole
+            replace_folder(args.out / folder, lambda tmp, folder=folder: _fill(tmp, folder, files))
+    finally:
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
