@@ -1,70 +1,78 @@
 """`make envelope`: how far the legacy pipeline moves on its own, per stage, on this machine.
 
-    python -m convert.envelope --model reference_outputs/fixture --corpus reference_outputs/corpus \
-        --references reference_outputs/stages --out reference_outputs/envelope.json
+    python -m convert.envelope --model DIR --audio DIR|FILE... --references DIR --out envelope.json
+        [--variants a,b] [--sha256 HEX] [--jobs N] [--log FILE]
 
-Records the references again (convert/references.py, in a subprocess: the kernel-path switches are
-read at library load) under each VARIANT -- PyTorch's dispatch level, MKL's instruction set and
-reproducibility mode, oneDNN's max ISA, 1 vs 2 threads, and CUDA with TF32 off when a GPU is there
--- and compares every stage of every variant with this machine's baseline run and with the
-committed references (recorded on another machine unless the fingerprints match). Where the clean
-env exists it also replays this machine's baseline references with the clean runtime: the
-same-machine clean-vs-legacy figure. The result, with every run's machine fingerprint, is the
-envelope that `python -m orcaport.parity.envelope derive` turns into parity/tolerances.json.
+Runs legacy again under each VARIANT -- PyTorch's dispatch level, MKL's instruction set and
+reproducibility mode, oneDNN's max ISA, 1 vs 2 threads -- each in its own process (the switches
+are read at library load), as many side by side as the usable CPUs allow (model/cpus.py). A
+variant is measured on the clips that matter, not every window: each file's full-stage clips the
+references already store (first, last, most confident, nearest the threshold;
+convert/envelope_clips.py). The baseline is this machine's default-kernel legacy run on every
+clip: the references themselves when they were recorded here with this model and one thread, else
+recorded again (convert/references.py). Every stage of every variant is compared with the baseline
+and with the given references (recorded on another machine unless the fingerprints match); where
+the clean env exists the clean runtime and the Detector replay the baseline too (the same-machine
+clean-vs-legacy figure). A rough time estimate is printed before starting and refined as runs
+finish; legacy's own output goes to one log (<out>.log by default). The result, with every run's
+machine fingerprint, is the envelope `python -m orcaport.parity.envelope derive` turns into
+parity/tolerances.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
+from convert.envelope_clips import CLIPS_FILE
 from convert.legacy import ConvertError
+from convert.legacy_log import log_path_for
+from orcaport.model.cpus import available_cpus
 from orcaport.model.errors import ExitCode, InputError, OrcaportError, UsageError, report_error
-from orcaport.model.fileio import write_output_file
+from orcaport.model.fileio import scratch_prefix, sha256_file, write_output_file
+from orcaport.parity.audio_manifest import scan, tensor_file_name, verify
 from orcaport.parity.diffstats import diff_stats
-from orcaport.parity.envelope import VARIANTS, compare_sets, fold_stats
-from orcaport.parity.fingerprint import default_kernel_environ, same_machine
+from orcaport.parity.envelope import VARIANTS, compare_clips, compare_sets, fold_stats
+from orcaport.parity.fingerprint import default_kernel_environ, fingerprint, same_machine
 from orcaport.parity.metrics import tolerance_stage
-from orcaport.parity.references import load_references
+from orcaport.parity.references import References, load_references
 
 ROOT = Path(__file__).resolve().parents[1]
 CLEAN_PYTHON = ROOT / ".venvs" / "clean" / "bin" / "python"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2      # 2: variants measured on the full-stage clips, side by side
+# The rough estimate printed before starting (refined as runs finish): the fixture's legacy costs
+# on a 2-vCPU Intel Xeon (Sapphire Rapids, KVM), measured by `make envelope` there (2026-12-03).
+START_S = 15.0          # a legacy process: import fastai, unpickle the learner
+CLIP_S = 0.6            # a clip of `make references` (every clip, light; the full-stage ones twice)
+FULL_CLIP_S = 1.0       # a full-stage clip, every stage captured
+CLEAN_S = 30.0          # the clean replay and the detector check
 
 
-def record(name: str, env: dict[str, str], threads: int, model: Path, corpus: Path, out: Path,
-           sha256: str | None = None) -> float:
-    """One legacy reference run under `env` into `out`. -> seconds it took."""
-    cmd = [sys.executable, "-m", "convert.references", "--model", str(model), "--audio", str(corpus),
-           "--out", str(out), "--threads", str(threads)] + (["--sha256", sha256] if sha256 else [])
-    start = time.monotonic()
-    run = subprocess.run(cmd, cwd=ROOT, env=default_kernel_environ({**env, "PYTHONPATH": str(ROOT)}),
-                         capture_output=True, text=True)
-    if run.returncode != 0:
-        raise ConvertError(f"variant {name}: legacy reference run failed: "
-                           f"{(run.stderr.strip().splitlines() or ['?'])[-1]}")
-    return time.monotonic() - start
-
-
-def clean_replay(refs: Path, model: Path, corpus: Path, work: Path) -> dict[str, Any] | None:
-    """The clean runtime against this machine's baseline references (report-only), or None."""
+def clean_jobs(refs: Path, model: Path, audio: list[Path], root: Path, names: list[str], work: Path,
+               after: str | None) -> list[Job]:
+    """The clean runtime (report-only parity) and the Detector (fused oneDNN engine, probs and
+    per-second confidences) against this machine's baseline, once `after` is done; none without
+    the clean env."""
     if not CLEAN_PYTHON.exists():
-        return None
-    reports = work / "clean-reports"
-    subprocess.run([str(CLEAN_PYTHON), "-m", "orcaport.parity", "--model", str(model), "--references", str(refs),
-                    "--corpus", str(corpus), "--reports", str(reports)], cwd=ROOT,
-                   env=default_kernel_environ(),
-                   capture_output=True, text=True)
-    path = reports / "parity.json"
-    return json.loads(path.read_text()) if path.exists() else None
+        return []
+    env = default_kernel_environ()
+    replay = [str(CLEAN_PYTHON), "-m", "orcaport.parity", "--model", str(model), "--references", str(refs),
+              "--audio", *map(str, audio), "--reports", str(work / "clean-reports")]
+    engine = [str(CLEAN_PYTHON), "-m", "orcaport.parity.engine_check", "--model", str(model), "--corpus", str(root),
+              *names]
+    return [Job("clean replay", replay, env, ok_codes=(0, 1), after=after),     # 1: parity said no
+            Job("detector", engine, env, after=after)] if names else []
 
 
 def clean_comparison(report: dict[str, Any]) -> dict[str, Any]:
@@ -81,23 +89,13 @@ def clean_comparison(report: dict[str, Any]) -> dict[str, Any]:
             "decisions": {"local_flips": flips}}
 
 
-def detector_comparison(base: Any, model: Path, corpus: Path) -> dict[str, Any] | None:
-    """The Detector (fused oneDNN engine) against this machine's baseline references: probs and
-    per-second confidences (compare_sets' shape), or None without the clean env."""
-    names = [f.name for f in base.files if f.error is None]
-    if not CLEAN_PYTHON.exists() or not names:
-        return None
-    run = subprocess.run([str(CLEAN_PYTHON), "-m", "orcaport.parity.engine_check", "--model", str(model),
-                          "--corpus", str(corpus), *names], cwd=ROOT, capture_output=True, text=True,
-                         env=default_kernel_environ())
-    if run.returncode != 0:
-        raise ConvertError(f"clean detector run failed: {(run.stderr.strip().splitlines() or ['?'])[-1]}")
-    got = json.loads(run.stdout)
+def detector_comparison(base: References, got: dict[str, Any], pos: int) -> dict[str, Any]:
+    """engine_check's output (probs, confidences, decisions per file) against the baseline, in
+    compare_sets' shape."""
     stages: dict[str, dict[str, Any]] = {}
     flips = 0
-    pos = int(json.loads((model / "config.json").read_text())["positive_index"])
     for f in base.files:
-        if f.name not in got:
+        if f.name not in got or f.error is not None:
             continue
         fold_stats(stages, "probs", diff_stats(f.tensors["all/probs"][:, pos], np.array(got[f.name]["probs"], np.float32)))
         fold_stats(stages, "aggregate", diff_stats(f.tensors["aggregate/confidence"], np.array(got[f.name]["confidence"])))
@@ -105,42 +103,198 @@ def detector_comparison(base: Any, model: Path, corpus: Path) -> dict[str, Any] 
     return {"stages": stages, "digests": {}, "decisions": {"local_flips": flips}}
 
 
-def measure(model: Path, corpus: Path, committed: Path, work: Path, names: list[str],
-            sha256: str | None = None) -> dict[str, Any]:
-    runs: dict[str, Any] = {}
-    for name in names:
-        env, threads = VARIANTS[name]
-        seconds = record(name, env, threads, model, corpus, work / name, sha256)
-        runs[name] = {"env": env, "threads": threads, "seconds": round(seconds, 1),
-                      "machine": json.loads((work / name / "manifest.json").read_text())["machine"]}
-        print(f"envelope: {name} recorded in {seconds:.0f} s", file=sys.stderr, flush=True)
-    base = load_references(work / "baseline")
+@dataclasses.dataclass
+class Job:
+    """One child process of the envelope: a legacy run (a variant, or the baseline's references)
+    or the clean replay; `cpus` it occupies while it runs."""
+    name: str
+    cmd: list[str]
+    env: dict[str, str]
+    cpus: int = 1
+    ok_codes: tuple[int, ...] = (0,)
+    after: str | None = None          # starts once this job is done
+    seconds: float | None = None
+    stdout: str = ""
+
+
+def variant_job(name: str, model: Path, refs: Path, audio: Path, work: Path, sha256: str | None) -> Job:
+    env_vars, threads = VARIANTS[name]
+    cmd = [sys.executable, "-m", "convert.envelope_clips", "--model", str(model), "--references", str(refs),
+           "--audio", str(audio), "--out", str(work / name), "--threads", str(threads),
+           "--log", str(work / "logs" / f"{name}.log")] + (["--sha256", sha256] if sha256 else [])
+    # Every thread pool at the variant's own count: variants run side by side, one per CPU.
+    env = default_kernel_environ({**env_vars, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(threads),
+                                  "MKL_NUM_THREADS": str(threads)})
+    return Job(name, cmd, env, threads)
+
+
+def baseline_job(model: Path, audio: list[Path], work: Path, sha256: str | None) -> Job:
+    cmd = [sys.executable, "-m", "convert.references", "--model", str(model), "--audio", *map(str, audio),
+           "--out", str(work / "baseline"), "--threads", "1", "--log", str(work / "logs" / "baseline.log")]
+    env = default_kernel_environ({"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+    return Job("baseline", cmd + (["--sha256", sha256] if sha256 else []), env)
+
+
+def run_jobs(jobs: list[Job], cpus: int, progress: Callable[[Job, int], None]) -> None:
+    """Run `jobs` side by side, as many at once as `cpus` allow (a 2-thread job counts 2), in
+    order; ConvertError naming the first that failed (after the running ones finished)."""
+    free, lock = cpus, threading.Condition()
+    done: list[Job] = []
+    failed: list[tuple[Job, str]] = []
+
+    def one(job: Job) -> None:
+        nonlocal free
+        need = min(job.cpus, cpus)
+        with lock:
+            lock.wait_for(lambda: failed or (free >= need and (job.after is None or
+                                                               any(d.name == job.after for d in done))))
+            if failed:
+                return
+            free -= need
+        start = time.monotonic()
+        try:
+            run = subprocess.run(job.cmd, cwd=ROOT, env=job.env, capture_output=True, text=True)
+        finally:
+            with lock:
+                free += need
+                lock.notify_all()
+        job.seconds, job.stdout = time.monotonic() - start, run.stdout
+        with lock:
+            if run.returncode not in job.ok_codes:
+                failed.append((job, run.stderr.strip()))
+            else:
+                done.append(job)
+                progress(job, len(done))
+
+    with ThreadPoolExecutor(max_workers=len(jobs) or 1) as pool:
+        for f in [pool.submit(one, j) for j in jobs]:
+            f.result()
+    if failed:
+        job, err = failed[0]
+        lines = err.splitlines()
+        for line in lines[-12:]:
+            print(f"  | {line}", file=sys.stderr)
+        first = next((ln for ln in lines if ln.startswith("error:")), lines[-1] if lines else "?")
+        raise ConvertError(f"{job.name}: its run failed: {first.removeprefix('error: ')}")
+
+
+def baseline_reusable(refs: References, model: Path) -> bool:
+    """The references are this machine's own default-kernel, 1-thread legacy run of this model:
+    they are the baseline (recording it again would give the same bytes)."""
+    man = refs.manifest
+    return (same_machine(man.get("machine"), {**fingerprint(), "kernel_env": {}})
+            and not man.get("machine", {}).get("kernel_env")
+            and man.get("torch_threads") == 1
+            and man.get("model", {}).get("weights_sha256") == sha256_file(model / "model.safetensors"))
+
+
+def estimate(refs: References, names: list[str], record_baseline: bool, cpus: int) -> str:
+    """A rough time before starting (refined as runs finish): legacy starts and clips, at the
+    rates measured for the fixture on a 2-vCPU Intel Xeon (START_S, CLIP_S), run `cpus` at a time."""
+    clips = sum(f.clips for f in refs.files)
+    full = sum(len(f.full_clips) for f in refs.files)
+    variants = [n for n in names if n != "baseline"]
+    work = sum(VARIANTS[n][1] * (START_S + full * FULL_CLIP_S) for n in variants)
+    serial = (START_S + clips * CLIP_S) if record_baseline else 0.0
+    seconds = max(serial, (work + serial + CLEAN_S) / cpus)
+    return (f"envelope: {len(refs.files)} file(s), {clips} clips; baseline: "
+            f"{'recorded again' if record_baseline else 'the references (this machine, default kernels)'}; "
+            f"{len(variants)} variant(s) on the {full} full-stage clips ({100 * full / max(clips, 1):.0f} % of "
+            f"the clips), {cpus} at a time; rough estimate {seconds / 60:.1f} min")
+
+
+def measure(model: Path, audio: list[Path], committed: Path, work: Path, names: list[str], log: Path,
+            sha256: str | None = None, cpus: int = 1) -> dict[str, Any]:
+    """Run the baseline (unless the references are it) and every variant, `cpus` at a time;
+    compare each with the baseline and the committed references. -> the envelope."""
     ref = load_references(committed)
+    root, found = scan(audio)
+    verify(root, [f.entry for f in ref.files])
+    missing = sorted(set(found) - {f.name for f in ref.files})
+    if missing:
+        raise InputError(f"{audio} has recordings the references in {committed} do not ({', '.join(missing[:3])}"
+                         f"{', ...' if len(missing) > 3 else ''}): run `make references` on this AUDIO= first")
+    reuse = baseline_reusable(ref, model)
+    (work / "logs").mkdir(parents=True)
+    jobs = [] if reuse else [baseline_job(model, audio, work, sha256)]
+    jobs += [variant_job(n, model, committed, root, work, sha256) for n in names if n != "baseline"]
+    base_dir = committed if reuse else work / "baseline"
+    jobs += clean_jobs(base_dir, model, audio, root, [f.name for f in ref.files if f.error is None], work,
+                       None if reuse else "baseline")
+    print(estimate(ref, names, not reuse, cpus), file=sys.stderr, flush=True)
+    started = time.monotonic()
+
+    def progress(job: Job, done: int) -> None:
+        elapsed = time.monotonic() - started
+        left = elapsed / done * (len(jobs) - done)
+        print(f"envelope: [{done}/{len(jobs)}] {job.name} in {job.seconds:.0f} s; "
+              f"{elapsed:.0f} s elapsed, about {left:.0f} s left", file=sys.stderr, flush=True)
+    try:
+        run_jobs(jobs, cpus, progress)
+    finally:
+        gather_logs(work / "logs", [j.name for j in jobs if j.name in VARIANTS], log)
+    base = ref if reuse else load_references(work / "baseline")
     cross = not same_machine(ref.manifest.get("machine"), base.manifest.get("machine"))
+    pos = int(json.loads((model / "config.json").read_text())["positive_index"])
+    runs: dict[str, Any] = {}
     comparisons = []
-    for name in names:
-        other = load_references(work / name)
-        if name != "baseline":
-            regimes = ["cross_machine"] + (["same_machine"] if name == "threads-2" else [])
-            comparisons.append({"name": f"{name} vs baseline", "kind": "kernel path, this machine",
-                                "regimes": regimes, **compare_sets(base, other)})
-        comparisons.append({"name": f"{name} vs committed", "regimes": ["cross_machine"],
+    if not reuse:
+        runs["baseline"] = {"env": {}, "threads": 1, "seconds": round(jobs[0].seconds, 1), "measured_on": "every clip",
+                            "machine": base.manifest["machine"]}
+        comparisons.append({"name": "baseline vs committed", "regimes": ["cross_machine"],
                             "kind": "across machines" if cross else "kernel path, this machine",
-                            **compare_sets(ref, other)})
-    report = clean_replay(work / "baseline", model, corpus, work)
-    if report is not None:
+                            **compare_sets(ref, base)})
+    for job in jobs:
+        if job.name not in VARIANTS or job.name == "baseline":
+            continue
+        files, tensors = load_clips(work / job.name)
+        env, threads = VARIANTS[job.name]
+        runs[job.name] = {"env": env, "threads": threads, "seconds": round(job.seconds, 1),
+                          "measured_on": "full-stage clips", "machine": base.manifest["machine"]}
+        regimes = ["cross_machine"] + (["same_machine"] if job.name == "threads-2" else [])
+        comparisons.append({"name": f"{job.name} vs baseline", "kind": "kernel path, this machine",
+                            "regimes": regimes, **compare_clips(base, files, tensors, pos)})
+        if not reuse:
+            comparisons.append({"name": f"{job.name} vs committed", "regimes": ["cross_machine"],
+                                "kind": "across machines" if cross else "kernel path, this machine",
+                                **compare_clips(ref, files, tensors, pos)})
+    report = work / "clean-reports" / "parity.json"
+    if report.is_file():
+        report_json = json.loads(report.read_text())
         comparisons.append({"name": "clean vs baseline", "kind": "clean runtime, same machine",
-                            "regimes": ["same_machine"], "machine": report["environment"].get("machine_fingerprint"),
-                            **clean_comparison(report)})
-    detector = detector_comparison(base, model, corpus)
+                            "regimes": ["same_machine"], "machine": report_json["environment"].get("machine_fingerprint"),
+                            **clean_comparison(report_json)})
+    detector = next((j for j in jobs if j.name == "detector"), None)
     if detector is not None:
         comparisons.append({"name": "detector vs baseline", "kind": "clean detector (fused engine), same machine",
-                            "regimes": ["same_machine"], **detector})
+                            "regimes": ["same_machine"], **detector_comparison(base, json.loads(detector.stdout), pos)})
     return {"schema_version": SCHEMA_VERSION, "model_weights_sha256": base.manifest["model"]["weights_sha256"],
             "committed_references": {"manifest_sha256": ref.manifest_sha256,
                                      "machine": ref.manifest.get("machine")},
+            "baseline": "the references (recorded on this machine)" if reuse else "recorded again on this machine",
+            "variants_measured_on": "each file's full-stage clips (first, last, most confident, nearest the "
+                                    "threshold: convert/reference_plan.py), baseline on every clip",
             "gpu": "none on this machine: no CUDA variant" if not _cuda() else "see runs",
+            "wall_seconds": round(time.monotonic() - started, 1), "cpus": cpus,
             "variants": runs, "comparisons": comparisons}
+
+
+def load_clips(folder: Path) -> tuple[dict[str, Any], dict[str, dict[str, np.ndarray]]]:
+    """A variant's output (convert/envelope_clips.py) -> (clips.json's files, tensors per file)."""
+    from safetensors.numpy import load_file
+
+    files = json.loads((folder / CLIPS_FILE).read_text())["files"]
+    tensors = {name: load_file(str(folder / tensor_file_name(name))) for name, info in files.items()
+               if info.get("clips") and (folder / tensor_file_name(name)).is_file()}
+    return files, tensors
+
+
+def gather_logs(logs: Path, names: list[str], log: Path) -> None:
+    """Every child's legacy output, one after another, into one log (beside the envelope)."""
+    parts = [f"===== {name} =====\n{(logs / f'{name}.log').read_text(errors='replace')}"
+             for name in names if (logs / f"{name}.log").is_file()]
+    write_output_file(log, "\n".join(parts), "--log")
+    print(f"legacy output: {log}", file=sys.stderr, flush=True)
 
 
 def _cuda() -> bool:
@@ -151,25 +305,31 @@ def _cuda() -> bool:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m convert.envelope", description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, required=True)
-    ap.add_argument("--corpus", type=Path, required=True)
-    ap.add_argument("--references", type=Path, required=True, help="the committed references")
+    ap.add_argument("--audio", "--corpus", type=Path, nargs="+", required=True, dest="audio",
+                    help="the recordings the references were made from (a folder or files of one folder)")
+    ap.add_argument("--references", type=Path, required=True, help="the references (make references)")
     ap.add_argument("--out", type=Path, required=True, help="envelope JSON to write")
     ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset")
     ap.add_argument("--sha256", help="the model.pkl sha256 you trust (else <model.pkl>.sha256)")
+    ap.add_argument("--jobs", type=int, default=0, help="legacy runs at once (default: the usable CPUs)")
+    ap.add_argument("--log", type=Path, help="legacy's own output (default: <out>.log beside --out)")
     args = ap.parse_args(argv)
     names = ["baseline"] + [n for n in args.variants.split(",") if n and n != "baseline"]
     unknown = [n for n in names if n not in VARIANTS]
     try:
         if unknown:
             raise UsageError(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
-        with tempfile.TemporaryDirectory(prefix="orcaport-envelope-") as tmp:
-            envelope = measure(args.model, args.corpus, args.references, Path(tmp), names, args.sha256)
+        if args.jobs < 0:
+            raise UsageError(f"--jobs {args.jobs}: pass a positive number of legacy runs at once (0: the usable CPUs)")
+        with tempfile.TemporaryDirectory(prefix=scratch_prefix("orcaport-envelope")) as tmp:
+            envelope = measure(args.model, args.audio, args.references, Path(tmp), names,
+                               args.log or log_path_for(args.out), args.sha256, args.jobs or available_cpus())
         write_output_file(args.out, json.dumps(envelope, indent=1, sort_keys=True) + "\n")
     except (OrcaportError, KeyboardInterrupt) as e:
         return report_error(None, e)
     except (OSError, ValueError) as e:     # unreadable or mismatched inputs (not ours: no code of their own)
         return report_error(None, InputError(str(e)))
-    print(f"wrote {args.out}: {len(envelope['comparisons'])} comparisons")
+    print(f"wrote {args.out}: {len(envelope['comparisons'])} comparisons in {envelope['wall_seconds']:.0f} s")
     return ExitCode.OK
 
 

@@ -1,8 +1,9 @@
 """The legacy pipeline's own reproducibility envelope, and the tolerances derived from it.
 
 Runs in both environments (numpy + safetensors + json). `make envelope` (convert/envelope.py,
-legacy env) records the references again under several kernel paths and compares each set with
-`compare_sets`; the committed `reference_outputs/envelope.json` holds those comparisons. `derive`
+legacy env) runs legacy again under several kernel paths -- the baseline on every clip, compared
+with `compare_sets`; each variant on the references' full-stage clips only, compared with
+`compare_clips` -- and the committed `reference_outputs/envelope.json` holds those comparisons. `derive`
 turns them into `parity/tolerances.json`: per stage, the envelope figure in the metric that fits the
 stage times a stated safety factor (never below the stage's floor). A test recomputes `derive`
 from the committed envelope and fails when the two files disagree.
@@ -117,6 +118,61 @@ def compare_sets(base: References, other: References, threshold: float = 0.5) ->
             far = float(dist[flips].max())
             decisions["flip_distance"] = far if decisions["flip_distance"] is None else max(decisions["flip_distance"], far)
     return {"stages": dict(sorted(stages.items())), "digests": digests, "decisions": decisions}
+
+
+def _reference_of(b: Any, key: str) -> np.ndarray | None:
+    """`b`'s tensor for a sampled clip's key: the clip's own stage, or its row of the every-clip
+    tensors (all/logits, all/probs, all/pooled) when `b` did not keep that clip in full."""
+    if key in b.tensors:
+        return b.tensors[key]
+    _, index, stage = key.split("/", 2)
+    every = b.tensors.get(f"all/{stage}")
+    return None if every is None or int(index) >= len(every) else every[int(index)]
+
+
+def compare_clips(base: References, files: dict[str, dict[str, Any]], tensors: dict[str, dict[str, np.ndarray]],
+                  positive: int, threshold: float = 0.5) -> dict[str, Any]:
+    """Stage statistics of a variant measured on `base`'s full-stage clips only (convert/envelope_clips.py:
+    `files` its clips.json entries, `tensors` its tensors per file) against `base`, in compare_sets'
+    shape: every stage of those clips; pooled against base's all/pooled rows. The aggregate row is
+    bounded by the clips' probabilities (a second's confidence is the mean of at most two clip
+    probabilities, so it moves no more than they do). Decisions: clips whose probability crosses
+    the threshold, and how near base's clip probabilities come to it."""
+    stages: dict[str, dict[str, Any]] = {}
+    digests = {s: {"compared": 0, "differ": 0} for s in DIGEST_STAGES}
+    decisions = {"clips": 0, "clip_flips": 0, "errors_differ": 0, "flip_distance": None, "min_distance": None}
+    for b in base.files:
+        got = files.get(b.name)
+        if got is None or (b.error is None) != ("error" not in got):
+            decisions["errors_differ"] += 1
+            continue
+        if "decode" in b.entry and got.get("decode"):
+            digests["decode"]["compared"] += 1
+            digests["decode"]["differ"] += b.entry["decode"]["sha256"] != got["decode"]["sha256"]
+        if b.error is not None:
+            continue
+        t = tensors.get(b.name, {})
+        for key in sorted(t):
+            ref = _reference_of(b, key)
+            stage = stage_of(key)
+            if ref is None or not stage:
+                continue
+            if stage == "clip":
+                digests["clip"]["compared"] += 1
+                digests["clip"]["differ"] += not np.array_equal(ref, t[key])
+            fold_stats(stages, stage, diff_stats(ref, t[key]))
+            if stage == "probs":
+                p, q = float(ref[positive]), float(t[key][positive])
+                fold_stats(stages, "aggregate", diff_stats(np.array([p]), np.array([q])))
+                decisions["clips"] += 1
+                near = abs(p - threshold)
+                decisions["min_distance"] = near if decisions["min_distance"] is None else min(decisions["min_distance"], near)
+                if (p > threshold) != (q > threshold):
+                    decisions["clip_flips"] += 1
+                    far = decisions["flip_distance"]
+                    decisions["flip_distance"] = near if far is None else max(far, near)
+    return {"stages": dict(sorted(stages.items())), "digests": digests, "decisions": decisions,
+            "measured_on": "full-stage clips"}
 
 
 def envelope_value(envelope: dict[str, Any], regime: str, stage: str, metric: str) -> tuple[float, str]:

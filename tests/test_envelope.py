@@ -121,3 +121,37 @@ def test_committed_fixture_references_record_their_machine() -> None:
     assert manifest["machine"]["probed"] is False and "AMD EPYC" in manifest["machine"]["cpu_model"]
     controls = json.loads((FIXTURE.parent / "controls" / "stages" / "manifest.json").read_text())
     assert controls["machine"]["probed"] is True and controls["machine"]["isa_flags"]
+
+
+def test_a_variant_on_the_full_stage_clips_is_compared_with_every_clip_tensors() -> None:
+    """compare_clips: a variant measured on a file's sampled clips only (convert/envelope_clips.py)
+    is diffed per stage against the references' own clips, pooled against the every-clip rows;
+    the aggregate row is bounded by the probabilities; a flip, a changed clip and a file whose
+    error differs are all counted."""
+    from orcaport.parity.envelope import compare_clips
+    from orcaport.parity.references import References
+
+    probs = np.array([[0.9, 0.1], [0.45, 0.55], [0.2, 0.8]], np.float32)
+    base_t = {"all/probs": probs, "all/logits": np.log(probs), "all/pooled": np.ones((3, 4), np.float32),
+              "clips/01/probs": probs[1], "clips/01/mel": np.full((2, 3), 10.0, np.float32),
+              "clips/01/clip": np.arange(6, dtype=np.int16).reshape(6, 1)}
+    decode = {"sha256": "d"}
+    base = References(Path("."), {}, "", [
+        FileReference("a.wav", {"decode": decode, "full_clips": [0, 1]}, base_t),
+        FileReference("bad.wav", {"error": {"type": "KeyError"}}, {})])
+    got = {"clips/01/probs": np.array([0.5005, 0.4995], np.float32),    # clip 1 flips
+           "clips/01/mel": np.full((2, 3), 10.5, np.float32),
+           "clips/01/clip": base_t["clips/01/clip"] + 1,                   # a windowing bug
+           "clips/01/pooled": np.full(4, 1.25, np.float32),
+           "clips/00/probs": probs[0] + np.float32(1e-6)}                  # not kept in full: all/probs row
+    files = {"a.wav": {"decode": decode, "clips": [0, 1]}, "bad.wav": {"decode": decode}}   # ran, no error
+    c = compare_clips(base, files, {"a.wav": got}, positive=1)
+    assert c["measured_on"] == "full-stage clips"
+    assert c["stages"]["mel"]["max_abs"] == 0.5 and c["stages"]["pooled"]["max_abs"] == 0.25
+    assert c["stages"]["probs"]["tensors"] == 2
+    assert c["stages"]["aggregate"]["max_abs"] == pytest.approx(0.55 - 0.4995, abs=1e-6)
+    assert c["digests"]["clip"] == {"compared": 1, "differ": 1}
+    assert c["digests"]["decode"] == {"compared": 1, "differ": 0}     # bad.wav kept no decode
+    d = c["decisions"]
+    assert d["clips"] == 2 and d["clip_flips"] == 1 and d["errors_differ"] == 1
+    assert d["flip_distance"] == pytest.approx(0.05, abs=1e-6)
