@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from orcaport.model.errors import (ExitCode, InputError, OrcaportError, OutputError, UsageError, one_line,
+from orcaport.model.errors import (ExitCode, OrcaportError, OutputError, UsageError, one_line,
                                    report_error)
 from orcaport.model.version import version
 
@@ -126,42 +126,10 @@ def configure_detect(p: argparse.ArgumentParser) -> None:
 
 
 def collect_audio(inputs: Sequence[str | Path]) -> list[Path]:
-    """Files as given, folders expanded to their inputs (sorted), manifests to their lines, globs
-    to their matches (sorted); raises InputError."""
-    import glob
+    """model.inputs.collect_audio (imported on use: `orcaport --help` stays instant)."""
+    from orcaport.model.inputs import collect_audio as collect
 
-    from orcaport.model.inputs import SCANNED_SUFFIXES, is_glob, is_manifest, manifest_entries, scan_folder
-
-    files: list[Path] = []
-    for name in inputs:
-        path = Path(name)
-        if is_manifest(str(name)) and path.is_file():
-            try:
-                entries = manifest_entries(path.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError) as e:
-                raise InputError(f"{path}: unreadable manifest ({type(e).__name__}); give a UTF-8 text "
-                                 "file with one input per line") from None
-            if not entries:
-                raise InputError(f"{path}: manifest lists no inputs; write one file or folder per line")
-            files += collect_audio([path.parent / e for e in entries])
-        elif is_glob(str(name)) and not path.exists():
-            found = sorted(glob.glob(str(name), recursive=True))
-            if not found:
-                raise InputError(f"{name}: no file matches this pattern; check it (quote it so the "
-                                 "shell leaves it to orcaport, `**` spans folders)")
-            files += collect_audio(found)
-        elif path.is_dir():
-            found = scan_folder(path)
-            if not found:
-                raise InputError(f"{path}: folder holds no .wav or .flac files (nor "
-                                 f"{', '.join(s for s in SCANNED_SUFFIXES if s not in ('.wav', '.flac'))}); "
-                                 "point at the folder holding the recordings")
-            files += found
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise InputError(f"{path}: no such file or folder")
-    return list(dict.fromkeys(files))     # a file named twice is run once
+    return collect(inputs)
 
 
 def render_table(results: list[Any], errors: list[tuple[Path, str]], console: Console,

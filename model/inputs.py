@@ -5,9 +5,11 @@ Also what names many inputs at once: a manifest (a .txt file, one input per line
 from __future__ import annotations
 
 import dataclasses
+import glob
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
+from orcaport.model.errors import InputError
 from orcaport.model.hls import LIVE_WINDOW_SECONDS, Playlist, Window, check_window_length, read_playlist
 from orcaport.model.source import DetectorError
 from orcaport.model.transcode import FFMPEG_SUFFIXES, PLAYLIST_SUFFIXES, WAV_SUFFIXES, production_wav
@@ -43,6 +45,41 @@ def is_playlist(path: Path) -> bool:
 def scan_folder(folder: Path) -> list[Path]:
     """Every input a folder holds (recursive, sorted)."""
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in SCANNED_SUFFIXES)
+
+
+def collect_audio(inputs: Sequence[str | Path]) -> list[Path]:
+    """Files as given, folders expanded to their inputs (sorted), manifests to their lines, globs
+    to their matches (sorted); raises InputError."""
+    files: list[Path] = []
+    for name in inputs:
+        path = Path(name)
+        if is_manifest(str(name)) and path.is_file():
+            try:
+                entries = manifest_entries(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError) as e:
+                raise InputError(f"{path}: unreadable manifest ({type(e).__name__}); give a UTF-8 text "
+                                 "file with one input per line") from None
+            if not entries:
+                raise InputError(f"{path}: manifest lists no inputs; write one file or folder per line")
+            files += collect_audio([path.parent / e for e in entries])
+        elif is_glob(str(name)) and not path.exists():
+            found = sorted(glob.glob(str(name), recursive=True))
+            if not found:
+                raise InputError(f"{name}: no file matches this pattern; check it (quote it so the "
+                                 "shell leaves it to orcaport, `**` spans folders)")
+            files += collect_audio(found)
+        elif path.is_dir():
+            found = scan_folder(path)
+            if not found:
+                raise InputError(f"{path}: folder holds no .wav or .flac files (nor "
+                                 f"{', '.join(s for s in SCANNED_SUFFIXES if s not in ('.wav', '.flac'))}); "
+                                 "point at the folder holding the recordings")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise InputError(f"{path}: no such file or folder")
+    return list(dict.fromkeys(files))     # a file named twice is run once
 
 
 def detect_window(detector: Any, playlist: Playlist, window: Window, threshold: float | None = None,

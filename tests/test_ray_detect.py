@@ -206,5 +206,7 @@ def test_a_resume_with_other_settings_and_bad_addresses_are_refused(cluster: Loc
     assert code == ExitCode.OK, err
     code, err = finish(driver(cluster, out, str(inputs), extra=("--threshold", "0.7")))
     assert code == ExitCode.USAGE and "holds a run with other settings (threshold)" in err
+    code, err = finish(driver(cluster, tmp_path / "gpu", str(inputs), extra=("--device", "cuda")))
+    assert code == ExitCode.USAGE and "the Ray cluster has no GPU" in err
     code, err = finish(driver(cluster, tmp_path / "other", str(inputs), address="127.0.0.1:9"))
     assert code == ExitCode.REMOTE and "nothing answers at --ray 127.0.0.1:9" in err
