@@ -157,3 +157,38 @@ def test_unwritable_reports_folder_replaces_nothing(tmp_path: Path, run: dict[st
     with pytest.raises(OSError):                   # the command maps it to OutputError, exit 5
         write_reports(run["doc"], blocker)
     assert blocker.read_text().startswith("a file") and list(tmp_path.iterdir()) == [blocker]
+
+
+def test_legacy_column_from_references_without_a_legacy_env(tmp_path: Path) -> None:
+    """The committed references cover the corpus's flagship recording (same audio sha256, same
+    weights): its legacy column is read from them, no legacy env needed (so CI runs this too)."""
+    from orcaport.parity.evaluation.run import Options, evaluate
+    from tests.conftest import CORPUS, FLAGSHIP, REFS
+
+    events = next(f for f in json.loads((CORPUS / "corpus.json").read_text())["files"] if f["name"] == FLAGSHIP)["events"]
+    labels = tmp_path / "labels.csv"
+    labels.write_text("file,start,end,label\n" + "".join(f"{FLAGSHIP},{e['start_s']},{e['end_s']},{e['kind']}\n"
+                                                         for e in events if e["kind"] in ("call", "whistle")))
+    doc = evaluate(Options(model=FIXTURE, audio=[CORPUS / FLAGSHIP], labels=labels, references=REFS, int8=False,
+                           legacy_python=tmp_path / "no-legacy-env"))
+    assert list(doc["scores"])[:2] == ["legacy", "legacy-exact"] and doc["reference"] == "legacy"
+    assert doc["columns"]["legacy"]["source"] == f"references ({REFS})"
+    agree = doc["scores"]["legacy-exact"]["agreement_with_reference"]
+    assert agree["local"] == 1.0 and agree["max_abs_confidence_diff"] < 1e-4     # parity's bar, on the task's rows
+    assert doc["scores"]["legacy-exact"]["second"]["f1"] == doc["scores"]["legacy"]["second"]["f1"]
+
+
+def test_html_escapes_names_from_the_user(run: dict[str, Any]) -> None:
+    from orcaport.parity.evaluation.html import render_html
+
+    doc = json.loads(json.dumps(run["doc"]))
+    doc["dataset"] = "<script>alert(1)</script>"
+    name = next(iter(doc["recordings"]))
+    evil = '<img src=x onerror="alert(2)">.wav'
+    for table in (doc["recordings"], *doc["confidence"].values()):
+        table[evil] = table.pop(name)
+    for sc in doc["scores"].values():
+        sc["per_file"][evil] = sc["per_file"].pop(name)
+    page = render_html(doc)
+    assert page.count("<script>") == 1 and "alert(" not in page.split("<script>")[1].split("</script>")[0]
+    assert "<img src=x" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
