@@ -17,6 +17,7 @@ per-second rows are computed exactly as `orcaport detect` computes them.
 
 from __future__ import annotations
 
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from orcaport.model.arithmetic import read_cpu_flags, BF16_CPU_FLAGS
+from orcaport.model.arithmetic import BF16_CPU_FLAGS, read_cpu_flags
 from orcaport.model.audio import PcmAudio
 from orcaport.model.detection import Detection
 from orcaport.model.detector import Detector
@@ -142,8 +143,6 @@ def file_inputs(base: Detector, path: Path) -> Iterator[tuple[torch.Tensor, obje
 def run_columns(base: Detector, columns: list[Column], files: list[Path], threshold: float | None = None,
                 progress: Callable[[str], None] | None = None) -> None:
     """Fill each column's results: file name -> Detection (aliases copy their source's)."""
-    import time
-
     run = [c for c in columns if c.runner is not None]
     for path in files:
         if progress:

@@ -153,8 +153,8 @@ def evaluate(opt: Options, progress: Callable[[str], None] | None = None) -> dic
     scored = {name: score_column(r, truth, threshold, min_positive) for name, r in rows.items()}
     names = sorted(exact)
     for name, sc in scored.items():
-        sc["agreement_with_reference"] = agreement(r := rows[name], rows[reference], threshold, min_positive)
-        sc["agreement_with_legacy_exact"] = agreement(r, exact, threshold, min_positive)
+        sc["agreement_with_reference"] = agreement(rows[name], rows[reference], threshold, min_positive)
+        sc["agreement_with_legacy_exact"] = agreement(rows[name], exact, threshold, min_positive)
         sc["diff_from_reference"] = {lvl: m.bootstrap_f1_diff(
             np.array([sc["per_file"][n][lvl] for n in names]),
             np.array([scored[reference]["per_file"][n][lvl] for n in names])).to_dict() for lvl in m.LEVELS}
