@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import shutil
 import subprocess
@@ -29,7 +30,7 @@ import torch
 
 from convert.legacy import isolated_home, legacy_versions, patch_torchaudio_io, seed_everything
 from convert.production import legacy_audio_config
-from orcaport.model.config import FrontendConfig
+from orcaport.model.config import SUPPORTED_BODIES, FrontendConfig
 from orcaport.model.fileio import replace_folder, sha256_file
 from orcaport.parity.testaudio.training import make_training_set
 
@@ -87,7 +88,12 @@ def train(arch: str, fe: FrontendConfig, data_root: Path) -> tuple[Any, float]:
     from convert.zoo_weights import is_patterned, pattern
 
     seed_everything(SEED)
-    data = (AudioList.from_folder(data_root, config=legacy_audio_config(fe))
+    config = legacy_audio_config(fe)
+    # fastai_audio keys its spectrogram cache by file path, not by config: one cache per config, or
+    # a `delta` learner would train on the 1-channel spectrograms an earlier entry cached.
+    config.cache_dir = data_root.parent / "cache" / hashlib.sha256(repr(sorted(
+        dataclasses.asdict(fe).items())).encode()).hexdigest()[:16]
+    data = (AudioList.from_folder(data_root, config=config)
             .split_by_folder(train="train", valid="valid").label_from_folder()
             .databunch(bs=BATCH, num_workers=0))
     learn = audio_learner(data, base_arch=getattr(models, arch), pretrained=False, lin_ftrs=LIN_FTRS)
@@ -112,7 +118,7 @@ def build_entry(name: str, work: Path, audio: Path) -> dict[str, bytes]:
     from convert.cli import convert
     from convert.zoo_weights import split
 
-    arch, changes = ZOO[name]
+    arch, changes = ZOO.get(name, (name, {}))     # any other model_meta body: 1 channel
     fe = frontend(changes)
     entry = work / name
     learn, seconds = train(arch, fe, work / "data")
@@ -150,7 +156,8 @@ def _fill(tmp: Path, folder: str, files: dict[str, bytes]) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m convert.zoo", description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--only", nargs="+", choices=sorted(ZOO), help="build these entries only")
+    ap.add_argument("--only", nargs="+", choices=sorted(set(ZOO) | set(SUPPORTED_BODIES)),
+                    help="build these entries only (any model_meta body: beyond the committed zoo)")
     ap.add_argument("--work", type=Path, help="keep the learners and scratch files here")
     args = ap.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="orcaport-zoo-"))
