@@ -5,8 +5,12 @@ What is wrapped, and which stage each yields (see model/stages.py):
 - `pydub.AudioSegment.export` (each 2 s window as written) ................ clip
 - `audio.data.downmix_item`: the torchaudio.load inside it ................ load
 - `audio.data.resample_item`: the load of the downmix cache inside it ..... downmix
-- `audio.data.AudioList.add_spectro`: the load of the resample cache ...... resample
-- `audio.data.MelSpectrogram` / `AmplitudeToDB` outputs inside it ......... mel / db
+- `audio.data.remove_silence`: the load of the resample cache inside it .... resample (remove_silence)
+- `audio.data.AudioList.add_spectro`: the load of the last cache ......... resample (or silence)
+  and every `random.randint` fastai_audio draws inside it ................ offsets/<zeros_front,
+                                                                           crop_start, signal_front>
+- `audio.data.AudioList.create_spectro`: its signal / its output .......... pad_signal / delta
+- `audio.data.MelSpectrogram` / `AmplitudeToDB` / `MFCC` / `standardize` ... mel / db / mfcc / standardize
 - forward hooks on `learn.model` ...... input, activations (stem, layer1..4, pooled), logits
 - `learn.predict(item)[2]` ............ probs (recorded by the caller)
 Every wrapper calls the original and records its real output; the clip a tensor belongs to is
@@ -17,6 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import random
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -27,6 +33,8 @@ import torch
 from convert.introspect import activation_points
 
 
+# fastai_audio's functions that draw random.randint, and the offset each draw is (offsets.py)
+OFFSET_OF = {"tfm_pad_spectro": "zeros_front", "tfm_crop_time": "crop_start", "tfm_padtrim_signal": "signal_front"}
 _SKIPPED = np.empty(0)   # marks a stage seen (twice is still an error) but not kept
 
 
@@ -62,7 +70,7 @@ class Recorder:
             a = np.ascontiguousarray(_np(value))
             self.clips[key][stage] = np.frombuffer(hashlib.sha256(a.tobytes()).digest(), np.uint8)
             self.clips[key][stage + "/shape"] = np.array(a.shape, np.int64)
-        elif not self.light or stage in LIGHT_KEEP:
+        elif not self.light or stage in LIGHT_KEEP or stage.startswith("offsets/"):
             self.clips[key][stage] = _np(value)
         else:
             self.clips[key][stage] = _SKIPPED
@@ -128,19 +136,49 @@ class Recorder:
         def wrap_add_spectro(orig: Any) -> Any:
             def add_spectro(self_: Any, fn: Any, *a: Any, **k: Any) -> Any:
                 key = rec._key_for(fn)
-                real_load = torchaudio.load
+                real_load, real_randint = torchaudio.load, random.randint
+                loaded = "silence" if self_.config.remove_silence else "resample"
 
                 def load(p: Any, *la: Any, **lk: Any) -> Any:
                     sig, sr = real_load(p, *la, **lk)
-                    rec.record(key, "resample", sig)
+                    rec.record(key, loaded, sig)
                     return sig, sr
-                torchaudio.load = load
+
+                def randint(lo: int, hi: int) -> int:     # fastai_audio's random offsets, by drawer
+                    value = real_randint(lo, hi)
+                    drawer = sys._getframe(1).f_code.co_name
+                    if drawer in OFFSET_OF:
+                        rec.record(key, f"offsets/{OFFSET_OF[drawer]}", np.array([value], np.int64))
+                    return value
+                torchaudio.load, random.randint = load, randint
+                # Python's random seeded per clip: the references' two passes (and a resumed run)
+                # draw the same offsets for a clip -- one of legacy's possible draws, recorded above
+                random.seed(int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big"))
                 rec.current = key
                 try:
                     return orig(self_, fn, *a, **k)
                 finally:
-                    torchaudio.load = real_load
+                    torchaudio.load, random.randint = real_load, real_randint
             return add_spectro
+
+        def wrap_create_spectro(orig: Any) -> Any:
+            def create_spectro(self_: Any, item: Any) -> Any:
+                cfg = self_.config
+                if rec.current is not None and (cfg.max_to_pad or cfg.segment_size):
+                    rec.record(rec.current, "pad_signal", item.sig)
+                out = orig(self_, item)
+                if rec.current is not None and cfg.delta:
+                    rec.record(rec.current, "delta", out)
+                return out
+            return create_spectro
+
+        def recording_function(orig: Any, stage: str) -> Any:
+            def fn(*a: Any, **k: Any) -> Any:
+                y = orig(*a, **k)
+                if rec.current is not None:
+                    rec.record(rec.current, stage, y)
+                return y
+            return fn
 
         def recording_transform(cls: Any, stage: str) -> Any:
             class Recording(cls):  # type: ignore[misc, valid-type]
@@ -156,9 +194,13 @@ class Recorder:
         self._patch(AudioSegment, "export", wrap_export)
         self._patch(ad, "downmix_item", lambda o: wrap_stage_item(o, "load"))
         self._patch(ad, "resample_item", lambda o: wrap_stage_item(o, "downmix"))
+        self._patch(ad, "remove_silence", lambda o: wrap_stage_item(o, "resample"))
         self._patch(ad.AudioList, "add_spectro", wrap_add_spectro)
+        self._patch(ad.AudioList, "create_spectro", wrap_create_spectro)
         self._patch(ad, "MelSpectrogram", lambda o: recording_transform(o, "mel"))
         self._patch(ad, "AmplitudeToDB", lambda o: recording_transform(o, "db"))
+        self._patch(ad, "MFCC", lambda o: recording_transform(o, "mfcc"))
+        self._patch(ad, "standardize", lambda o: recording_function(o, "standardize"))
         self._install_model_hooks(learn.model)
 
     def _install_model_hooks(self, model: torch.nn.Module) -> None:

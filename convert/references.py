@@ -54,12 +54,21 @@ from orcaport.model.artifact import load_artifact
 from orcaport.model.config import ModelConfig
 from orcaport.model.errors import ExitCode, OrcaportError, report_error
 from orcaport.model.fileio import remove_stale_scratch, scratch_prefix, sha256_file, write_files_atomically
-from orcaport.model.stages import ACTIVATION_LAYERS, CLIP_STAGES
+from orcaport.model.pipeline import chain_of
+from orcaport.model.stages import ACTIVATION_LAYERS
 from orcaport.parity.audio_manifest import build_entries, legacy_input, production_input, scan, tensor_file_name
 from orcaport.parity.fingerprint import fingerprint
 
 SCHEMA_VERSION = 1
-WAVE_STAGES = ("load", "downmix", "resample", "mel", "db", "input")
+WAVE_STAGES = ("load", "downmix", "resample", "mel", "db", "input")   # OrcaHello's chain
+# what convert/capture.py records of a config's chain (segment: windowed mode refuses it)
+CAPTURED = ("load", "downmix", "resample", "silence", "pad_signal", "mel", "db", "mfcc", "standardize",
+            "delta", "input")
+
+
+def wave_stages(cfg: ModelConfig) -> tuple[str, ...]:
+    """The frontend stages references hold for `cfg`: its chain (model/pipeline.py) as captured."""
+    return tuple(s for s in chain_of(cfg.frontend) if s in CAPTURED)
 SCRATCH = "clips"   # relative; error messages are sanitised to it so manifests are byte-stable
 SCRATCH_KIND = "orcaport-refs"   # $TMPDIR/orcaport-refs-<pid>-*: fastai's HOME cache and clips
 
@@ -106,6 +115,7 @@ def record_file(learn: Any, wav: Path, name: str, work: Path, cfg: ModelConfig, 
         entry["error"] = light["error"]
         return {}, entry
     res = light["result"]
+    stages = wave_stages(cfg)
     keys = res["clip_order"]
     clips = [light["clips"][k] for k in keys]
     probs = np.stack([c["probs"] for c in clips])
@@ -117,15 +127,18 @@ def record_file(learn: Any, wav: Path, name: str, work: Path, cfg: ModelConfig, 
         raise ConvertError(f"{name}: legacy failed on its own sampled windows ({heavy['error']['message']})")
     tensors = {"all/logits": np.stack([c["logits"] for c in clips]), "all/probs": probs,
                "all/pooled": np.stack([c["activations/pooled"] for c in clips])}
+    # the random offsets legacy drew (pad_mode "zeros", crops, max_to_pad), every clip; -1: none drawn
+    for name in sorted({k for c in clips for k in c if k.startswith("offsets/")}):
+        tensors[f"all/{name}"] = np.array([int(c[name][0]) if name in c else -1 for c in clips], np.int64)
     for i in full:
         c = heavy["clips"][keys[i]]
-        missing = [s for s in CLIP_STAGES if s != "activations" and s not in c]
+        missing = [s for s in ("clip",) + stages + ("logits", "probs") if s not in c]
         if missing:
             raise ConvertError(f"{name}: capture missed stage(s) {missing[:3]}; hooks no longer match legacy")
         if not np.array_equal(c["logits"], tensors["all/logits"][i]):
             raise ConvertError(f"{name}: legacy gave clip {i} other logits on its second pass; run with "
                                "--threads 1 (the default) so legacy is deterministic")
-        for stage in ("clip",) + WAVE_STAGES + ("logits", "probs"):
+        for stage in ("clip",) + stages + ("logits", "probs") + tuple(k for k in c if k.startswith("offsets/")):
             tensors[f"clips/{i:02d}/{stage}"] = c[stage]
         if activations and i == best:
             for layer in ACTIVATION_LAYERS:
@@ -140,7 +153,8 @@ def record_file(learn: Any, wav: Path, name: str, work: Path, cfg: ModelConfig, 
         "activation_clips": [best] if activations else [], "clip_windows": windows,
         "clip_sha256": [bytes(c["clip"]).hex() for c in clips],
         "clip_shapes": sorted({str(c["clip/shape"].tolist()) for c in clips}),
-        "stage_shapes": {s: describe(heavy["clips"][keys[full[0]]][s]) for s in ("clip",) + WAVE_STAGES},
+        "stage_shapes": {s: describe(heavy["clips"][keys[full[0]]][s]) for s in ("clip",) + stages},
+        **({"stages": list(stages)} if stages != WAVE_STAGES else {}),    # OrcaHello's: implied
     })
     return tensors, entry
 

@@ -44,3 +44,8 @@ ACTIVATION_LAYERS: tuple[str, ...] = ("stem", "layer1", "layer2", "layer3", "lay
 AGGREGATE_FIELDS: tuple[str, ...] = (
     "confidence", "local_prediction", "global_prediction", "global_confidence",
 )
+
+# Every stage in pipeline order, the option stages where the chain puts them (reports sort by it).
+STAGE_ORDER: tuple[str, ...] = (FILE_STAGES + ("clip", "load", "downmix", "resample", "silence", "segment",
+                                "pad_signal", "mel", "db", "mfcc", "standardize", "delta", "input")
+                                + CLIP_STAGES[CLIP_STAGES.index("input") + 1:] + RESULT_STAGES)

@@ -38,9 +38,19 @@ DOMAINS = ("linear", "log_power")
 DEFAULT_TOLERANCES = Path(__file__).with_name("tolerances.json")
 
 
+# fastai_audio's option stages (model/frontend/) have no envelope of their own yet: each is checked
+# under the criterion of the stage its arithmetic comes from. silence / segment / pad_signal only
+# select, zero and re-cache samples of the resampled signal; standardize rescales dB into [0, 1]
+# and delta's Savitzky-Golay filters have L1 norms below 1 (its first channel is the dB itself), so
+# neither exceeds the dB error; mfcc becomes the network input after padding, whose criterion is
+# relative to its max.
+OPTION_TOLERANCE = {"silence": "resample", "segment": "resample", "pad_signal": "resample",
+                    "standardize": "db", "delta": "db", "mfcc": "input"}
+
+
 def tolerance_stage(stage: str, layer: str | None) -> str:
     """The tolerances entry a check runs under: the pooled features have their own."""
-    return "pooled" if layer == "pooled" else stage
+    return "pooled" if layer == "pooled" else OPTION_TOLERANCE.get(stage, stage)
 
 SCALES = ("abs", "max")
 

@@ -115,8 +115,9 @@ def _check_entry(root: Path, ref: FileReference) -> None:
                 "aggregate/local_prediction", "aggregate/global_prediction",
                 "aggregate/global_confidence", "aggregate/start_time_s"}
     for clip in ref.full_clips:
-        required |= {f"clips/{clip:02d}/{s}" for s in
-                     ("clip", "load", "downmix", "resample", "mel", "db", "input", "logits", "probs")}
+        # a config with fastai_audio options names its chain's stages; OrcaHello's are implied
+        stages = ref.entry.get("stages", ["load", "downmix", "resample", "mel", "db", "input"])
+        required |= {f"clips/{clip:02d}/{s}" for s in ["clip", *stages, "logits", "probs"]}
     missing = sorted(required - keys)
     if missing:
         raise ReferencesError(f"{root / MANIFEST}: {ref.name} lacks stage(s) {missing[:4]}; {FIX}")

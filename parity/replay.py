@@ -10,6 +10,7 @@ Produces one `FileResult` of the parity result (parity/result.py documents the s
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,8 @@ import torch
 from orcaport.model.aggregate import aggregate
 from orcaport.model.artifact import Artifact
 from orcaport.model.audio import PcmAudio, decode_pcm, slice_ms
-from orcaport.model.pipeline import FRONTEND_STEPS, PREVIOUS, Frontend, frontend_stages, probabilities, windows_of
-from orcaport.model.stages import ACTIVATION_LAYERS, STAGES
+from orcaport.model.pipeline import Frontend, frontend_stages, probabilities, run_steps, windows_of
+from orcaport.model.stages import ACTIVATION_LAYERS, STAGE_ORDER
 from orcaport.parity.audio_manifest import production_input
 from orcaport.parity.metrics import AXES, Tolerance, compare, tolerance_stage
 from orcaport.parity.references import FileReference
@@ -73,6 +74,18 @@ class FileReplay:
                                   "ref": None, "got": None} if bad else None,
                         "compared": "sha256"}))
 
+    def recorded(self, clip: int) -> list[str]:
+        """The frontend stages of this config's chain that the references hold for `clip`, in order
+        (OrcaHello's: load, downmix, resample, mel, db, input)."""
+        return [s for s in self.fe.chain if f"clips/{clip:02d}/{s}" in self.ref.tensors]
+
+    def clip_frontend(self, clip: int) -> Frontend:
+        """The frontend with the random offsets legacy drew for `clip`, when the references recorded
+        them (pad_mode "zeros", crops, max_to_pad; model/frontend/offsets.py)."""
+        drawn = {name: int(self.ref.tensors[key][clip]) for name in ("zeros_front", "crop_start", "signal_front")
+                 if (key := f"all/offsets/{name}") in self.ref.tensors and self.ref.tensors[key][clip] >= 0}
+        return dataclasses.replace(self.fe, **drawn) if drawn else self.fe
+
     # -- chained -------------------------------------------------------------------------------
     def chained(self) -> None:
         ref, fe, art = self.ref, self.fe, self.art
@@ -92,15 +105,15 @@ class FileReplay:
         inputs = []
         for i, c in enumerate(clips):
             self.stage = "load"
-            st = frontend_stages(c, fe)
+            st = frontend_stages(c, self.clip_frontend(i))
             x = st["input"]
             inputs.append(x)
             if i in ref.full_clips:
                 self.check("chained", "clip", ref.clip_stage(i, "clip"), c.samples, clip=i)
-                for stage, _ in FRONTEND_STEPS:
+                for stage in self.recorded(i):
                     self.check("chained", stage, ref.clip_stage(i, stage), st[stage], clip=i)
                 if i == ref.full_clips[0]:
-                    for stage in HEATMAP_STAGES:
+                    for stage in (s for s in HEATMAP_STAGES if s in self.recorded(i)):
                         self.heatmaps[(ref.name, stage, i)] = (ref.clip_stage(i, stage)[0],
                                                                st[stage].numpy()[0])
         self.stage = "activations"
@@ -180,9 +193,14 @@ class FileReplay:
                            slice_ms(self.pcm, b * 1000, e * 1000).samples, clip=i)
             samples = ref.clip_stage(i, "clip")
             pcm = PcmAudio(samples=samples, sample_rate=rate, sample_width=samples.dtype.itemsize)
-            for stage, step in FRONTEND_STEPS:     # each step fed legacy's own stage before it
-                before = pcm if PREVIOUS[stage] == "clip" else ref.clip_stage(i, PREVIOUS[stage])
-                self.check("isolated", stage, ref.clip_stage(i, stage), step(before, fe, rate), clip=i)
+            chain, clip_fe, prev = fe.chain, self.clip_frontend(i), "clip"
+            for stage in self.recorded(i):     # each step fed legacy's own stage before it
+                before = pcm if prev == "clip" else ref.clip_stage(i, prev)
+                # steps legacy computes inline (delta, standardize) run here from its last recorded stage
+                first = chain[chain.index(prev) + 1] if prev != "clip" else chain[0]
+                got = run_steps(before, clip_fe, rate, first, stage)[stage]
+                self.check("isolated", stage, ref.clip_stage(i, stage), got, clip=i)
+                prev = stage
         with torch.inference_mode():
             for i in ref.activation_clips:
                 prev = "input"
@@ -228,7 +246,7 @@ class FileReplay:
             status = "error"
         else:
             status = "ok"
-        order = {s: i for i, s in enumerate(STAGES)}
+        order = {s: i for i, s in enumerate(STAGE_ORDER)}
         self.checks.sort(key=lambda c: (c.mode != "isolated", order[c.stage], c.clip or 0))
         return FileResult(name=self.ref.name, status=status,
                           legacy_error=None if legacy_error is None else ErrorInfo.from_dict(legacy_error),

@@ -17,7 +17,7 @@ import torch
 
 from orcaport.model.artifact import Artifact, load_artifact
 from orcaport.model.errors import InputError
-from orcaport.model.stages import STAGES
+from orcaport.model.stages import STAGE_ORDER, STAGES
 from orcaport.parity.audio_manifest import AudioFolderError, verify
 from orcaport.parity.fingerprint import describe, fingerprint, same_machine
 from orcaport.parity.metrics import DEFAULT_TOLERANCES, Tolerance
@@ -99,13 +99,13 @@ def summarize(files: list[FileResult]) -> list[SummaryRow]:
             m = c.metrics.get("max_abs")
             if m is not None and (m > row.max_abs or row.worst_file is None):
                 row.max_abs, row.worst_file = m, f.name
-    order = {s: i for i, s in enumerate(STAGES)}
+    order = {s: i for i, s in enumerate(STAGE_ORDER)}
     return sorted(rows.values(), key=lambda r: (order[r.stage], r.mode != "isolated"))
 
 
 def first_failure(files: list[FileResult]) -> Location | None:
     """The earliest failing stage in pipeline order; isolated first, since it blames one stage."""
-    order = {s: i for i, s in enumerate(STAGES)}
+    order = {s: i for i, s in enumerate(STAGE_ORDER)}
     failing = [(order[c.stage], c.mode != "isolated", fi, c, f.name)
                for fi, f in enumerate(files) for c in f.checks if not c.passed]
     if not failing:
