@@ -156,7 +156,7 @@ CONFIGS: dict[str, tuple[Callable[[dict[str, Any]], Any] | str, str]] = {
     "classes_empty": (lambda d: d.update(classes=[]), "config.classes must not be empty"),
     "provenance_list": (lambda d: d.update(provenance=[]), "config.provenance must be an object"),
     "schema_version": (lambda d: d.update(schema_version=2), "schema_version 2 is not 1"),
-    "body_unsupported": (lambda d: d["architecture"].update(body="densenet121"), "unsupported body 'densenet121'"),
+    "body_unsupported": (lambda d: d["architecture"].update(body="xresnet50"), "unsupported body 'xresnet50'"),
     "windowing_zero_hop": (lambda d: d["windowing"].update(hop_seconds=0),
                            "config.windowing.hop_seconds must be > 0, got 0"),
     "not_json": ("{not json", "is not valid JSON"),
