@@ -210,3 +210,20 @@ def test_a_resume_with_other_settings_and_bad_addresses_are_refused(cluster: Loc
     assert code == ExitCode.USAGE and "the Ray cluster has no GPU" in err
     code, err = finish(driver(cluster, tmp_path / "other", str(inputs), address="127.0.0.1:9"))
     assert code == ExitCode.REMOTE and "nothing answers at --ray 127.0.0.1:9" in err
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg (apt-get install ffmpeg; .ci/run installs it)")
+def test_an_hls_archive_runs_as_productions_windows(cluster: LocalCluster, single: Detector, tmp_path: Path) -> None:
+    """An Orcasound-style archive folder: each complete window through production's cat + ffmpeg
+    in a Ray task gives the rows `orcaport detect live.m3u8` gives it, bit for bit."""
+    from orcaport.model.inputs import detect_input
+    from tests.test_hls_legacy import make_hls
+
+    playlist = make_hls(CORPUS / FLAGSHIP, tmp_path / "archive" / "rpi_node" / "hls" / "1700000000")
+    out = tmp_path / "run"
+    code, err = finish(driver(cluster, out, str(tmp_path / "archive"), extra=("--window-seconds", "20")))
+    assert code == ExitCode.OK, err
+    want = detect_input(single, playlist, window_seconds=20)
+    lines = manifest(out)
+    assert [ln["name"] for ln in lines] == [f"rpi_node/hls/1700000000/{d.wav_filename}" for d in want]
+    assert [result(out, ln)["rows"] for ln in lines] == [d.to_dict()["rows"] for d in want]
