@@ -37,17 +37,17 @@ def configure_ray(p: argparse.ArgumentParser) -> None:
                         "Ray here), auto, host:port or ray://host:port. Inputs may be URLs (fsspec: "
                         "file://, http(s)://, s3://...), manifests or HLS archive folders; --output "
                         "DIR is required and a rerun with the same DIR resumes")
-    g.add_argument("--actors", type=_positive_int, default=None,
+    g.add_argument("--actors", type=_positive_int, default=None, metavar="N",
                    help="--ray: network actors (default: GPUs x --actors-per-gpu, or one per node "
                         "on a CPU cluster)")
-    g.add_argument("--actors-per-gpu", type=_positive_int, default=1,
+    g.add_argument("--actors-per-gpu", type=_positive_int, default=1, metavar="N",
                    help="--ray: network actors sharing one GPU (each takes 1/N of it)")
-    g.add_argument("--actor-cpus", type=float, default=1.0,
+    g.add_argument("--actor-cpus", type=float, default=1.0, metavar="CPUS",
                    help="--ray: CPUs each network actor reserves (its threads run the batches)")
-    g.add_argument("--task-cpus", type=float, default=1.0,
+    g.add_argument("--task-cpus", type=float, default=1.0, metavar="CPUS",
                    help="--ray: CPUs each waveform task reserves: a node runs its CPUs / this "
                         "many tasks at once")
-    g.add_argument("--in-flight", type=_positive_int, default=None,
+    g.add_argument("--in-flight", type=_positive_int, default=None, metavar="N",
                    help="--ray: files (or windows) submitted ahead of the results (default: 2 x the "
                         "cluster's CPUs); bounds the object store's use")
 

@@ -131,7 +131,11 @@ def _run(args: argparse.Namespace, artifact: Any, folder: RunFolder, items: list
     fe_ref = ray.put(Frontend.of(artifact.config))
     task = prepare.options(num_cpus=args.task_cpus, num_returns=3)
     max_in_flight = args.in_flight or max(2, int(2 * resources.get("CPU", 1)))
-    described = ray.get([a.describe.remote() for a in actors])
+    try:
+        described = ray.get([a.describe.remote() for a in actors])
+    except RayError as e:        # a model the actors cannot load, a node without the package...
+        raise RayClusterError(f"the network actors could not start ({one_line(e)}); check that every "
+                              "node has orcaport[ray] installed and the cluster's logs") from None
     arithmetic = described[0]["arithmetic"]
 
     load = [0] * n_actors
