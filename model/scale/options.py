@@ -29,6 +29,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _cpus(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
 def configure_ray(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("Ray (the orcaport[ray] extra; see the README's `--ray` section)")
     g.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
@@ -42,9 +49,9 @@ def configure_ray(p: argparse.ArgumentParser) -> None:
                         "on a CPU cluster)")
     g.add_argument("--actors-per-gpu", type=_positive_int, default=1, metavar="N",
                    help="--ray: network actors sharing one GPU (each takes 1/N of it)")
-    g.add_argument("--actor-cpus", type=float, default=1.0, metavar="CPUS",
+    g.add_argument("--actor-cpus", type=_cpus, default=1.0, metavar="CPUS",
                    help="--ray: CPUs each network actor reserves (its threads run the batches)")
-    g.add_argument("--task-cpus", type=float, default=1.0, metavar="CPUS",
+    g.add_argument("--task-cpus", type=_cpus, default=1.0, metavar="CPUS",
                    help="--ray: CPUs each waveform task reserves: a node runs its CPUs / this "
                         "many tasks at once")
     g.add_argument("--in-flight", type=_positive_int, default=None, metavar="N",
