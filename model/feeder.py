@@ -107,12 +107,13 @@ def _one_thread(_: int) -> None:
 
 
 def detect_many(detector, paths: Sequence[str | Path], workers: int | None = None,
-                chunk: int | None = None) -> Iterator[tuple[Path, Any]]:
+                chunk: int | None = None, threshold: float | None = None,
+                min_positive: int | None = None) -> Iterator[tuple[Path, Any]]:
     """Run `detector` over `paths`, yielding (path, Detection) -- or (path, FileError) for a file
     that could not be processed -- for every path, in order. workers: frontend processes
     (default: the CPUs this process may use, less one for the main process); chunk: clips per
     chunk (default: the detector's own batches, which make each file's result bit for bit a
-    one-file run's)."""
+    one-file run's); threshold / min_positive: as `Detector.detect`'s."""
     paths = [Path(p) for p in paths]
     sizes = detector.batch_sizes if chunk is None else None
     sources, chunks, failed = plan_chunks(paths, detector.stream_bytes, chunk or CHUNK_CLIPS, sizes)
@@ -125,7 +126,8 @@ def detect_many(detector, paths: Sequence[str | Path], workers: int | None = Non
     def finish(f: int) -> tuple[Path, Any]:
         if f in failed:
             return paths[f], FileError(failed[f])
-        return paths[f], detector.detection(torch.cat(probs.pop(f)).numpy(), sources[f])
+        return paths[f], detector.detection(torch.cat(probs.pop(f)).numpy(), sources[f], threshold,
+                                            min_positive)
 
     done = 0                              # files before this one have been yielded
     with detector.network_context():

@@ -4,6 +4,7 @@ manifests and quoted globs naming the inputs."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -34,11 +35,13 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("fmt", ["csv", "json"])
 def test_many_file_feeder_writes_the_one_file_paths_bytes(capsys, archive: Path, fmt: str) -> None:
-    one = run(capsys, str(archive), "--format", fmt)
-    many = run(capsys, str(archive), "--format", fmt, "--many")
+    one = run(capsys, str(archive), "--format", fmt, "--threshold", "0.6", "--min-positive", "2")
+    many = run(capsys, str(archive), "--format", fmt, "--threshold", "0.6", "--min-positive", "2", "--many")
     assert one[0] == many[0] == ExitCode.FAILED          # the 1.5 s file fails, the others finish
     assert many[1] == one[1] and "shorter than one 2 s clip" in many[2]
     assert many[1].count("clipping_48k_16_3s2.wav") >= 1
+    if fmt == "json":                    # the feeder applies the command line's decision settings
+        assert {f["threshold"] for f in json.loads(many[1])["files"]} == {0.6}
 
 
 def test_manifest_and_glob_name_the_same_inputs_as_the_folder(capsys, archive: Path) -> None:

@@ -163,7 +163,7 @@ def copies(folder: Path, n: int, name: str = "stereo_44k1_16_10s5.wav") -> Path:
 
 def test_a_worker_killed_mid_run_costs_nothing_and_doubles_nothing(cluster: LocalCluster, single: Detector,
                                                                    tmp_path: Path) -> None:
-    inputs, out = copies(tmp_path / "in", 12), tmp_path / "run"
+    inputs, out = copies(tmp_path / "in", 8), tmp_path / "run"
     p = driver(cluster, out, str(inputs), extra=("--in-flight", "4"))
     wait_for(p, out, 1)
     victims = cluster.worker_pids("ray::NetworkActor")
@@ -173,7 +173,7 @@ def test_a_worker_killed_mid_run_costs_nothing_and_doubles_nothing(cluster: Loca
     code, err = finish(p)
     assert code == ExitCode.OK, err
     lines = manifest(out)
-    assert sorted(ln["name"] for ln in lines) == [f"copy{i:02d}.wav" for i in range(12)]
+    assert sorted(ln["name"] for ln in lines) == [f"copy{i:02d}.wav" for i in range(8)]
     want = _rows(single, "stereo_44k1_16_10s5.wav")
     assert all(ln["status"] == "ok" and result(out, ln)["rows"] == want for ln in lines)
     assert victims[0] not in cluster.worker_pids("ray::NetworkActor")
