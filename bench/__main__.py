@@ -1,36 +1,41 @@
 """`make bench`: legacy fastai pipeline vs the fastai-free Detector, same machine, same files, one run.
 
-Never run in CI or tests. Every measurement runs in its own subprocess (its peak RSS is its own):
-legacy in .venvs/legacy (`convert.production.predict_file`, skipped when that env is missing),
-clean in this interpreter. Legacy and clean runs are interleaved round by round so that load from
-other jobs on a shared machine hits both alike; figures are medians. Writes bench/results.json and
-bench/results.md and prints the markdown.
+Never run in CI. Every measurement runs in its own subprocess (its peak RSS is its own): legacy
+in .venvs/legacy (`convert.production.predict_file`, skipped when that env is missing), clean in
+this interpreter. Legacy and clean runs are interleaved round by round so that load from other
+jobs on a shared machine hits both alike; figures are medians.
 
-    python -m bench [--rounds 2] [--repeats 3] [--skip-legacy] [--skip-hour] [--quick] [--render] [--hour-only]
+Each measurement is a row (bench/rows.py): OUT/results.json and OUT/results.md are rewritten as
+each row completes, a failing row is recorded with its error while the others go on, and the run
+exits 1 when any row failed. `--smoke` runs every row on tiny inputs in seconds, clean rows in
+this process (the test suite's check that every code path runs; its figures mean nothing).
+
+    python -m bench [--rounds 2] [--repeats 3] [--skip-legacy] [--skip-hour] [--quick] [--smoke]
+                    [--out DIR] [--render] [--hour-only] [--pair-only]
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
+import dataclasses
 import json
 import os
 import platform
 import resource
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import soundfile as sf
-
+from bench.figures import ONE_CPU_WORKLOADS, derive
 from bench.machine import cpu_name, lscpu
-from bench.report import markdown, median, network_figures, paired_speedup, refresh, summarize, verdicts
+from bench.report import markdown, network_figures, refresh
+from bench.rows import Rows, now
+from bench.workers import torch_version, worker, write_tiled
+from orcaport.model.errors import OrcaportError, report_error
 
-# No torch here: Linux carries this process's RSS high-water mark into every worker it starts, so
-# it stays small for the workers' ru_maxrss to be their own.
+# No torch here (except in --smoke): Linux carries this process's RSS high-water mark into every
+# worker it starts, so it stays small for the workers' ru_maxrss to be their own.
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "reference_outputs" / "fixture"
@@ -39,74 +44,43 @@ STAGES = ROOT / "reference_outputs" / "stages"
 WAV = CORPUS / "hydrophone_48k_mono16_60s.wav"
 LEGACY_PYTHON = ROOT / ".venvs" / "legacy" / "bin" / "python"
 TRAINED = ROOT / "build" / "bench" / "resnet50-trained"
-RESULT_MARK = "RESULT "
 HOUR_S = 3600
+# --smoke: a 2-clip file as the workload, two short corpus files for agreement and int8
+SMOKE_WAV = "clipping_48k_16_3s2.wav"
+SMOKE_CORPUS = ("exact_2s0_48k_16.wav", SMOKE_WAV)
 
 
-def pin_to_one_cpu() -> None:
-    """preexec_fn of a 1-CPU worker: the affinity `taskset -c <cpu>` sets (the first CPU this
-    process may use), so the worker's own thread sizing sees one CPU, as in a 1-CPU pod."""
-    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What one run measures. The defaults are `make bench`'s; `smoke` is the test suite's."""
+    rounds: int = 2                  # interleaved legacy/clean rounds (medians over them)
+    repeats: int = 3                 # timed runs per worker, after `warmup` untimed ones
+    warmup: int = 1                  # the first call builds oneDNN's kernels: never timed
+    wav: Path = WAV                  # the workload: 60 s, 59 clips (OrcaHello's 1-minute segments)
+    corpus: Path = CORPUS            # agreement and int8 are scored on every file of it
+    hour_s: int = HOUR_S             # the long file: `wav` tiled to this many seconds
+    mm_size: int = 4096              # matmul peak size (large enough to reach the peak)
+    peak_repeats: int = 5
+    calibration_per_class: int = 16  # int8's calibration clips per class
+    pair_repeats: int = 7            # fast/legacy-exact pairs alternated in one process
+    stand_in: Path | None = None     # the clean side's "resnet50": None trains it (bench/train.py)
+    probe_agreement: bool = True     # the random ResNet50's agreement row (the conditioning probe)
+    legacy: bool = True
+    hour: bool = True                # the long-file rows (hour, and the 1-CPU long file)
+    in_process: bool = False         # clean workers run in this process (smoke: no RSS, no timing)
 
 
-def worker(python: str, module: str, args: list[str], timeout: int = 3600, one_cpu: bool = False) -> dict[str, Any]:
-    """Run `python -m module args` from the repo root; return its RESULT json. one_cpu: pinned to
-    one CPU with every thread pool at 1 (torch threads, OpenMP, MKL)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    if one_cpu:
-        env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    load = os.getloadavg()[0]
-    out = subprocess.run([python, "-m", module, *map(str, args)], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=timeout,
-                         preexec_fn=pin_to_one_cpu if one_cpu else None)
-    at = out.stdout.rfind(RESULT_MARK + "{")
-    if out.returncode != 0 or at < 0:
-        raise SystemExit(f"bench: {module} {' '.join(map(str, args))} failed:\n{out.stderr[-3000:]}")
-    res = json.loads(out.stdout[at + len(RESULT_MARK):].splitlines()[0])
-    res["loadavg_before"] = load
-    shown = " ".join(Path(str(a)).name if "/" in str(a) else str(a) for a in args)
-    timing = res.get("times_s") or res.get("fp32_gflops") or res.get("local_agreement") or res.get("flops")
-    print(f"  {module.split('.')[-1]} {shown}: {timing}", file=sys.stderr, flush=True)
-    return res
-
-
-def clean(mode: str, *args: Any, one_cpu: bool = False) -> dict[str, Any]:
-    return worker(sys.executable, "bench.clean_worker", [mode, *args], one_cpu=one_cpu)
-
-
-def legacy(model: str, wav: Path, *args: Any, one_cpu: bool = False) -> dict[str, Any]:
-    extra = ["--threads", 1] if one_cpu else []
-    return worker(str(LEGACY_PYTHON), "bench.legacy_worker", ["--model", model, "--wav", wav, *args, *extra],
-                  one_cpu=one_cpu)
-
-
-def write_tiled(src: Path, dest: Path, seconds: int) -> Path:
-    """`dest`: `src` repeated to `seconds` long, written block by block (never held whole)."""
-    data, rate = sf.read(str(src), dtype="int16", always_2d=True)
-    with sf.SoundFile(str(dest), "w", samplerate=rate, channels=data.shape[1], subtype="PCM_16") as f:
-        left = seconds * rate
-        while left > 0:
-            f.write(data[:left])
-            left -= min(left, len(data))
-    return dest
-
-
-def parity_check(run: dict[str, Any]) -> dict[str, Any]:
-    """The fixture's legacy-exact result on the flagship vs the committed legacy references."""
-    from orcaport.parity.references import load_references
-
-    t = load_references(STAGES).file(WAV.name).tensors
-    probs = np.asarray(run["clip_confidence"])
-    return {"max_abs_prob_diff": float(np.abs(probs - t["all/probs"][:, 1]).max()),
-            "local_identical": run["local_prediction"] == t["aggregate/local_prediction"].tolist(),
-            "global_identical": run["global_prediction"] == int(t["aggregate/global_prediction"][0])}
-
-
-def torch_version(python: str) -> str | None:
-    if not Path(python).exists():
-        return None
-    out = subprocess.run([python, "-c", "import torch; print(torch.__version__)"], capture_output=True, text=True)
-    return out.stdout.strip() or None
+def smoke_plan(tmp: Path, legacy: bool) -> Plan:
+    corpus = tmp / "corpus"
+    corpus.mkdir()
+    for name in SMOKE_CORPUS:
+        (corpus / name).symlink_to(CORPUS / name)
+    (corpus / "corpus.json").write_text(json.dumps({"files": [{"name": n} for n in SMOKE_CORPUS]}))
+    # A ResNet50 costs ~7 CPU-s per Detector build (oneDNN's trial passes): the fixture's ResNet18
+    # takes the ResNet50's place on the clean side (legacy still builds its ResNet50 learner).
+    return Plan(rounds=1, repeats=1, warmup=0, wav=corpus / SMOKE_WAV, corpus=corpus, hour_s=8, mm_size=256,
+                peak_repeats=1, calibration_per_class=2, pair_repeats=1, stand_in=FIXTURE,
+                probe_agreement=False, legacy=legacy, in_process=True)
 
 
 VARIANTS = {   # ResNet50 network alone: the design choices, each measured (flags for clean_worker)
@@ -126,169 +100,151 @@ VARIANTS = {   # ResNet50 network alone: the design choices, each measured (flag
 }
 
 
-def measure_hour(hour: Path, flops: float, peak: dict[str, Any]) -> dict[str, Any]:
-    """The fixture on a 1-hour 48 kHz file (the flagship tiled), each profile in its own process."""
-    print("bench: 1-hour file", file=sys.stderr, flush=True)
-    out = {profile: summarize([clean("detect", "--model", FIXTURE, "--wav", hour, "--profile", profile,
-                                     "--repeats", 1, "--warmup", 0)], int(flops), peak)
-           for profile in ("legacy-exact", "fast")}
-    for profile, fig in out.items():
-        fig["measured"] = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        fig["loadavg_after"] = round(os.getloadavg()[0], 2)
-    return out
+class Bench:
+    """One run: its plan, its results dict and its rows (each written as it completes)."""
 
+    def __init__(self, plan: Plan, res: dict[str, Any], out: Path) -> None:
+        self.plan, self.res = plan, res
+        self.rows = Rows(res, out, markdown, derive)
+        self.raw: dict[str, Any] = res.setdefault("raw", {})
+        self.models: dict[str, Path] = {}
 
-def measure_one_cpu(hour: Path, models: dict[str, Path], repeats: int, use_legacy: bool,
-                    flops: dict[str, float], peak: dict[str, Any]) -> dict[str, Any]:
-    """A 1-CPU pod: every pipeline pinned to one CPU, one thread. The 60 s file on the ResNet50
-    (production's network; `repeats` timed runs after a warm-up) and the 1-hour file on the
-    fixture (one run each: legacy's ResNet50 would take ~30 min on it)."""
-    print("bench: 1 CPU (pinned, 1 thread)", file=sys.stderr, flush=True)
-    out: dict[str, Any] = {}
-    for key, model, wav, rep in (("60s", "resnet50", WAV, ["--repeats", repeats]),
-                                 ("hour", "fixture", hour, ["--repeats", 1, "--warmup", 0])):
-        runs: dict[str, list] = {}
-        if use_legacy:
-            runs["legacy"] = [legacy(model, wav, *rep, one_cpu=True)]
+    def clean(self, mode: str, *args: Any, one_cpu: bool = False) -> dict[str, Any]:
+        argv = [mode, *args, "--mm-size", self.plan.mm_size]
+        if not self.plan.in_process:
+            return worker(sys.executable, "bench.clean_worker", argv, one_cpu=one_cpu)
+        from bench.clean_worker import measure
+
+        return {**json.loads(json.dumps(measure([str(a) for a in argv]))), "loadavg_before": os.getloadavg()[0]}
+
+    def legacy(self, model: str, wav: Path, *args: Any, one_cpu: bool = False) -> dict[str, Any]:
+        extra = ["--threads", 1] if one_cpu else []
+        return worker(str(LEGACY_PYTHON), "bench.legacy_worker",
+                      ["--model", model, "--wav", wav, "--warmup", self.plan.warmup, *args, *extra], one_cpu=one_cpu)
+
+    def row(self, name: str, path: tuple[str, ...], measure, needs: tuple[str, ...] = (),
+            append: bool = False) -> dict[str, Any] | None:
+        """Row `name`: its run kept at res["raw"][path...] (appended to a list with `append`),
+        stamped with when it ended and the load then."""
+        def keep(run: dict[str, Any]) -> None:
+            run.update(measured=now(), loadavg_after=round(os.getloadavg()[0], 2))
+            node = self.raw
+            for key in path[:-1]:
+                node = node.setdefault(key, {})
+            if append:
+                node.setdefault(path[-1], []).append(run)
+            else:
+                node[path[-1]] = run
+        return self.rows.run(name, measure, needs, keep)
+
+    # ------------------------------------------------------------------ the rows, in run order
+    def prepare(self, tmp: Path) -> None:
+        """The random ResNet50 (the agreement table's probe) and both networks' FLOPs; then the
+        trained ResNet50 stand-in (bench/train.py, kept in build/) unless the plan names one."""
+        probe = tmp / "resnet50-random"
+
+        def flops(run: dict[str, Any]) -> None:
+            self.res["flops_gflop"] = {k: v / 1e9 for k, v in run["flops"].items()}
+        self.rows.run("prepare", lambda: self.clean("prepare", "--wav", self.plan.wav, "--out", probe), keep=flops)
+        trained = self.plan.stand_in or self.rows.run("train", trained_resnet50)
+        self.models = {"resnet50": trained, "fixture": FIXTURE, "resnet50-random": probe}
+        if trained is None:
+            del self.models["resnet50"]
+
+    def rounds(self) -> None:
+        """Interleaved rounds: peak, then per model legacy -> legacy-exact -> fast (whole pipeline
+        and network alone); a final peak. A series that failed once is not run again."""
+        rep = ["--repeats", self.plan.repeats]
+        for r in range(1, self.plan.rounds + 1):
+            self.row(f"round {r}/peak", ("peaks",), lambda: self.clean("peak", "--repeats", self.plan.peak_repeats),
+                     append=True)
+            for name in ("resnet50", "fixture"):
+                if name not in self.models:
+                    continue
+                before = (f"round {r - 1}/{name}/",) if r > 1 else ()
+                if self.plan.legacy:
+                    self.row(f"round {r}/{name}/legacy", ("runs", name, "legacy"),
+                             lambda: self.legacy(name, self.plan.wav, *rep),
+                             needs=tuple(b + "legacy" for b in before), append=True)
+                for profile in ("legacy-exact", "fast"):
+                    common = ["--model", self.models[name], "--wav", self.plan.wav, "--profile", profile, *rep]
+                    self.row(f"round {r}/{name}/{profile}", ("runs", name, profile),
+                             lambda: self.clean("detect", *common, "--warmup", self.plan.warmup),
+                             needs=tuple(b + profile for b in before), append=True)
+                    self.row(f"round {r}/{name}/{profile} network", ("nets", name, profile),
+                             lambda: self.clean("network", *common),
+                             needs=tuple(b + profile + " network" for b in before), append=True)
+        self.row("final peak", ("peaks",), lambda: self.clean("peak", "--repeats", self.plan.peak_repeats), append=True)
+
+    def parity(self) -> None:
+        """The fixture's legacy-exact result on the workload vs the committed legacy references."""
+        def check() -> dict[str, Any]:
+            import numpy as np
+            from orcaport.parity.references import load_references
+
+            run = self.raw["runs"]["fixture"]["legacy-exact"][0]
+            t = load_references(STAGES).file(self.plan.wav.name).tensors
+            probs = np.asarray(run["clip_confidence"])
+            return {"max_abs_prob_diff": float(np.abs(probs - t["all/probs"][:, 1]).max()),
+                    "local_identical": run["local_prediction"] == t["aggregate/local_prediction"].tolist(),
+                    "global_identical": run["global_prediction"] == int(t["aggregate/global_prediction"][0])}
+        self.rows.run("parity", check, needs=("round 1/fixture/legacy-exact",),
+                      keep=lambda v: self.res.__setitem__("parity", v))
+
+    def pairs(self) -> None:
+        """fast vs legacy-exact alternated in one process (bench/pair.py), on 2 CPUs and pinned to one."""
+        for key, one in (("2 CPUs", False), ("1 CPU", True)):
+            self.rows.run(f"pair/{key}", lambda: {
+                **self.clean("pair", "--model", self.models["resnet50"], "--wav", self.plan.wav,
+                             "--repeats", self.plan.pair_repeats, one_cpu=one),
+                "model": "resnet50", "wav": self.plan.wav.name, "measured": now()},
+                needs=() if self.plan.stand_in else ("train",),
+                keep=lambda v: self.res.setdefault("pair", {}).__setitem__(key, v))
+
+    def variants(self) -> None:
+        """The ResNet50 network alone under each design choice (bf16 ones only on bf16 CPUs)."""
+        bf16_cpu = any(self.res["machine"]["lscpu"]["key_flags"][f] for f in ("avx512_bf16", "amx_bf16"))
+        self.res["network_variants_skipped"] = [] if bf16_cpu else [v for v, e in VARIANTS.items() if "bf16" in e]
+        for label, extra in VARIANTS.items():
+            if bf16_cpu or "bf16" not in extra:
+                self.rows.run(f"variant/{label}", lambda: network_figures(
+                    self.clean("network", "--model", self.models["resnet50"], "--wav", self.plan.wav,
+                               "--repeats", self.plan.repeats, *extra),
+                    int(self.res["flops_gflop"]["resnet50"] * 1e9), self.res["peak"]),
+                    needs=("prepare",) if self.plan.stand_in else ("prepare", "train"),
+                    keep=lambda v: self.res.setdefault("network_variants", {}).__setitem__(label, v))
+
+    def corpus_rows(self) -> None:
+        """fast vs fp32 decisions on the corpus, then the int8 candidate, per model."""
+        for section, mode, models, extra in (
+                ("agreement", "corpus", ("resnet50", "fixture") + ("resnet50-random",) * self.plan.probe_agreement, []),
+                ("int8", "int8", ("resnet50", "fixture"), ["--calibration", self.plan.calibration_per_class])):
+            for name in models:
+                if name in self.models:
+                    self.rows.run(f"{section}/{name}", lambda: self.clean(
+                        mode, "--model", self.models[name], "--corpus", self.plan.corpus, *extra),
+                        keep=lambda v: self.res.setdefault(section, {}).__setitem__(name, v))
+
+    def long_file(self, tmp: Path) -> None:
+        """The fixture on the long file, each profile; then a 1-CPU pod: the workload on the
+        ResNet50 and the long file on the fixture, each pipeline pinned to one CPU."""
+        hour = write_tiled(self.plan.wav, tmp / f"{self.plan.wav.stem}_{self.plan.hour_s}s.wav", self.plan.hour_s)
+        once = ["--repeats", 1, "--warmup", 0]
         for profile in ("legacy-exact", "fast"):
-            runs[profile] = [clean("detect", "--model", models[model], "--wav", wav, "--profile", profile,
-                                   *rep, one_cpu=True)]
-        figs = {p: summarize(rs, int(flops[model]), peak, None, runs.get("legacy")) for p, rs in runs.items()}
-        for p, f in figs.items():
-            f["loadavg_before"] = round(runs[p][0]["loadavg_before"], 2)
-            f["arithmetic"] = runs[p][0].get("arithmetic")
-        figs["fast"]["fast_vs_exact"] = paired_speedup(runs["legacy-exact"], runs["fast"], "times_s")
-        out[key] = {"model": model, "wav": wav.name, "figures": figs,
-                    "measured": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
-    return out
-
-
-def measure_pairs(model: Path, repeats: int) -> dict[str, Any]:
-    """fast vs legacy-exact alternated in one process (bench/pair.py), on 2 CPUs and pinned to one."""
-    print("bench: fast vs legacy-exact, alternated in one process", file=sys.stderr, flush=True)
-    return {key: {**clean("pair", "--model", model, "--wav", WAV, "--repeats", repeats, one_cpu=one),
-                  "model": "resnet50", "wav": WAV.name,
-                  "measured": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
-            for key, one in (("2 CPUs", False), ("1 CPU", True))}
-
-
-def measure_rounds(models: dict[str, Path], rounds: int, repeats: int, use_legacy: bool
-                   ) -> tuple[dict[str, dict[str, list]], dict[str, dict[str, list]], list[dict]]:
-    """Interleaved rounds: peak, then per model legacy -> legacy-exact -> fast (whole pipeline and
-    network alone). -> (pipeline runs, network runs, peak runs)"""
-    runs = {m: {"legacy": [], "legacy-exact": [], "fast": []} for m in models}
-    nets = {m: {"legacy-exact": [], "fast": []} for m in models}
-    peaks = []
-    rep = ["--repeats", repeats]
-    for r in range(rounds):
-        print(f"bench: round {r + 1}/{rounds}", file=sys.stderr, flush=True)
-        peaks.append(clean("peak", "--repeats", 5))
-        for name, folder in models.items():
-            if use_legacy:
-                runs[name]["legacy"].append(legacy(name, WAV, *rep))
+            self.row(f"hour/{profile}", ("hour", profile),
+                     lambda: self.clean("detect", "--model", FIXTURE, "--wav", hour, "--profile", profile, *once))
+        self.raw["one_cpu_wavs"] = {"60s": self.plan.wav.name, "hour": hour.name}
+        for key, wav, rep in (("60s", self.plan.wav, ["--repeats", self.plan.repeats, "--warmup", self.plan.warmup]),
+                              ("hour", hour, once)):
+            model = ONE_CPU_WORKLOADS[key]
+            if model not in self.models:
+                continue
+            if self.plan.legacy:
+                self.row(f"1 CPU/{key}/legacy", ("one_cpu", key, "legacy"),
+                         lambda: self.legacy(model, wav, *rep, one_cpu=True))
             for profile in ("legacy-exact", "fast"):
-                common = ["--model", folder, "--wav", WAV, "--profile", profile, *rep]
-                runs[name][profile].append(clean("detect", *common))
-                nets[name][profile].append(clean("network", *common))
-    peaks.append(clean("peak", "--repeats", 5))
-    return runs, nets, peaks
-
-
-def peak_figures(peaks: list[dict]) -> dict[str, Any]:
-    out: dict[str, Any] = {"threads": peaks[0]["threads"], "size": peaks[0]["size"],
-                           "bf16_size": peaks[0].get("bf16_size", [peaks[0]["size"]])[0]}
-    for key in ("fp32", "bf16", "onednn_fp32"):
-        samples = [g for p in peaks for g in p.get(f"{key}_gflops", [])]
-        out[f"{key}_gflops"] = median(samples) if samples else None
-        out[f"{key}_samples"] = samples
-    return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=2, help="interleaved legacy/clean rounds")
-    ap.add_argument("--repeats", type=int, default=3, help="timed runs per worker (after a warm-up)")
-    ap.add_argument("--skip-legacy", action="store_true")
-    ap.add_argument("--skip-hour", action="store_true")
-    ap.add_argument("--quick", action="store_true", help="1 round x 1 repeat, no 1-hour file")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench")
-    ap.add_argument("--render", action="store_true", help="re-render OUT/results.json, measure nothing")
-    ap.add_argument("--hour-only", action="store_true", help="re-measure only the 1-hour file into OUT/results.json")
-    ap.add_argument("--pair-only", action="store_true",
-                    help="measure only fast vs legacy-exact alternated in one process, into OUT/results.json")
-    args = ap.parse_args(argv)
-    if args.render or args.hour_only or args.pair_only:
-        res = json.loads((args.out / "results.json").read_text())
-        res["cuda"] = cuda_results(args.out)
-        if args.pair_only:
-            res["pair"] = measure_pairs(trained_resnet50(), 2 * args.repeats + 1)
-        if args.hour_only:
-            with tempfile.TemporaryDirectory(prefix="orcaport-bench-") as tmp:
-                hour = write_tiled(WAV, Path(tmp) / "hydrophone_48k_1h.wav", HOUR_S)
-                res["hour"] = measure_hour(hour, res["flops_gflop"]["fixture"] * 1e9, res["peak"])
-        return write(refresh(res), args.out)
-    if args.quick:
-        args.rounds, args.repeats, args.skip_hour = 1, 1, True
-    use_legacy = LEGACY_PYTHON.exists() and not args.skip_legacy
-    if not use_legacy:
-        print(f"bench: legacy pipeline skipped ({LEGACY_PYTHON} missing or --skip-legacy)", file=sys.stderr)
-    res: dict[str, Any] = {
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": {"cpu": cpu_name(), "cpus": len(os.sched_getaffinity(0)), "python": platform.python_version(),
-                    "torch": torch_version(sys.executable), "legacy_torch": torch_version(str(LEGACY_PYTHON)),
-                    "loadavg_start": round(os.getloadavg()[0], 2), "lscpu": lscpu()},
-        "wav": WAV.name, "settings": {"rounds": args.rounds, "repeats": args.repeats},
-    }
-    with tempfile.TemporaryDirectory(prefix="orcaport-bench-") as tmp:
-        models = {"resnet50": trained_resnet50(), "fixture": FIXTURE}
-        probe = Path(tmp) / "resnet50-random"
-        flops = clean("prepare", "--wav", WAV, "--out", probe)["flops"]
-        res["machine"]["orchestrator_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        res["flops_gflop"] = {k: v / 1e9 for k, v in flops.items()}
-        runs, nets, peaks = measure_rounds(models, args.rounds, args.repeats, use_legacy)
-        res["peak"] = peak = peak_figures(peaks)
-        first = runs["fixture"]["legacy-exact"][0]
-        res["audio_s"], res["clips"] = first["audio_s"], first["clips"]
-        res["fast_arithmetic"] = runs["resnet50"]["fast"][0]["arithmetic"]
-        res["worker_loadavg"] = sorted(r["loadavg_before"] for m in runs.values() for rs in m.values() for r in rs)
-        res["figures"] = {
-            name: {p: summarize(rs, flops[name], peak, merge_runs(nets[name].get(p)), runs[name]["legacy"])
-                   for p, rs in runs[name].items() if rs}
-            for name in models}
-        for name in models:     # paired per round, like the legacy ratios
-            res["figures"][name]["fast"]["fast_vs_exact"] = paired_speedup(
-                runs[name]["legacy-exact"], runs[name]["fast"], "times_s")
-        res["pair"] = measure_pairs(models["resnet50"], 2 * args.repeats + 1)
-        print("bench: network variants", file=sys.stderr, flush=True)
-        # Forced bf16 without bf16 hardware is emulated: minutes per clip on AVX2-only CPUs, and
-        # `fast` never picks it there; those rows are left out, not estimated.
-        bf16_cpu = any(res["machine"]["lscpu"]["key_flags"][f] for f in ("avx512_bf16", "amx_bf16"))
-        res["network_variants"] = {
-            label: network_figures(clean("network", "--model", models["resnet50"], "--wav", WAV,
-                                         "--repeats", args.repeats, *extra), flops["resnet50"], peak)
-            for label, extra in VARIANTS.items() if bf16_cpu or "bf16" not in extra}
-        res["network_variants_skipped"] = [] if bf16_cpu else [v for v, e in VARIANTS.items() if "bf16" in e]
-        res["parity"] = parity_check(first)
-        print("bench: fast vs fp32 agreement on the corpus", file=sys.stderr, flush=True)
-        res["agreement"] = {name: clean("corpus", "--model", folder, "--corpus", CORPUS)
-                            for name, folder in {**models, "resnet50-random": probe}.items()}
-        print("bench: int8 candidate (fast without bf16 hardware)", file=sys.stderr, flush=True)
-        res["int8"] = {name: clean("int8", "--model", folder, "--corpus", CORPUS) for name, folder in models.items()}
-        if not args.skip_hour:
-            hour = write_tiled(WAV, Path(tmp) / "hydrophone_48k_1h.wav", HOUR_S)
-            res["hour"] = measure_hour(hour, flops["fixture"], peak)
-            res["one_cpu"] = measure_one_cpu(hour, models, args.repeats, use_legacy, flops, peak)
-    res["machine"]["loadavg_end"] = round(os.getloadavg()[0], 2)
-    res["cuda"] = cuda_results(args.out)
-    res["targets"] = verdicts(res)
-    return write(res, args.out)
-
-
-def cuda_results(out: Path) -> dict[str, Any] | None:
-    """The GPU rows: `make bench-cuda`'s OUT/cuda.json, measured on a GPU machine when one was
-    lent (this machine may have none); None when there is none -- never estimated."""
-    path = out / "cuda.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+                self.row(f"1 CPU/{key}/{profile}", ("one_cpu", key, profile), lambda: self.clean(
+                    "detect", "--model", self.models[model], "--wav", wav, "--profile", profile, *rep, one_cpu=True))
 
 
 def trained_resnet50() -> Path:
@@ -301,28 +257,90 @@ def trained_resnet50() -> Path:
     return TRAINED
 
 
-def write(res: dict[str, Any], out: Path) -> int:
-    from orcaport.model.fileio import write_files_atomically
+def cuda_results(out: Path) -> dict[str, Any] | None:
+    """The GPU rows: `make bench-cuda`'s OUT/cuda.json, measured on a GPU machine when one was
+    lent (this machine may have none); None when there is none -- never estimated."""
+    path = out / "cuda.json"
+    return json.loads(path.read_text()) if path.is_file() else None
 
-    raw = json.dumps(res, indent=2) + "\n"
+
+def machine(use_legacy: bool) -> dict[str, Any]:
+    return {"cpu": cpu_name(), "cpus": len(os.sched_getaffinity(0)), "python": platform.python_version(),
+            "torch": torch_version(sys.executable),
+            "legacy_torch": torch_version(str(LEGACY_PYTHON)) if use_legacy else None,
+            "loadavg_start": round(os.getloadavg()[0], 2), "lscpu": lscpu()}
+
+
+def main(argv: list[str] | None = None) -> int:
     try:
-        table = markdown(res)
-    except Exception:                      # an hour of measurements is never lost to a report bug
-        write_files_atomically(out, {"results.json": raw.encode()})
-        raise
-    write_files_atomically(out, {"results.json": raw.encode(), "results.md": table.encode()})
-    print(table)
-    return 0
+        return run(argv)
+    except (OrcaportError, KeyboardInterrupt) as e:    # the rows measured so far are on disk
+        return int(report_error("bench", e))
 
 
-def merge_runs(nets: list[dict] | None) -> dict[str, Any] | None:
-    """Several `network` worker runs as one (times pooled across rounds)."""
-    if not nets:
-        return None
-    peaks = [n.get("adjacent_peak", {}) for n in nets]
-    return {**nets[0], "times_s": [t for n in nets for t in n["times_s"]],
-            "cpu_s": [c for n in nets for c in n.get("cpu_s", [])],
-            "adjacent_peak": {k: [g for p in peaks for g in p.get(k, [])] for k in peaks[0]}}
+def run(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=Plan.rounds, help="interleaved legacy/clean rounds")
+    ap.add_argument("--repeats", type=int, default=Plan.repeats, help="timed runs per worker (after a warm-up)")
+    ap.add_argument("--skip-legacy", action="store_true")
+    ap.add_argument("--skip-hour", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="1 round x 1 repeat, no 1-hour file")
+    ap.add_argument("--smoke", action="store_true",
+                    help="every row on tiny inputs, clean rows in this process: checks code paths, measures nothing")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench")
+    ap.add_argument("--render", action="store_true", help="re-render OUT/results.json, measure nothing")
+    ap.add_argument("--hour-only", action="store_true",
+                    help="re-measure only the long-file rows (1-hour file, 1 CPU) into OUT/results.json")
+    ap.add_argument("--pair-only", action="store_true",
+                    help="measure only fast vs legacy-exact alternated in one process, into OUT/results.json")
+    args = ap.parse_args(argv)
+    use_legacy = LEGACY_PYTHON.exists() and not args.skip_legacy
+    if not use_legacy:
+        print(f"bench: legacy pipeline skipped ({LEGACY_PYTHON} missing or --skip-legacy)", file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="orcaport-bench-") as tmp:
+        if args.smoke:
+            plan = smoke_plan(Path(tmp), use_legacy)
+        else:
+            quick = dict(rounds=1, repeats=1, hour=False) if args.quick else {}
+            plan = Plan(**{"rounds": args.rounds, "repeats": args.repeats, "hour": not args.skip_hour,
+                           **quick, "legacy": use_legacy})
+        if args.render or args.hour_only or args.pair_only:
+            return again(args, plan, Path(tmp))
+        res: dict[str, Any] = {"date": now(), "machine": machine(use_legacy), "wav": plan.wav.name,
+                               "settings": {"rounds": plan.rounds, "repeats": plan.repeats, "smoke": args.smoke},
+                               "cuda": cuda_results(args.out)}
+        bench = Bench(plan, res, args.out)
+        res["machine"]["orchestrator_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        bench.prepare(Path(tmp))
+        bench.rounds()
+        bench.parity()
+        bench.pairs()
+        bench.variants()
+        bench.corpus_rows()
+        if plan.hour:
+            bench.long_file(Path(tmp))
+        res["machine"]["loadavg_end"] = round(os.getloadavg()[0], 2)
+        code = bench.rows.finish()
+    if (args.out / "results.md").is_file():
+        print((args.out / "results.md").read_text())
+    return int(code)
+
+
+def again(args: argparse.Namespace, plan: Plan, tmp: Path) -> int:
+    """--render / --hour-only / --pair-only on the saved OUT/results.json."""
+    res = json.loads((args.out / "results.json").read_text())
+    res["cuda"] = cuda_results(args.out)
+    bench = Bench(plan, res, args.out)
+    if args.render and "raw" not in res:
+        refresh(res)
+    bench.models = {"resnet50": TRAINED, "fixture": FIXTURE}
+    if args.pair_only:
+        bench.pairs()
+    if args.hour_only:
+        bench.long_file(tmp)
+    code = bench.rows.finish()
+    print((args.out / "results.md").read_text())
+    return int(code)
 
 
 if __name__ == "__main__":

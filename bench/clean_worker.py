@@ -87,7 +87,7 @@ def cmd_network(args: argparse.Namespace) -> dict:
     batches = [det.batch_inputs(clips[s:s + det.batch_size], src) for s in range(0, len(clips), det.batch_size)]
     reused = reuse_plan(det) is not None and all(det.network.reuses(b) for b in batches)
     # The machine is shared: the peak is measured right before and after, under the same load.
-    peaks = [measure_peaks(2)]
+    peaks = [measure_peaks(2, args.mm_size)]
     times, cpu = [], []
     with _intra_op_threads(det.intra_threads), ThreadPoolExecutor(det.workers) as pool:
         for i in range(args.repeats + 1):
@@ -96,7 +96,7 @@ def cmd_network(args: argparse.Namespace) -> dict:
             if i:
                 times.append(time.perf_counter() - t0)
                 cpu.append(cpu_seconds() - c0)
-    peaks.append(measure_peaks(2))
+    peaks.append(measure_peaks(2, args.mm_size))
     return {"times_s": times, "cpu_s": cpu, "clips": len(clips), "workers": det.workers,
             "intra_threads": det.intra_threads, "precision": det.precision,
             "engine": det.engine, "batch_size": det.batch_size, "padding_reuse": reused,
@@ -105,18 +105,19 @@ def cmd_network(args: argparse.Namespace) -> dict:
             "adjacent_peak": {k: [g for p in peaks for g in p[k]] for k in peaks[0]}}
 
 
-def measure_peaks(repeats: int) -> dict[str, list[float]]:
-    """Dense 4096^2 matmul GFLOP/s with torch's default threads: torch.mm fp32 (the reference peak;
-    MKL), torch.mm bf16, and the same fp32 GEMM through oneDNN (what the conv kernels run on)."""
-    a32, b32 = torch.randn(MM_SIZE, MM_SIZE), torch.randn(MM_SIZE, MM_SIZE)
+def measure_peaks(repeats: int, size: int = MM_SIZE) -> dict[str, list[float]]:
+    """Dense size^2 (4096^2) matmul GFLOP/s with torch's default threads: torch.mm fp32 (the
+    reference peak; MKL), torch.mm bf16, and the same fp32 GEMM through oneDNN (what the conv
+    kernels run on)."""
+    a32, b32 = torch.randn(size, size), torch.randn(size, size)
     # Without bf16 hardware torch.mm emulates bf16 (minutes per 4096^2 product on AVX2): a 1024^2
     # corner shows the emulated rate in seconds.
-    n16 = MM_SIZE if set(BF16_CPU_FLAGS) & read_cpu_flags() else MM_SIZE // 4
+    n16 = size if set(BF16_CPU_FLAGS) & read_cpu_flags() else size // 4
     a16, b16 = a32[:n16, :n16].bfloat16(), b32[:n16, :n16].bfloat16()
     cases = {"fp32": lambda: torch.mm(a32, b32), "bf16": lambda: torch.mm(a16, b16)}
-    size = {"bf16": n16}
+    sizes = {"bf16": n16}
     if torch.backends.mkldnn.is_available():
-        x, w, bias = a32.to_mkldnn(), b32.T.contiguous().to_mkldnn(), torch.zeros(MM_SIZE).to_mkldnn()
+        x, w, bias = a32.to_mkldnn(), b32.T.contiguous().to_mkldnn(), torch.zeros(size).to_mkldnn()
         cases["onednn_fp32"] = lambda: torch._C._nn.mkldnn_linear(x, w, bias)
     out: dict[str, list[float]] = {}
     with torch.inference_mode():
@@ -126,14 +127,14 @@ def measure_peaks(repeats: int) -> dict[str, list[float]]:
             for _ in range(repeats):
                 t0 = time.perf_counter()
                 fn()
-                rates.append(2 * size.get(name, MM_SIZE) ** 3 / (time.perf_counter() - t0) / 1e9)
+                rates.append(2 * sizes.get(name, size) ** 3 / (time.perf_counter() - t0) / 1e9)
             out[f"{name}_gflops"] = rates
     out["bf16_size"] = [n16]
     return out
 
 
 def cmd_peak(args: argparse.Namespace) -> dict:
-    return {"threads": torch.get_num_threads(), "size": MM_SIZE, **measure_peaks(args.repeats)}
+    return {"threads": torch.get_num_threads(), "size": args.mm_size, **measure_peaks(args.repeats, args.mm_size)}
 
 
 def cmd_corpus(args: argparse.Namespace) -> dict:
@@ -182,7 +183,7 @@ def cmd_prepare(args: argparse.Namespace) -> dict:
 def cmd_int8(args: argparse.Namespace) -> dict:
     from bench.int8 import measure
 
-    return measure(args.model, args.corpus, args.repeats)
+    return measure(args.model, args.corpus, args.repeats, args.calibration)
 
 
 def cmd_pair(args: argparse.Namespace) -> dict:
@@ -192,7 +193,8 @@ def cmd_pair(args: argparse.Namespace) -> dict:
             "cpus": sorted(os.sched_getaffinity(0))}
 
 
-def main(argv: list[str] | None = None) -> int:
+def measure(argv: list[str]) -> dict:
+    """One measurement (the command line below, without the program name) -> its result."""
     ap = argparse.ArgumentParser(prog="python -m bench.clean_worker")
     ap.add_argument("mode", choices=("detect", "network", "peak", "corpus", "prepare", "int8", "pair"))
     ap.add_argument("--out", type=Path)
@@ -208,11 +210,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--engine", default="", help="onednn | channels_last | nchw; empty: the Detector's default")
     ap.add_argument("--no-reuse", action="store_true", help="oneDNN engine without padding reuse")
     ap.add_argument("--arithmetic", default="", help="force fast's arithmetic (fp32 | bf16); empty: auto")
+    ap.add_argument("--mm-size", type=int, default=MM_SIZE, help="matmul peak size (peak, network modes)")
+    ap.add_argument("--calibration", type=int, default=16, help="int8's calibration clips per class")
     args = ap.parse_args(argv)
     modes = {"detect": cmd_detect, "network": cmd_network, "peak": cmd_peak, "corpus": cmd_corpus,
              "prepare": cmd_prepare, "int8": cmd_int8, "pair": cmd_pair}
-    out = modes[args.mode](args)
-    print(RESULT_MARK + json.dumps(out))
+    # The clean env can change under a long run (the machine is shared): each row names its torch.
+    return {**modes[args.mode](args), "torch": torch.__version__}
+
+
+def main(argv: list[str] | None = None) -> int:
+    print(RESULT_MARK + json.dumps(measure(sys.argv[1:] if argv is None else argv)))
     return 0
 
 

@@ -58,11 +58,12 @@ def _probs(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, positive
                           for s in range(0, len(x), BATCH)]).numpy()
 
 
-def measure(model: Path, corpus: Path, repeats: int = 3) -> dict[str, Any]:
+def measure(model: Path, corpus: Path, repeats: int = 3,
+            calibration_per_class: int = CALIBRATION_PER_CLASS) -> dict[str, Any]:
     """int8 vs fp32 (the legacy-exact engine): decisions on the corpus, network ms per clip."""
     det = Detector.from_folder(model, workers=1)
     t0 = time.perf_counter()
-    calibration, _ = make_inputs(TRAIN_SEED, CALIBRATION_PER_CLASS, det.artifact)
+    calibration, _ = make_inputs(TRAIN_SEED, calibration_per_class, det.artifact.config)
     with _intra_op_threads(1):
         q = quantize(det, calibration)
         quantize_s = time.perf_counter() - t0
@@ -91,7 +92,7 @@ def measure(model: Path, corpus: Path, repeats: int = 3) -> dict[str, Any]:
                 times[key].append((time.perf_counter() - t) / len(x))
     ms = {k: 1000 * float(np.median(v[1:])) for k, v in times.items()}
     return {"method": "FX post-training static quantization of the body (head fp32), x86 backend "
-                      f"(fbgemm/oneDNN VNNI), calibrated on {2 * CALIBRATION_PER_CLASS} training clips",
+                      f"(fbgemm/oneDNN VNNI), calibrated on {2 * calibration_per_class} training clips",
             "files": len(glob["fp32"]), "seconds": int(sum(len(v) for v in local["fp32"])),
             "local_agreement": agreement(local["fp32"], local["int8"]),
             "global_agreement": agreement([np.array(glob["fp32"])], [np.array(glob["int8"])]),

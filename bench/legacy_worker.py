@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                "audio_s": sf.info(str(args.wav)).duration, "confidence": result["confidence"],
                "local_prediction": result["local_prediction"],
                "global_prediction": result["global_prediction"], "threads": torch.get_num_threads(),
+               "torch": torch.__version__,
                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

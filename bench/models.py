@@ -90,8 +90,9 @@ def network_flops(arch: ArchitectureConfig, n_mels: int, width: int,
     FLOPs from the layer formulas (conv: 2 * out_elems * C_in/groups * kh * kw; linear:
     2 * out_elems * in_features). BN, ReLU, pooling and adds are not counted (they are < 1 %).
     """
-    with torch.device("meta"):
-        net = OrcaNet(arch).eval()
+    # Built on the CPU (the body probes itself with a real tensor when it is made), then moved to
+    # the meta device: the passes below move shapes only.
+    net = OrcaNet(arch).eval().to("meta")
     total = 0
 
     def hook(m: nn.Module, _inp: tuple, out: torch.Tensor) -> None:

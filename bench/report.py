@@ -73,7 +73,7 @@ def summarize(runs: list[dict[str, Any]], flops: int, peak: dict[str, Any],
 
 def verdicts(res: dict[str, Any]) -> list[dict[str, Any]]:
     """The issue's targets, for the ResNet50 shape, each with its measured value and met/missed."""
-    r50 = res["figures"].get("resnet50", {})
+    r50 = res.get("figures", {}).get("resnet50", {})
     out: list[dict[str, Any]] = []
 
     def add(name: str, measured: float | None, target: float, op: str = ">=", applies: bool | str = True) -> None:
@@ -255,32 +255,56 @@ def int8_lines(res: dict[str, Any]) -> list[str]:
     return lines
 
 
-def markdown(res: dict[str, Any]) -> str:
-    m = res["machine"]
-    lines = [f"### `make bench` ({res['date']})", "",
-             f"{m['cpu']}, {m['cpus']} CPUs, torch {m['torch']} (clean) / {m.get('legacy_torch', 'n/a')} "
-             f"(legacy); load average {m['loadavg_start']} at start, {m['loadavg_end']} at end "
-             "(the machine is shared: other jobs compete for the same CPUs, so absolute rates vary "
+def rows_lines(res: dict[str, Any]) -> list[str]:
+    """The run's state, and every row that was not measured (failed, skipped, interrupted)."""
+    rows = res.get("rows")
+    if rows is None:                   # results from before rows were kept
+        return []
+    bad = {n: r for n, r in rows.items() if r["status"] != "ok"}
+    state = {"running": "**still running** (rows are written as they finish)", "complete": "complete",
+             "incomplete": "**incomplete**: the rows below were not measured"}.get(res.get("status"), res.get("status"))
+    lines = ["", f"Run {state}; {len(rows) - len(bad)} of {len(rows)} rows measured, last written "
+             f"{res.get('updated', 'n/a')}."]
+    if bad:
+        lines += ["", "| row | status | error | finished (load avg) |", "|---|---|---|---|"]
+        lines += [f"| {n} | {r['status']} | {r.get('error', '').replace('|', '/')} | {r['finished']} ({r['loadavg']}) |"
+                  for n, r in bad.items()]
+    return lines
+
+
+def header_lines(res: dict[str, Any]) -> list[str]:
+    m, peak = res["machine"], res.get("peak")
+    smoke = " -- **smoke run: tiny inputs, the figures mean nothing**" if res.get("settings", {}).get("smoke") else ""
+    lines = [f"### `make bench` ({res['date']}){smoke}", "",
+             f"{m['cpu']}, {m['cpus']} CPUs, torch {m['torch']} (clean) / {m.get('legacy_torch') or 'n/a'} "
+             f"(legacy); load average {m['loadavg_start']} at start, {m.get('loadavg_end', 'n/a (still running)')} "
+             "at end (the machine is shared: other jobs compete for the same CPUs, so absolute rates vary "
              "run to run; legacy and clean were interleaved round by round).", "",
              f"lscpu: {_lscpu(m)}.", "",
              f"`fast` chose {_arith(res.get('fast_arithmetic'))}. Load average seen by each worker at its "
-             f"start: {_loads(res)}.", "",
-             f"Workload: `{res['wav']}` ({res['audio_s']:.0f} s, {res['clips']} clips), median of "
-             f"{res['settings']['rounds']} rounds x {res['settings']['repeats']} timed runs after a warm-up. "
-             f"fp32 matmul peak (torch.mm {res['peak']['size']}^2, {res['peak']['threads']} threads, MKL): "
-             f"**{res['peak']['fp32_gflops']:.0f} GFLOP/s**; the same fp32 GEMM through oneDNN: "
-             f"{_f(res['peak'].get('onednn_fp32_gflops'), '.0f')} GFLOP/s; bf16 torch.mm: "
-             f"{res['peak']['bf16_gflops']:.1f} GFLOP/s"
-             f"{'' if res['peak'].get('bf16_size', res['peak']['size']) == res['peak']['size'] else ' (%d^2: emulated, no bf16 hardware)' % res['peak']['bf16_size']}.", "",
-             "Speed-ups are legacy/clean per round (back to back, same load), median over rounds; the "
-             "per-round values are in brackets (a round where another job hit the legacy run shows up as "
-             "an outlier). '% own peak': of the oneDNN fp32 GEMM for fp32, of bf16 torch.mm for bf16.", "",
-             "Network GFLOP/s count the FLOPs that ran (padding reuse skips ~18 % of them); in brackets, "
-             "the whole network's FLOPs per second of network time: the throughput it amounts to.", "",
-             "| model | pipeline | clips/s | s per audio hour | x realtime | vs legacy (wall) | CPU-s per clip "
-             "| vs legacy (CPU) | peak RSS MB | network GFLOP/s (whole-network rate) | % torch.mm fp32 peak | % own peak |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for model, figs in res["figures"].items():
+             f"start: {_loads(res)}."]
+    if peak and "audio_s" in res:
+        lines += ["", f"Workload: `{res['wav']}` ({res['audio_s']:.0f} s, {res['clips']} clips), median of "
+                  f"{res['settings']['rounds']} rounds x {res['settings']['repeats']} timed runs after a warm-up. "
+                  f"fp32 matmul peak (torch.mm {peak['size']}^2, {peak['threads']} threads, MKL): "
+                  f"**{_f(peak['fp32_gflops'], '.0f')} GFLOP/s**; the same fp32 GEMM through oneDNN: "
+                  f"{_f(peak.get('onednn_fp32_gflops'), '.0f')} GFLOP/s; bf16 torch.mm: "
+                  f"{_f(peak['bf16_gflops'], '.1f')} GFLOP/s"
+                  f"{'' if peak.get('bf16_size', peak['size']) == peak['size'] else ' (%d^2: emulated, no bf16 hardware)' % peak['bf16_size']}."]
+    return lines + rows_lines(res)
+
+
+def markdown(res: dict[str, Any]) -> str:
+    lines = header_lines(res)
+    lines += ["", "Speed-ups are legacy/clean per round (back to back, same load), median over rounds; the "
+              "per-round values are in brackets (a round where another job hit the legacy run shows up as "
+              "an outlier). '% own peak': of the oneDNN fp32 GEMM for fp32, of bf16 torch.mm for bf16.", "",
+              "Network GFLOP/s count the FLOPs that ran (padding reuse skips ~18 % of them); in brackets, "
+              "the whole network's FLOPs per second of network time: the throughput it amounts to.", "",
+              "| model | pipeline | clips/s | s per audio hour | x realtime | vs legacy (wall) | CPU-s per clip "
+              "| vs legacy (CPU) | peak RSS MB | network GFLOP/s (whole-network rate) | % torch.mm fp32 peak | % own peak |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for model, figs in res.get("figures", {}).items():
         for p in PIPELINES:
             f = figs.get(p)
             if not f:
@@ -295,7 +319,7 @@ def markdown(res: dict[str, Any]) -> str:
                 f"| {f['peak_rss_mb']:.0f} | {_gf(net)} "
                 f"| {_pct(net, 'fraction_of_fp32_peak')} | {_pct(net, 'fraction_of_same_precision_peak')} |")
     if res.get("network_variants"):
-        lines += ["", "Network alone (ResNet50, the file's 59 inputs; the design choices, measured):", "",
+        lines += ["", f"Network alone (ResNet50, the file's {res.get('clips')} inputs; the design choices, measured):", "",
                   "| variant | wall ms/clip | CPU ms/clip | GFLOP/s (whole-network rate) | % torch.mm fp32 peak | % own peak |",
                   "|---|---:|---:|---:|---:|---:|"]
         for name, v in res["network_variants"].items():
@@ -326,7 +350,7 @@ def markdown(res: dict[str, Any]) -> str:
                          f"| {100 * a['global_agreement']:.1f} % | {a['max_abs_prob_diff']:.4f} "
                          f"| {100 * a['probe_local_agreement']:.2f} % | {100 * a['probe_global_agreement']:.1f} % |")
     lines += ["", "| target | goal | measured | met |", "|---|---|---:|---|"]
-    for v in res["targets"]:
+    for v in res.get("targets", []):
         met = {True: "yes", False: "**no**", None: "not measured", "n/a": "n/a here (fast is fp32)",
                "info": "informational (separate processes: the check is the in-process pair)"}[v["met"]]
         lines.append(f"| {v['target']} | {v['goal']} | {_f(v['measured'], '.4g')} | {met} |")

@@ -31,12 +31,13 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from torch import nn
+from torchvision.models.resnet import Bottleneck     # the body's own blocks (model/bodies.py)
 
 from bench.models import corpus_files, resnet50_config, write_model_folder
 from orcaport.model.pipeline import normalize
 from orcaport.model.audio import PcmAudio
 from orcaport.model.config import ModelConfig
-from orcaport.model.network import Bottleneck, OrcaNet
+from orcaport.model.network import OrcaNet
 from orcaport.model.pipeline import frontend_stages
 from orcaport.parity.testaudio.training import make_training_set
 
