@@ -40,8 +40,8 @@ CONVERT = {
     "malformed_sha": ("is not 64 hex digits",),
     "dict_pickle": ("is not a fastai 1.0.61 learner export", "learn.export()"),
     "truncated_pkl": ("is not a fastai 1.0.61 learner export", "learn.export()"),
-    "xresnet18_body": ("unsupported learner: model[0][0] is Sequential", "models.resnet18..152"),
-    "densenet121_body": ("unsupported learner: model[0] is Sequential", "models.resnet18..152"),
+    "xresnet18_body": ("unsupported learner: model[0][0][0] is Conv2d", "the bodies of fastai's model_meta"),
+    "vgg16_no_bn_body": ("unsupported learner: model[0][0][1] is ReLU", "vgg11_bn has BatchNorm2d"),
     "custom_head": ("unsupported learner: model[1][1] is Flatten", "create_head"),
     "out_is_file": ("cannot create output folder", "pass a writable folder"),
 }

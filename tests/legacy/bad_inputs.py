@@ -159,7 +159,7 @@ def build_learners(tmp: Path) -> dict[str, Path]:
     archs: dict[str, dict[str, Any]] = {
         # fastai 1.0.61's models.xresnet18 cannot take cnn_learner's positional `pretrained`
         "xresnet18_body": {"base_arch": lambda pretrained=False: models.xresnet18()},
-        "densenet121_body": {"base_arch": models.densenet121},
+        "vgg16_no_bn_body": {"base_arch": __import__("torchvision").models.vgg16},   # not in model_meta
         "custom_head": {"base_arch": models.resnet18, "custom_head": custom},
         "resnet18_other": {"base_arch": models.resnet18},
     }
