@@ -39,7 +39,7 @@ VERIFY_REPORTS ?= $(patsubst %/,%,$(dir $(patsubst %/,%,$(VERIFY_REFERENCES))))/
 # upstream's real-data mel reference for parity's real-data check (beside the checkout when present)
 UPSTREAM ?= $(wildcard ../shared/data/upstream_sunset_bay_mel_reference.safetensors)
 
-.PHONY: help envs env-clean env-legacy fixture convert corpus references envelope tolerances controls controls-refs parity zoo zoo-parity variants verify test test-legacy bench bench-cuda publish env-evaluate evaluate
+.PHONY: help envs env-clean env-legacy fixture convert corpus references envelope tolerances controls controls-refs parity zoo zoo-parity variants verify test test-legacy bench bench-bodies bench-cuda publish env-evaluate evaluate
 
 help:  ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -109,6 +109,8 @@ test: env-clean  ## run the test suite in the clean env (legacy tests run too wh
 
 bench: env-clean  ## speed/memory benchmarks (never in CI); writes bench/results.json
 	$(CLEAN) -m bench
+bench-bodies: env-clean env-legacy  ## one row per body family: legacy vs clean clips/s, same run (never in CI); writes bench/bodies.{json,md}
+	$(CLEAN) -m bench.bodies
 
 bench-cuda: env-clean  ## [GPU machine] the whole detector on CUDA over many hours; writes bench/cuda.json (make bench shows it)
 	$(CLEAN) -m bench.cuda --out bench

@@ -85,20 +85,21 @@ def _measure(side: str, model: Path, wav: Path, repeats: int, home: Path) -> dic
     return json.loads(out.stdout[at + len(RESULT_MARK):].splitlines()[0])
 
 
-def build_zoo(names: tuple[str, ...]) -> None:
-    """The zoo's learners (model.pkl + conversion) under WORK, built in the legacy env if missing."""
-    missing = [n for n in names if not (WORK / n / "model" / "model.pkl").is_file()]
+def build_zoo(names: tuple[str, ...], work: Path) -> None:
+    """The zoo's learners (model.pkl + conversion) under `work`, built in the legacy env if missing."""
+    missing = [n for n in names if not (work / n / "model" / "model.pkl").is_file()]
     if missing:
-        subprocess.run([str(LEGACY_PYTHON), "-m", "convert.zoo", "--out", str(WORK.parent / "zoo-out"),
-                        "--work", str(WORK), "--only", *missing], cwd=ROOT, check=True)
+        subprocess.run([str(LEGACY_PYTHON), "-m", "convert.zoo", "--out", str(work / "zoo-out"),
+                        "--work", str(work), "--only", *missing], cwd=ROOT, check=True)
 
 
-def run(rounds: int, repeats: int, wav: Path, names: tuple[str, ...] = FAMILIES) -> list[dict[str, Any]]:
-    build_zoo(names)
+def run(rounds: int, repeats: int, wav: Path, names: tuple[str, ...] = FAMILIES,
+        work: Path = WORK) -> list[dict[str, Any]]:
+    build_zoo(names, work)
     rows = []
     with tempfile.TemporaryDirectory(prefix="orcaport-bench-home-") as home:
         for name in names:
-            model = WORK / name / "model"
+            model = work / name / "model"
             runs: dict[str, list[dict[str, Any]]] = {"legacy": [], "clean": []}
             for _ in range(rounds):                  # interleaved: load from other jobs hits both
                 for side in ("legacy", "clean"):
@@ -146,8 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--wav", type=Path, default=WAV)
     ap.add_argument("--only", nargs="+", choices=FAMILIES)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "bodies.json")
+    ap.add_argument("--work", type=Path, default=WORK, help="where the zoo learners are (built if missing)")
     args = ap.parse_args(argv)
-    rows = run(args.rounds, args.repeats, args.wav, tuple(args.only or FAMILIES))
+    rows = run(args.rounds, args.repeats, args.wav, tuple(args.only or FAMILIES), args.work)
     machine = cpu_name()
     doc = {"machine": machine, "wav": args.wav.name, "rounds": args.rounds, "repeats": args.repeats, "rows": rows}
     write_files_atomically(args.out.parent, {args.out.name: json.dumps(doc, indent=2) + "\n",
