@@ -13,10 +13,12 @@ DEST=${1:-.venvs/ray}
 CLEAN=.venvs/clean/bin/python
 RAY_PINS="ray==2.60.0 aiohttp==3.14.5"     # keep in step with pyproject's `ray` extra
 [ -x "$CLEAN" ] || { echo "error: $CLEAN missing; run \`make env-clean\` first" >&2; exit 2; }
-stamp=$(echo "$RAY_PINS $($CLEAN -c 'import sys; print(sys.version)')" | sha256sum | cut -c1-64)
+site=$($CLEAN -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+# the clean env's site-packages through its link (.venvs/clean): a rebuilt clean env is followed; a
+# clean env elsewhere (another checkout) gives another stamp, so a side env of its own
+stamp=$(echo "$RAY_PINS $site $($CLEAN -c 'import sys; print(sys.version)')" | sha256sum | cut -c1-64)
 if [ -f "$DEST/.stamp" ] && [ "$(cat "$DEST/.stamp")" = "$stamp" ]; then exit 0; fi
 base=$($CLEAN -c 'import sys; print(sys._base_executable)')
-site=$($CLEAN -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 rm -rf "$DEST" && "$base" -m venv "$DEST"     # built in place (a venv hard-codes its path); the stamp comes last
 own=$("$DEST/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 echo "import site; site.addsitedir('$site')" > "$own/orcaport_clean_env.pth"
