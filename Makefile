@@ -19,6 +19,7 @@ FIXTURE := reference_outputs/fixture
 MODEL ?= $(FIXTURE)
 AUDIO ?= reference_outputs/corpus
 REFERENCES ?= reference_outputs/stages
+PREDICT_REFERENCES ?= build/predict_references
 REPORTS ?= reports
 SHA256 ?=
 FRONTEND ?=
@@ -39,7 +40,7 @@ VERIFY_REPORTS ?= $(patsubst %/,%,$(dir $(patsubst %/,%,$(VERIFY_REFERENCES))))/
 # upstream's real-data mel reference for parity's real-data check (beside the checkout when present)
 UPSTREAM ?= $(wildcard ../shared/data/upstream_sunset_bay_mel_reference.safetensors)
 
-.PHONY: help envs env-clean env-legacy fixture convert corpus references envelope tolerances controls controls-refs parity zoo zoo-parity variants verify test test-legacy bench bench-bodies bench-cuda publish env-evaluate evaluate
+.PHONY: help envs env-clean env-legacy fixture convert corpus references predict-references predict-parity envelope tolerances controls controls-refs parity zoo zoo-parity variants verify test test-legacy bench bench-bodies bench-cuda publish env-evaluate evaluate
 
 help:  ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -64,6 +65,14 @@ corpus: env-clean  ## regenerate the committed parity audio corpus (seeded, dete
 references: env-legacy  ## [legacy] record stage-by-stage references from the real legacy pipeline  (MODEL= AUDIO= REFERENCES= BUDGET_MB=)
 	$(LEGACY) -m convert.references --model "$(MODEL_DIR)" --audio $(AUDIO) --out "$(REFERENCES)" \
 	  --budget-mb $(BUDGET_MB) $(if $(SHA256),--sha256 "$(SHA256)")
+
+predict-references: env-legacy  ## [legacy] references of fastai_audio's own predict (per file / per item)  (MODEL= AUDIO= PREDICT_REFERENCES=)
+	$(LEGACY) -m convert.predict_references --model "$(MODEL_DIR)" --audio $(AUDIO) --out "$(PREDICT_REFERENCES)" \
+	  $(if $(SHA256),--sha256 "$(SHA256)")
+
+predict-parity: env-clean  ## [clean] replay the predict-mode references  (MODEL= AUDIO= PREDICT_REFERENCES= REPORTS=)
+	$(CLEAN) -m orcaport.parity.predict_parity --model "$(MODEL_DIR)" --references "$(PREDICT_REFERENCES)" \
+	  --audio $(AUDIO) --out "$(REPORTS)/predict_parity.json" --tolerances "$(TOLERANCES)"
 
 envelope: env-legacy env-clean  ## [legacy] legacy's own spread under every kernel path -> ENVELOPE, then TOLERANCES  (MODEL= AUDIO= REFERENCES= VARIANTS=)
 	$(LEGACY) -m convert.envelope --model "$(MODEL_DIR)" --corpus $(AUDIO) --references "$(REFERENCES)" \
