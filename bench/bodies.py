@@ -117,7 +117,8 @@ def run(rounds: int, repeats: int, wav: Path, names: tuple[str, ...] = FAMILIES,
 
 
 def markdown(rows: list[dict[str, Any]], machine: str) -> str:
-    lines = [f"Body families (zoo learners, 8 kHz 64-mel frontend; {machine}):", "",
+    lines = [f"Body families (zoo learners, 8 kHz 64-mel frontend; {machine}; legacy torch "
+             f"{rows[0]['torch']['legacy']}, clean {rows[0]['torch']['clean']}):", "",
              "| body | clips | legacy clips/s | clean clips/s | clean/legacy | clean engine | max conf diff |",
              "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['body']} | {r['clips']} | {r['legacy_clips_per_s']:.1f} | {r['clean_clips_per_s']:.1f} | "
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         out = (_legacy if args.side == "legacy" else _clean)(args.model, args.wav, args.repeats)
         print(RESULT_MARK + json.dumps(out))
         return 0
-    from bench.machine import cpu_name
+    from bench.machine import lscpu
     from orcaport.model.fileio import write_files_atomically
 
     ap = argparse.ArgumentParser(prog="python -m bench.bodies", description=__doc__.splitlines()[0])
@@ -150,8 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=WORK, help="where the zoo learners are (built if missing)")
     args = ap.parse_args(argv)
     rows = run(args.rounds, args.repeats, args.wav, tuple(args.only or FAMILIES), args.work)
-    machine = cpu_name()
-    doc = {"machine": machine, "wav": args.wav.name, "rounds": args.rounds, "repeats": args.repeats, "rows": rows}
+    cpu = lscpu()
+    machine = f"{cpu['model_name']} model {cpu['model']}, " + " ".join(f for f, on in cpu["key_flags"].items() if on)
+    doc = {"machine": machine, "lscpu": cpu, "load_average": os.getloadavg(), "wav": args.wav.name,
+           "rounds": args.rounds, "repeats": args.repeats, "rows": rows}
     write_files_atomically(args.out.parent, {args.out.name: json.dumps(doc, indent=2) + "\n",
                                              args.out.with_suffix(".md").name: markdown(rows, machine)})
     return 0
