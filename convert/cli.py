@@ -35,6 +35,7 @@ from orcaport.model.weights import serialize_state
 
 LOGIT_ATOL = 1e-5          # the issue's bar for "zero loss": max |clean - learner| on one batch
 CHECK_BATCH = 4
+CHECK_WIDTH = 157   # a 2 s clip's columns at 20 kHz / hop 256: used when the config fixes no width
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 
@@ -75,9 +76,13 @@ def clean_state_dict(learn: Any, head_layout: tuple[str, ...], net: OrcaNet) -> 
 def check_logits(learn: Any, net: OrcaNet, cfg: ModelConfig) -> float:
     """Max |clean - learner| logits on a seeded dB-like batch of the network's input shape."""
     fe = cfg.frontend
-    width = input_width(fe, fe.resample_to)
+    # The input's shape as the frontend makes it; without resample_to/duration/hop the width follows
+    # each file, and any width checks the weights (the bodies pool adaptively).
+    width = input_width(fe, fe.resample_to) if fe.resample_to and fe.hop_length else None
+    height = fe.n_mfcc if fe.mfcc else fe.n_mels
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(CHECK_BATCH, cfg.architecture.in_channels, fe.n_mels, width, generator=gen) * 20 - 40
+    x = torch.randn(CHECK_BATCH, cfg.architecture.in_channels, height, width or CHECK_WIDTH,
+                    generator=gen) * 20 - 40
     learn.model.eval()
     with torch.no_grad():
         want = learn.model(x)

@@ -52,3 +52,17 @@ def test_a_given_hash_is_recorded_once_and_reused(tmp_path: Path) -> None:
     swapped = convert(model, model)
     assert swapped.returncode == 3 and "refusing to unpickle" in swapped.stderr
     assert record.read_bytes() == first and (model / "model.safetensors").read_bytes() == weights
+
+
+@pytest.mark.parametrize("change", [{"resample_to": None, "duration": None}, {"mfcc": True, "n_mfcc": 20}],
+                         ids=["native_rate_no_duration", "mfcc"])
+def test_convert_checks_logits_for_any_frontend_shape(tmp_path: Path, change: dict) -> None:
+    """The logit check's input follows the frontend: no fixed width without resample_to/duration,
+    n_mfcc rows for an MFCC learner (it raised TypeError on None before)."""
+    import json
+
+    frontend = json.loads((FIXTURE / "config.json").read_text())["frontend"] | change
+    (tmp_path / "frontend.json").write_text(json.dumps(frontend))
+    run = convert(FIXTURE, tmp_path / "out", "--frontend", str(tmp_path / "frontend.json"))
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["frontend"] == frontend
