@@ -68,6 +68,9 @@ class Plan:
     legacy: bool = True
     hour: bool = True                # the long-file rows (hour, and the 1-CPU long file)
     in_process: bool = False         # clean workers run in this process (smoke: no RSS, no timing)
+    variants: tuple[str, ...] | None = None   # network variants to run (None: every one of VARIANTS)
+    pair_cpus: tuple[str, ...] = ("2 CPUs", "1 CPU")
+    corpus_models: tuple[str, ...] = ("resnet50", "fixture")   # agreement and int8 rows
 
 
 def smoke_plan(tmp: Path, legacy: bool) -> Plan:
@@ -78,9 +81,16 @@ def smoke_plan(tmp: Path, legacy: bool) -> Plan:
     (corpus / "corpus.json").write_text(json.dumps({"files": [{"name": n} for n in SMOKE_CORPUS]}))
     # A ResNet50 costs ~7 CPU-s per Detector build (oneDNN's trial passes): the fixture's ResNet18
     # takes the ResNet50's place on the clean side (legacy still builds its ResNet50 learner).
+    # Variants that only resize batches or pools run the same code as another: one per engine,
+    # padding reuse and arithmetic.
+    paths: dict[tuple, str] = {}
+    for label, extra in VARIANTS.items():
+        sizing = {i for i, x in enumerate(extra) if x in SIZING_FLAGS}
+        paths.setdefault(tuple(x for i, x in enumerate(extra) if i not in sizing and i - 1 not in sizing), label)
     return Plan(rounds=1, repeats=1, warmup=0, wav=corpus / SMOKE_WAV, corpus=corpus, hour_s=8, mm_size=256,
                 peak_repeats=1, calibration_per_class=2, pair_repeats=1, stand_in=FIXTURE,
-                probe_agreement=False, legacy=legacy, in_process=True)
+                probe_agreement=False, legacy=legacy, in_process=True, variants=tuple(paths.values()), pair_cpus=("2 CPUs",),
+                corpus_models=("fixture",))          # the stand-in *is* the fixture here: no second row
 
 
 VARIANTS = {   # ResNet50 network alone: the design choices, each measured (flags for clean_worker)
@@ -98,6 +108,9 @@ VARIANTS = {   # ResNet50 network alone: the design choices, each measured (flag
     "bf16 (forced) autocast, plain OrcaNet channels_last, batch 4, 2 workers x 1 thread":
         ["--profile", "fast", "--arithmetic", "bf16", "--engine", "channels_last"],
 }
+
+
+SIZING_FLAGS = ("--batch-size", "--workers", "--intra")   # each takes a number
 
 
 class Bench:
@@ -193,7 +206,8 @@ class Bench:
 
     def pairs(self) -> None:
         """fast vs legacy-exact alternated in one process (bench/pair.py), on 2 CPUs and pinned to one."""
-        for key, one in (("2 CPUs", False), ("1 CPU", True)):
+        for key in self.plan.pair_cpus:
+            one = key == "1 CPU"
             self.rows.run(f"pair/{key}", lambda: {
                 **self.clean("pair", "--model", self.models["resnet50"], "--wav", self.plan.wav,
                              "--repeats", self.plan.pair_repeats, one_cpu=one),
@@ -206,7 +220,7 @@ class Bench:
         bf16_cpu = any(self.res["machine"]["lscpu"]["key_flags"][f] for f in ("avx512_bf16", "amx_bf16"))
         self.res["network_variants_skipped"] = [] if bf16_cpu else [v for v, e in VARIANTS.items() if "bf16" in e]
         for label, extra in VARIANTS.items():
-            if bf16_cpu or "bf16" not in extra:
+            if (bf16_cpu or "bf16" not in extra) and label in (self.plan.variants or VARIANTS):
                 self.rows.run(f"variant/{label}", lambda: network_figures(
                     self.clean("network", "--model", self.models["resnet50"], "--wav", self.plan.wav,
                                "--repeats", self.plan.repeats, *extra),
@@ -217,8 +231,8 @@ class Bench:
     def corpus_rows(self) -> None:
         """fast vs fp32 decisions on the corpus, then the int8 candidate, per model."""
         for section, mode, models, extra in (
-                ("agreement", "corpus", ("resnet50", "fixture") + ("resnet50-random",) * self.plan.probe_agreement, []),
-                ("int8", "int8", ("resnet50", "fixture"), ["--calibration", self.plan.calibration_per_class])):
+                ("agreement", "corpus", self.plan.corpus_models + ("resnet50-random",) * self.plan.probe_agreement, []),
+                ("int8", "int8", self.plan.corpus_models, ["--calibration", self.plan.calibration_per_class])):
             for name in models:
                 if name in self.models:
                     self.rows.run(f"{section}/{name}", lambda: self.clean(
@@ -293,18 +307,24 @@ def run(argv: list[str] | None = None) -> int:
                     help="re-measure only the long-file rows (1-hour file, 1 CPU) into OUT/results.json")
     ap.add_argument("--pair-only", action="store_true",
                     help="measure only fast vs legacy-exact alternated in one process, into OUT/results.json")
+    ap.add_argument("--only", type=lambda v: [x for x in v.split(",") if x], default=[],
+                    help=f"measure only these sections ({','.join(SECTIONS)}) into OUT/results.json, after "
+                         "the rows it has (e.g. to finish a run that was stopped)")
     args = ap.parse_args(argv)
     use_legacy = LEGACY_PYTHON.exists() and not args.skip_legacy
     if not use_legacy:
         print(f"bench: legacy pipeline skipped ({LEGACY_PYTHON} missing or --skip-legacy)", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="orcaport-bench-") as tmp:
+        unknown = sorted(set(args.only) - set(SECTIONS))
+        if unknown:
+            ap.error(f"--only {','.join(unknown)}: the sections are {','.join(SECTIONS)}")
         if args.smoke:
             plan = smoke_plan(Path(tmp), use_legacy)
         else:
             quick = dict(rounds=1, repeats=1, hour=False) if args.quick else {}
             plan = Plan(**{"rounds": args.rounds, "repeats": args.repeats, "hour": not args.skip_hour,
                            **quick, "legacy": use_legacy})
-        if args.render or args.hour_only or args.pair_only:
+        if args.render or args.hour_only or args.pair_only or args.only:
             return again(args, plan, Path(tmp))
         res: dict[str, Any] = {"date": now(), "machine": machine(use_legacy), "wav": plan.wav.name,
                                "settings": {"rounds": plan.rounds, "repeats": plan.repeats, "smoke": args.smoke},
@@ -314,9 +334,9 @@ def run(argv: list[str] | None = None) -> int:
         bench.prepare(Path(tmp))
         bench.rounds()
         bench.parity()
-        bench.pairs()
+        bench.corpus_rows()       # decisions (agreement, int8) before more timings: cheap, and
+        bench.pairs()             # a slow shared machine still gets them by a deadline
         bench.variants()
-        bench.corpus_rows()
         if plan.hour:
             bench.long_file(Path(tmp))
         res["machine"]["loadavg_end"] = round(os.getloadavg()[0], 2)
@@ -326,18 +346,27 @@ def run(argv: list[str] | None = None) -> int:
     return int(code)
 
 
+SECTIONS = ("corpus", "pairs", "variants", "long")   # --only: what a run after the rounds measures
+
+
 def again(args: argparse.Namespace, plan: Plan, tmp: Path) -> int:
-    """--render / --hour-only / --pair-only on the saved OUT/results.json."""
+    """--render, or --only SECTIONS (and the older --hour-only / --pair-only) into the saved
+    OUT/results.json: the rows it has stand, the sections named are measured (again) after them."""
     res = json.loads((args.out / "results.json").read_text())
     res["cuda"] = cuda_results(args.out)
     bench = Bench(plan, res, args.out)
     if args.render and "raw" not in res:
         refresh(res)
-    bench.models = {"resnet50": TRAINED, "fixture": FIXTURE}
-    if args.pair_only:
-        bench.pairs()
-    if args.hour_only:
+    only = set(args.only) | ({"pairs"} if args.pair_only else set()) | ({"long"} if args.hour_only else set())
+    bench.models = {"resnet50": plan.stand_in or TRAINED, "fixture": FIXTURE}
+    if only & {"corpus", "variants"}:         # the random ResNet50 lived in the first run's temp folder
+        bench.prepare(tmp)
+    for name, section in (("corpus", bench.corpus_rows), ("pairs", bench.pairs), ("variants", bench.variants)):
+        if name in only:
+            section()
+    if "long" in only:
         bench.long_file(tmp)
+    res["machine"]["loadavg_end"] = round(os.getloadavg()[0], 2)
     code = bench.rows.finish()
     print((args.out / "results.md").read_text())
     return int(code)

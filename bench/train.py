@@ -31,7 +31,6 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from torch import nn
-from torchvision.models.resnet import Bottleneck     # the body's own blocks (model/bodies.py)
 
 from bench.models import corpus_files, resnet50_config, write_model_folder
 from orcaport.model.pipeline import normalize
@@ -107,7 +106,7 @@ def init_weights(net: OrcaNet) -> OrcaNet:
     for m in net.body.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, Bottleneck):
+        elif isinstance(getattr(m, "bn3", None), nn.BatchNorm2d):   # a bottleneck block (model/bodies.py)
             nn.init.zeros_(m.bn3.weight)
     for m in net.head.modules():
         if isinstance(m, nn.Linear):
