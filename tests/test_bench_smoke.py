@@ -111,3 +111,10 @@ def test_smoke_runs_every_row(tmp_path: Path) -> None:
     table = (tmp_path / "results.md").read_text()
     assert "smoke run" in table and "int8 candidate" in table and "| fixture | " in table
     assert len(res["targets"]) >= 10 and {"target", "goal", "measured", "met"} <= set(res["targets"][0])
+
+
+def test_only_names_its_sections(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "bench", "--only", "corpus,nope", "--out", str(tmp_path)], cwd=ROOT,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "--only nope: the sections are corpus,pairs,variants,long" in out.stderr
+    assert not list(tmp_path.iterdir())
