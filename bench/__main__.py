@@ -217,10 +217,10 @@ class Bench:
 
     def variants(self) -> None:
         """The ResNet50 network alone under each design choice (bf16 ones only on bf16 CPUs)."""
-        bf16_cpu = any(self.res["machine"]["lscpu"]["key_flags"][f] for f in ("avx512_bf16", "amx_bf16"))
-        self.res["network_variants_skipped"] = [] if bf16_cpu else [v for v, e in VARIANTS.items() if "bf16" in e]
+        bf16 = bf16_cpu(self.res)
+        self.res["network_variants_skipped"] = [] if bf16 else [v for v, e in VARIANTS.items() if "bf16" in e]
         for label, extra in VARIANTS.items():
-            if (bf16_cpu or "bf16" not in extra) and label in (self.plan.variants or VARIANTS):
+            if (bf16 or "bf16" not in extra) and label in (self.plan.variants or VARIANTS):
                 self.rows.run(f"variant/{label}", lambda: network_figures(
                     self.clean("network", "--model", self.models["resnet50"], "--wav", self.plan.wav,
                                "--repeats", self.plan.repeats, *extra),
@@ -259,6 +259,30 @@ class Bench:
             for profile in ("legacy-exact", "fast"):
                 self.row(f"1 CPU/{key}/{profile}", ("one_cpu", key, profile), lambda: self.clean(
                     "detect", "--model", self.models[model], "--wav", wav, "--profile", profile, *rep, one_cpu=True))
+
+
+def planned_rows(plan: Plan, bf16_cpu: bool) -> list[str]:
+    """Every row a run of `plan` measures, in run order (a run that stopped lists the rest as not run)."""
+    models = ("resnet50", "fixture")
+    rows = ["prepare"] + ([] if plan.stand_in else ["train"])
+    for r in range(1, plan.rounds + 1):
+        rows.append(f"round {r}/peak")
+        for m in models:
+            rows += [f"round {r}/{m}/legacy"] * plan.legacy
+            rows += [f"round {r}/{m}/{p}{n}" for p in ("legacy-exact", "fast") for n in ("", " network")]
+    rows += ["final peak", "parity"]
+    rows += [f"agreement/{m}" for m in plan.corpus_models + ("resnet50-random",) * plan.probe_agreement]
+    rows += [f"int8/{m}" for m in plan.corpus_models] + [f"pair/{k}" for k in plan.pair_cpus]
+    rows += [f"variant/{v}" for v, extra in VARIANTS.items()
+             if (bf16_cpu or "bf16" not in extra) and v in (plan.variants or VARIANTS)]
+    if plan.hour:
+        rows += ["hour/legacy-exact", "hour/fast"]
+        rows += [f"1 CPU/{key}/{p}" for key in ONE_CPU_WORKLOADS for p in ("legacy",) * plan.legacy + ("legacy-exact", "fast")]
+    return rows
+
+
+def bf16_cpu(res: dict[str, Any]) -> bool:
+    return any(res["machine"]["lscpu"]["key_flags"][f] for f in ("avx512_bf16", "amx_bf16"))
 
 
 def trained_resnet50() -> Path:
@@ -340,7 +364,7 @@ def run(argv: list[str] | None = None) -> int:
         if plan.hour:
             bench.long_file(Path(tmp))
         res["machine"]["loadavg_end"] = round(os.getloadavg()[0], 2)
-        code = bench.rows.finish()
+        code = bench.rows.finish(planned_rows(plan, bf16_cpu(res)))
     if (args.out / "results.md").is_file():
         print((args.out / "results.md").read_text())
     return int(code)
@@ -354,6 +378,7 @@ def again(args: argparse.Namespace, plan: Plan, tmp: Path) -> int:
     OUT/results.json: the rows it has stand, the sections named are measured (again) after them."""
     res = json.loads((args.out / "results.json").read_text())
     res["cuda"] = cuda_results(args.out)
+    planned = planned_rows(plan, bf16_cpu(res)) if "rows" in res else []   # older results kept no rows
     bench = Bench(plan, res, args.out)
     if args.render and "raw" not in res:
         refresh(res)
@@ -367,7 +392,7 @@ def again(args: argparse.Namespace, plan: Plan, tmp: Path) -> int:
     if "long" in only:
         bench.long_file(tmp)
     res["machine"]["loadavg_end"] = round(os.getloadavg()[0], 2)
-    code = bench.rows.finish()
+    code = bench.rows.finish(planned)
     print((args.out / "results.md").read_text())
     return int(code)
 

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from orcaport.model.errors import ExitCode, FailedError, one_line
 
-OK, FAILED, SKIPPED, INTERRUPTED = "ok", "failed", "skipped", "interrupted"
+OK, FAILED, SKIPPED, INTERRUPTED, NOT_RUN = "ok", "failed", "skipped", "interrupted", "not run"
 DETAIL_CHARS = 3000
 
 
@@ -89,8 +89,13 @@ class Rows:
     def problems(self) -> dict[str, dict[str, Any]]:
         return {n: r for n, r in self.res["rows"].items() if r["status"] != OK}
 
-    def finish(self) -> ExitCode:
-        """Mark the run complete (or incomplete), save; -> OK, or FAILED naming the rows."""
+    def finish(self, planned: list[str] = ()) -> ExitCode:
+        """Mark the `planned` rows never measured as not run, the run complete (or incomplete),
+        save; -> OK, or FAILED naming the rows."""
+        for name in planned:
+            if name not in self.res["rows"]:
+                self.res["rows"][name] = {"status": NOT_RUN, "finished": now(), "loadavg": round(os.getloadavg()[0], 2),
+                                          "error": "not measured: the run stopped before it"}
         bad = self.problems()
         for key in ("derive_error", "render_error"):
             if self.res.get(key):
