@@ -391,7 +391,8 @@ def again(args: argparse.Namespace, plan: Plan, tmp: Path) -> int:
             section()
     if "long" in only:
         bench.long_file(tmp)
-    res["machine"]["loadavg_end"] = round(os.getloadavg()[0], 2)
+    if only:                                   # --render measures nothing: the run's own end stands
+        res["machine"]["loadavg_end"] = round(os.getloadavg()[0], 2)
     code = bench.rows.finish(planned)
     print((args.out / "results.md").read_text())
     return int(code)
