@@ -116,8 +116,10 @@ variants: env-clean  ## [clean] make parity under every kernel-path variant of t
 test: env-clean  ## run the test suite in the clean env (legacy tests run too when .venvs/legacy exists)
 	$(CLEAN) -m pytest
 
-bench: env-clean  ## speed/memory benchmarks (never in CI); writes bench/results.json
-	$(CLEAN) -m bench
+bench: env-clean  ## speed/memory benchmarks (never in CI); writes bench/results.json, then the per-body rows
+	@status=0; $(CLEAN) -m bench || status=$$?; \
+	if [ -x "$(LEGACY)" ]; then $(CLEAN) -m bench.bodies || status=$$?; \
+	else echo "bench: per-body rows not run (no legacy env: make env-legacy)"; fi; exit $$status
 bench-bodies: env-clean env-legacy  ## one row per body family: legacy vs clean clips/s, same run (never in CI); writes bench/bodies.{json,md}
 	$(CLEAN) -m bench.bodies
 
