@@ -37,7 +37,7 @@ import torch
 from bench.machine import cpu_name, lscpu
 from bench.train import SAMPLE_RATE, TRAIN_SEED, train_resnet50
 from orcaport.model.detector import Detector
-from orcaport.model.feeder import WaveformChunks, detect_many, plan_chunks
+from orcaport.model.feeder import CHUNK_CLIPS, WaveformChunks, detect_many, plan_chunks
 from orcaport.model.fileio import write_json_atomically
 from orcaport.model.spectrogram import input_width
 from orcaport.parity.testaudio.training import training_example
@@ -117,7 +117,9 @@ def whole(det: Detector, paths: list[Path], workers: int) -> tuple[dict[str, Any
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
     results = []
-    for path, d in detect_many(det, paths, workers):
+    # fixed 256-clip chunks (throughput) as the committed GPU rows measured; detect_many's default
+    # (the Detector's own batches, bit for bit a one-file run's) is for the CLI's results
+    for path, d in detect_many(det, paths, workers, chunk=CHUNK_CLIPS):
         if isinstance(d, Exception):
             raise SystemExit(f"bench.cuda: {path}: {d}")
         results.append(d)
