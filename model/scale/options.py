@@ -9,6 +9,7 @@ import re
 import socket
 from typing import Any
 
+from orcaport.model.cli import _positive_int   # detect's own check for N >= 1 flags
 from orcaport.model.errors import RemoteError, UsageError
 
 # local: a private Ray in this process (or the cluster $RAY_ADDRESS names); auto: the cluster
@@ -20,13 +21,6 @@ CONNECT_TIMEOUT_S = 5.0
 
 class RayClusterError(RemoteError):
     """The Ray cluster could not be reached or started (exit 6)."""
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def _cpus(text: str) -> float:
