@@ -23,20 +23,26 @@ OPTIONS = {"pad_mode": "zeros", "remove_silence": "trim", "silence_threshold": 1
 FILES = ("clipping_48k_16_3s2.wav", "stereo_44k1_16_10s5.wav")
 
 
-def main(work: str) -> int:
-    warnings.simplefilter("ignore")
-    root = Path(work)
-    fe = {**json.loads((FIXTURE / "config.json").read_text())["frontend"], **OPTIONS}
+def record_with_options(root: Path, options: dict, files: tuple[str, ...],
+                        module: str) -> subprocess.CompletedProcess:
+    """The fixture converted with `options` over its frontend into root/model, `files` of the corpus
+    copied into root/audio, then `python -m <module>` (a references recorder) into root/refs."""
+    fe = {**json.loads((FIXTURE / "config.json").read_text())["frontend"], **options}
     (root / "fe.json").write_text(json.dumps(fe))
     convert(FIXTURE / "model.pkl", root / "model", None, str(root / "fe.json"))
     for name in ("model.pkl", "model.pkl.sha256"):
         shutil.copyfile(FIXTURE / name, root / "model" / name)
     (root / "audio").mkdir()
-    for name in FILES:
+    for name in files:
         shutil.copyfile(CORPUS / name, root / "audio" / name)
-    run = subprocess.run([sys.executable, "-m", "convert.references", "--model", str(root / "model"),
-                          "--audio", str(root / "audio"), "--out", str(root / "refs")],
-                         capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", module, "--model", str(root / "model"),
+                           "--audio", str(root / "audio"), "--out", str(root / "refs")],
+                          capture_output=True, text=True)
+
+
+def main(work: str) -> int:
+    warnings.simplefilter("ignore")
+    run = record_with_options(Path(work), OPTIONS, FILES, "convert.references")
     print("RESULT " + json.dumps({"returncode": run.returncode, "stderr": run.stderr[-2000:], "options": OPTIONS}))
     return 0
 

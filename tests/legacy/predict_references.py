@@ -6,14 +6,11 @@ duration 3 s), then convert.predict_references on three corpus files. Prints one
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import sys
 import warnings
 from pathlib import Path
 
-from convert.cli import convert
-from tests.paths import CORPUS, FIXTURE
+from tests.legacy.option_references import record_with_options
 
 OPTIONS = {"pad_mode": "zeros", "remove_silence": "split", "silence_threshold": 10, "segment_size": 2000,
            "mfcc": True, "duration": 3000}
@@ -22,18 +19,7 @@ FILES = ("clipping_48k_16_3s2.wav", "stereo_44k1_16_10s5.wav", "hires_96k_24_3s2
 
 def main(work: str) -> int:
     warnings.simplefilter("ignore")
-    root = Path(work)
-    fe = {**json.loads((FIXTURE / "config.json").read_text())["frontend"], **OPTIONS}
-    (root / "fe.json").write_text(json.dumps(fe))
-    convert(FIXTURE / "model.pkl", root / "model", None, str(root / "fe.json"))
-    for name in ("model.pkl", "model.pkl.sha256"):
-        shutil.copyfile(FIXTURE / name, root / "model" / name)
-    (root / "audio").mkdir()
-    for name in FILES:
-        shutil.copyfile(CORPUS / name, root / "audio" / name)
-    run = subprocess.run([sys.executable, "-m", "convert.predict_references", "--model", str(root / "model"),
-                          "--audio", str(root / "audio"), "--out", str(root / "refs")],
-                         capture_output=True, text=True)
+    run = record_with_options(Path(work), OPTIONS, FILES, "convert.predict_references")
     print("RESULT " + json.dumps({"returncode": run.returncode, "stderr": run.stderr[-2000:]}))
     return 0
 
