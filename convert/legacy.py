@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -23,7 +24,7 @@ import torch
 import torchaudio
 
 from orcaport.model.errors import OrcaportError
-from orcaport.model.fileio import sha256_file
+from orcaport.model.fileio import sha256_file, write_files_atomically
 
 PKL_SHA256_SUFFIX = ".sha256"
 
@@ -76,10 +77,6 @@ def record_trust(model_pkl: Path, sha256: str) -> Path | None:
     target runs without SHA256=: trust is given once. An existing record of the same hash is kept
     as it is (it says when trust was first given). Returns the record, or None when the model's
     folder is not writable (a warning: the conversion itself succeeded)."""
-    from datetime import datetime, timezone
-
-    from orcaport.model.fileio import write_files_atomically
-
     record = trust_record(model_pkl)
     if record.is_file() and record.read_text().split()[:1] == [sha256]:
         return record

@@ -50,9 +50,9 @@ def fill(line: str, values: dict[str, str]) -> str:
 
 
 def remembered_spec() -> str:
-    for source in (ROOT / ".venvs" / "legacy" / ".spec",):
-        if source.is_file():
-            return source.read_text().strip()
+    remembered = ROOT / ".venvs" / "legacy" / ".spec"
+    if remembered.is_file():
+        return remembered.read_text().strip()
     local = ROOT / "envs" / "local.mk"
     if local.is_file():
         m = re.search(r"^FASTAI_AUDIO_SPEC\s*[:?]?=\s*(\S+)", local.read_text(), re.M)
