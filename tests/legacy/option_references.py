@@ -24,14 +24,15 @@ FILES = ("clipping_48k_16_3s2.wav", "stereo_44k1_16_10s5.wav")
 
 
 def record_with_options(root: Path, options: dict, files: tuple[str, ...],
-                        module: str) -> subprocess.CompletedProcess:
-    """The fixture converted with `options` over its frontend into root/model, `files` of the corpus
+                        module: str, source: Path = FIXTURE) -> subprocess.CompletedProcess:
+    """The learner in `source` (model.pkl and its .sha256 record; the fixture's by default)
+    converted with `options` over the fixture's frontend into root/model, `files` of the corpus
     copied into root/audio, then `python -m <module>` (a references recorder) into root/refs."""
     fe = {**json.loads((FIXTURE / "config.json").read_text())["frontend"], **options}
     (root / "fe.json").write_text(json.dumps(fe))
-    convert(FIXTURE / "model.pkl", root / "model", None, str(root / "fe.json"))
+    convert(source / "model.pkl", root / "model", None, str(root / "fe.json"))
     for name in ("model.pkl", "model.pkl.sha256"):
-        shutil.copyfile(FIXTURE / name, root / "model" / name)
+        shutil.copyfile(source / name, root / "model" / name)
     (root / "audio").mkdir()
     for name in files:
         shutil.copyfile(CORPUS / name, root / "audio" / name)
