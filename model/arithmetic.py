@@ -10,7 +10,11 @@
 - any other CPU: fp32, the same engine as `legacy-exact` (int8 was measured and missed the
   decision-agreement or speed bar: bench/results.md, README), so `fast` is never slower than it.
 
-A user can force the choice (`--arithmetic`, or ORCAPORT_ARITHMETIC=auto|fp32|bf16|fp16), and
+int8 is never chosen automatically (it missed the 99.5 % agreement bar); a user picks it
+(`--arithmetic int8`) after `make evaluate` showed its F1 on their labels, on a CPU whose torch has
+the x86/fbgemm quantized engine, with a calibration stored in the model folder (model/calibration.py).
+
+A user can force the choice (`--arithmetic`, or ORCAPORT_ARITHMETIC=auto|fp32|bf16|fp16|int8), and
 tests inject the CPU flags instead of reading them, so every branch is testable on any machine.
 """
 
@@ -29,10 +33,11 @@ from orcaport.model.errors import ExitCode
 from orcaport.model.source import DetectorError
 
 ENV_VAR = "ORCAPORT_ARITHMETIC"
-CHOICES = ("auto", "fp32", "bf16", "fp16")
+CHOICES = ("auto", "fp32", "bf16", "fp16", "int8")
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")      # x86 flags with native bf16 dot products
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-ALLOWED = {"cpu": ("fp32", "bf16"), "cuda": ("fp32", "bf16", "fp16")}
+# The floating type the network's inputs and unquantized layers use (int8: the head stays fp32).
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.float32}
+ALLOWED = {"cpu": ("fp32", "bf16", "int8"), "cuda": ("fp32", "bf16", "fp16")}
 
 
 class ArithmeticChoiceError(DetectorError):
@@ -107,6 +112,8 @@ def choose(profile: str, device: str, override: str | None = None,
     if forced is not None and forced not in CHOICES:
         raise ArithmeticChoiceError(f"{source}={forced!r} is not an arithmetic; "
                                     f"use one of: {', '.join(CHOICES)}")
+    if forced == "int8":
+        return result("int8", _int8_reason(source, device), source)
     if forced is not None:
         if forced not in ALLOWED[device]:
             raise ArithmeticChoiceError(f"{source}={forced}: {forced} does not run on {device}; use one "
@@ -120,6 +127,20 @@ def choose(profile: str, device: str, override: str | None = None,
         return result("bf16", f"CPU has {', '.join(seen)}", "detected")
     return result("fp32", "CPU has no AVX512-BF16/AMX (bf16 would be emulated, slower than fp32); "
                   "int8 missed the bar (bench/results.md)", "detected")
+
+
+def _int8_reason(source: str, device: str) -> str:
+    """Why int8 can run here, or ArithmeticChoiceError naming the fix (CUDA; no quantized engine)."""
+    from orcaport.model.quantized import ENGINES, quantized_engine
+
+    if device != "cpu":
+        raise ArithmeticChoiceError(f"{source}=int8: the int8 network runs on the CPU's quantized engine, not "
+                                    f"on {device}; use --device cpu (or fp16 on {device})")
+    engine = quantized_engine()
+    if engine is None:
+        raise ArithmeticChoiceError(f"{source}=int8: this torch offers no {'/'.join(ENGINES)} quantized engine "
+                                    f"on this CPU ({platform.machine() or 'unknown'}); use --arithmetic fp32 or auto")
+    return f"forced; {engine} quantized engine"
 
 
 @contextlib.contextmanager

@@ -105,8 +105,10 @@ def configure_detect(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", choices=("legacy-exact", "fast"), default="legacy-exact",
                    help="legacy-exact: fp32, identical to legacy; fast: the quickest arithmetic this "
                         "hardware runs natively (bf16 with AVX512-BF16/AMX, fp16 on CUDA, else fp32)")
-    p.add_argument("--arithmetic", choices=("auto", "fp32", "bf16", "fp16"), default=None,
-                   help="force fast's arithmetic (default: auto, or $ORCAPORT_ARITHMETIC)")
+    p.add_argument("--arithmetic", choices=("auto", "fp32", "bf16", "fp16", "int8"), default=None,
+                   help="force fast's arithmetic (default: auto, or $ORCAPORT_ARITHMETIC); int8: the body "
+                        "int8, the head fp32, on an x86 CPU, from the model folder's calibration "
+                        "(`orcaport calibrate`); never chosen by auto")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--batch-size", type=_positive_int, default=None,
                    help="clips per network call (default: 4 on CPU, 64 on CUDA)")
@@ -320,6 +322,22 @@ def _predict_run(args: argparse.Namespace) -> int:
 
 register("predict", "fastai_audio's own predict: class and probabilities per file or per segment",
          _predict_configure, _predict_run)
+
+
+def _calibrate_configure(p: argparse.ArgumentParser) -> None:
+    from orcaport.model.calibrate import configure    # model/calibrate.py: int8's stored calibration
+
+    configure(p)
+
+
+def _calibrate_run(args: argparse.Namespace) -> int:
+    from orcaport.model.calibrate import run
+
+    return run(args)
+
+
+register("calibrate", "int8: calibrate the model's quantized body on your recordings, stored in the model folder",
+         _calibrate_configure, _calibrate_run)
 
 
 # -- entry point ---------------------------------------------------------------------------------

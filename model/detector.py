@@ -16,6 +16,8 @@ softmax -> rolling aggregation. Fast without leaving parity's bar in `legacy-exa
 `fast` changes only the network's arithmetic, chosen once from the hardware (model/arithmetic.py):
 bf16 (oneDNN) on a CPU with AVX512-BF16/AMX, fp16 autocast on CUDA, else fp32 -- `legacy-exact`'s
 engine, because emulated bf16 is slower than fp32. `self.arithmetic` says what was chosen and why.
+int8 (`arithmetic="int8"`, never chosen by itself) runs model/quantized.py's int8 body + fp32 head,
+rebuilt from the calibration stored in the model folder (model/calibration.py, `orcaport calibrate`).
 """
 
 from __future__ import annotations
@@ -124,11 +126,15 @@ class Detector:
             engine = self.engine = "channels_last"
         self.reuse_padding = reuse_padding and mode == "windowed"    # whole files: no common padding
         self.memory_format = torch.contiguous_format if engine == "nchw" else torch.channels_last
-        if engine == "onednn":
+        self.calibration: Any = None
+        if self.arithmetic.name == "int8":     # the stored calibration's quantized body (model/quantized.py)
+            self.network, engine = self._int8_network(), "quantized"
+            self.engine, self.memory_format = engine, torch.contiguous_format
+        elif engine == "onednn":
             self.network: nn.Module | None = self._onednn_network()
             if self.network is None:
                 engine = self.engine = "channels_last"
-        if engine != "onednn":
+        if engine not in ("onednn", "quantized"):
             self.network = artifact.network.to(device=device, memory_format=self.memory_format).eval()
 
     def _onednn_network(self) -> nn.Module | None:
@@ -152,6 +158,19 @@ class Detector:
         if self.dtype == torch.float32 and not torch.allclose(got, want, rtol=1e-4, atol=1e-4):
             return None
         return fused
+
+    def _int8_network(self) -> nn.Module:
+        """int8 body + fp32 head rebuilt from the model folder's calibration (no audio is run);
+        the arithmetic's reason then says what it was calibrated on."""
+        from orcaport.model.calibration import int8_network
+
+        fe, net = self.frontend, self.artifact.network.eval()
+        width = input_width(fe, fe.resample_to) if fe.resample_to and fe.use_spectro else None
+        example = torch.zeros(1, net.config.in_channels, fe.n_mfcc if fe.mfcc else fe.n_mels, width or 128)
+        quantized, self.calibration = int8_network(net, self.artifact.root, self.artifact.weights_sha256, example)
+        self.arithmetic = dataclasses.replace(self.arithmetic, reason=f"{self.calibration.describe()}; "
+                                              f"{self.arithmetic.reason}")
+        return quantized
 
     def _padding(self, width: int) -> tuple[torch.Tensor | None, int | None]:
         """(1, C, n_mels, width) network input of a clip that is all padding, and the columns a
@@ -198,6 +217,8 @@ class Detector:
     @property
     def precision(self) -> str:
         """e.g. "fp32", "bfloat16 (onednn)", "float16 autocast"."""
+        if self.engine == "quantized":
+            return "int8 body, fp32 head"
         kind = "(onednn)" if self.engine == "onednn" else "autocast"
         return "fp32" if self.dtype == torch.float32 else f"{str(self.dtype)[6:]} {kind}"
 

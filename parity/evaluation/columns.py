@@ -7,9 +7,13 @@ network's arithmetic differs), so each file's audio is decoded and transformed o
                    are legacy-exact's, not run twice
     fast/bf16      where the CPU has AVX512-BF16/AMX (never emulated: that is slower than fp32)
     fast/fp16      on CUDA, when torch sees a GPU
-    fast/int8      bench/int8.py's candidate: FX post-training static quantization of the body
-                   (head fp32, x86 backend), calibrated on CALIBRATION_PER_CLASS x 2 synthetic
-                   training clips (never the evaluated audio), where torch has the x86 engine
+    fast/int8      model/quantized.py's int8 body + fp32 head (FX post-training static
+                   quantization, x86/fbgemm engine), where torch has that engine. With a calibration
+                   stored in the model folder (`make calibrate`) it is exactly what `orcaport detect
+                   --profile fast --arithmetic int8` runs (the same Detector); without one (or with
+                   one refused as stale/corrupt, said in its note) it is calibrated here on
+                   CALIBRATION_PER_CLASS x 2 synthetic training clips (never the evaluated audio),
+                   labelled as such: a number to look at, not a deployable arithmetic
 
 Each column yields per file the runtime's own Detection (model/detector.py `detection`), so the
 per-second rows are computed exactly as `orcaport detect` computes them.
@@ -18,7 +22,6 @@ per-second rows are computed exactly as `orcaport detect` computes them.
 from __future__ import annotations
 
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -31,6 +34,7 @@ from orcaport.model.audio import PcmAudio
 from orcaport.model.detection import Detection
 from orcaport.model.detector import Detector
 from orcaport.model.pipeline import frontend_stages, normalize
+from orcaport.model.quantized import quantized_engine
 from orcaport.model.source import open_audio
 from orcaport.model.transcode import needs_ffmpeg, production_wav
 
@@ -50,6 +54,7 @@ class Column:
     same_as: str | None = None        # numbers taken from that column (same engine, same arithmetic)
     detector: Detector | None = None
     seconds: float = 0.0              # network wall time over the whole set
+    calibration: dict | None = None   # int8: the stored calibration's summary ("stored": False when synthetic)
     results: dict[str, Detection] = field(default_factory=dict)
 
 
@@ -75,29 +80,36 @@ def calibration_inputs(det: Detector) -> torch.Tensor:
 
 
 def int8_runner(det: Detector) -> Callable[[torch.Tensor], torch.Tensor]:
-    """bench/int8.py's candidate as a runner: the body int8 (FX static quantization, x86 backend),
-    the head fp32 (its concat pool would join differently scaled activations)."""
-    from torch.ao.quantization import get_default_qconfig_mapping
-    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+    """The int8 network calibrated on synthetic training clips (model/quantized.py, as bench/int8.py)."""
+    from orcaport.model.pipeline import probabilities
+    from orcaport.model.quantized import calibrate, quantized_engine
 
-    torch.backends.quantized.engine = "x86"
-    net = det.artifact.network.eval()
-    calibration = calibration_inputs(det)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")          # FX quantization's deprecation notice
-        qmap = get_default_qconfig_mapping("x86").set_module_name("head", None)
-        prepared = prepare_fx(net, qmap, example_inputs=(calibration[:1],))
-        with torch.inference_mode():
-            for s in range(0, len(calibration), 4):
-                prepared(calibration[s:s + 4])
-        quantized = convert_fx(prepared)
+    quantized, _ = calibrate(det.artifact.network.eval(), [calibration_inputs(det)], quantized_engine())
     positive = det.positive_index
 
     def run(x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
-            return torch.cat([torch.softmax(quantized(x[s:s + 4]).float(), dim=1)[:, positive]
-                              for s in range(0, len(x), 4)])
+            return torch.cat([probabilities(quantized(x[s:s + 4]).float())[:, positive] for s in range(0, len(x), 4)])
     return run
+
+
+def int8_column(model: Path, base: Detector) -> Column:
+    """fast/int8 from the model folder's stored calibration (what detect runs), else synthetic."""
+    from orcaport.model.calibration import META_FILE, CalibrationError
+
+    name, arith = "fast/int8", "int8 body, fp32 head"
+    try:
+        det = Detector.from_folder(model, profile="fast", arithmetic="int8")
+    except CalibrationError as e:
+        why = (f"no {META_FILE} in the model folder" if not (Path(model) / META_FILE).is_file()
+               else f"stored calibration refused: {e}")
+        note = (f"SYNTHETIC calibration ({2 * CALIBRATION_PER_CLASS} training clips), not deployable as is ({why}); "
+                "`make calibrate` on your recordings, then re-evaluate")
+        return Column(name, arith, note, int8_runner(base), calibration={"stored": False, "why": why})
+    cal = det.calibration
+    return Column(name, arith, f"stored calibration: {cal.describe()}; what `orcaport detect --profile fast "
+                  "--arithmetic int8` runs", _detector_runner(det), detector=det,
+                  calibration={"stored": True, **cal.summary()})
 
 
 def plan_columns(model: Path, cpu_flags: frozenset[str] | None = None, cuda: bool | None = None,
@@ -116,10 +128,8 @@ def plan_columns(model: Path, cpu_flags: frozenset[str] | None = None, cuda: boo
         det = Detector.from_folder(model, profile="fast", device="cuda", arithmetic="fp16")
         cols.append(Column("fast/fp16", det.precision, f"CUDA: {torch.cuda.get_device_name(0)}",
                            _detector_runner(det), detector=det))
-    if int8 and "x86" in torch.backends.quantized.supported_engines:
-        cols.append(Column("fast/int8", "int8 body, fp32 head",
-                           f"FX static quantization (x86), calibrated on {2 * CALIBRATION_PER_CLASS} "
-                           "synthetic training clips", int8_runner(base)))
+    if int8 and quantized_engine() is not None:
+        cols.append(int8_column(model, base))
     return base, cols
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from orcaport.parity.evaluation.metrics import second_truth
 from orcaport.parity.evaluation.reports import (GATE_HEADER, LEVEL_HEADER, LEVEL_TITLES, SUMMARY_HEADER,
-                                                disagreeing_seconds, file_rows, fmt, gate_rows, level_rows,
+                                                disagreeing_seconds, file_rows, fmt, gate_rows, int8_verdict, level_rows,
                                                 machine_line, summary_rows)
 from orcaport.parity.reports.png import colorbar_png, heatmap_png
 
@@ -151,6 +151,9 @@ def render_html(doc: dict[str, Any]) -> str:
         rows = gate_rows(doc)
         body += ["<h2>Deployment gate</h2>", f'<p class="small">{_e(doc["criteria"]["gate"])}</p>',
                  _table(GATE_HEADER, rows, ["" if r[2] == "yes" else "no" for r in rows])]
+        verdict = int8_verdict(doc)
+        if verdict:      # the Markdown sentence, its ** and ` markup dropped
+            body += [f"<p>{_e(verdict.replace('**', '').replace('`', ''))}</p>"]
     cols = list(doc["confidence"])
     frows = file_rows(doc)
     body += ["<h2>Per file, most disagreement first</h2>",

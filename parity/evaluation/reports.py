@@ -92,6 +92,25 @@ def gate_rows(doc: dict[str, Any]) -> list[list[str]]:
     return out
 
 
+def int8_verdict(doc: dict[str, Any]) -> str | None:
+    """One sentence: is int8 offered for deployment on these labels, and can `detect` run it as judged."""
+    g, col = doc["gate"].get("fast/int8"), doc["columns"].get("fast/int8", {})
+    cal = col.get("calibration")
+    if g is None or cal is None:
+        return None
+    d = g["f1_minus_legacy_exact"]
+    within = (f"its F1 is {'within' if g['offered'] else 'NOT within'} {doc['gate_margin']} of legacy-exact's "
+              f"(Δ s / file / event {d['second']:+.3f} / {d['file']:+.3f} / {d['event']:+.3f})")
+    if not cal["stored"]:
+        return (f"**int8 is not offered for deployment**: {within}, but it was calibrated on synthetic clips "
+                f"({cal['why']}); run `make calibrate MODEL=... AUDIO=<your recordings>` and evaluate again.")
+    if g["deployable"]:
+        return (f"**int8 is offered for deployment on these labels**: {within}, with the model folder's stored "
+                f"calibration ({cal['clips']} clips of {cal['recordings']} recordings, {cal['created']}) -- "
+                "run it with `orcaport detect --profile fast --arithmetic int8`.")
+    return f"**int8 is not offered for deployment on these labels**: {within} (stored calibration, {cal['clips']} clips)."
+
+
 def disagreeing_seconds(doc: dict[str, Any]) -> list[dict[str, Any]]:
     """Every (file, second) where a column's decision differs from the reference column's."""
     thr, ref, conf = doc["threshold"], doc["reference"], doc["confidence"]
@@ -146,6 +165,8 @@ def render_markdown(doc: dict[str, Any]) -> str:
         lines += [f"### {title_.capitalize()}", "", doc["criteria"][level], ""] + md_table(LEVEL_HEADER, level_rows(doc, level))
     if doc["gate"]:
         lines += ["## Deployment gate", "", doc["criteria"]["gate"], ""] + md_table(GATE_HEADER, gate_rows(doc))
+        verdict = int8_verdict(doc)
+        lines += [verdict, ""] if verdict else []
     lines += ["## Per file, most disagreement first", ""]
     lines += md_table(["file", "labeled events", "seconds", "disagreeing seconds", "max |Δ confidence|"]
                       + [f"{c}: call / positive s" for c in cols],

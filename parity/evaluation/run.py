@@ -136,7 +136,8 @@ def evaluate(opt: Options, progress: Callable[[str], None] | None = None) -> dic
     truth = {r.audio.name: r for r in runnable}
     rows = {c.name: {n: np.asarray(d.confidence, np.float64) for n, d in c.results.items()} for c in columns}
     meta = {c.name: {"arithmetic": c.arithmetic, "note": c.note, "source": "runtime" if c.same_as is None
-                     else f"= {c.same_as}", "network_seconds": c.seconds} for c in columns}
+                     else f"= {c.same_as}", "network_seconds": c.seconds,
+                     **({"calibration": c.calibration} if c.calibration is not None else {})} for c in columns}
     leg = legacy_scores([r.audio for r in runnable], opt.model, base.artifact.weights_sha256, opt.references,
                         opt.legacy_python, opt.sha256)
     legacy_notes = list(leg.notes)
@@ -166,6 +167,9 @@ def evaluate(opt: Options, progress: Callable[[str], None] | None = None) -> dic
         agree = scored[name]["agreement_with_legacy_exact"]
         gate[name] = {"offered": all(d >= -opt.margin - 1e-12 for d in deltas.values()), "f1_minus_legacy_exact": deltas,
                       "default_eligible": agree["local"] >= DEFAULT_LOCAL_AGREEMENT and agree["global"] == 1.0}
+        calibration = meta[name].get("calibration")
+        if calibration is not None:     # int8: deployable only as evaluated, i.e. from the stored calibration
+            gate[name]["deployable"] = gate[name]["offered"] and bool(calibration["stored"])
     return {
         "schema_version": SCHEMA_VERSION, "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "dataset": opt.dataset, "model": str(opt.model), "weights_sha256": base.artifact.weights_sha256,
@@ -183,7 +187,9 @@ def evaluate(opt: Options, progress: Callable[[str], None] | None = None) -> dic
                                   "95 % percentile interval of the pooled F1 difference",
                      "gate": f"a fast arithmetic is offered when its F1 at the configured threshold is within "
                              f"{opt.margin} of legacy-exact's at every level; fast's default needs >= "
-                             f"{DEFAULT_LOCAL_AGREEMENT:.1%} local and 100 % global agreement with fp32"},
+                             f"{DEFAULT_LOCAL_AGREEMENT:.1%} local and 100 % global agreement with fp32; int8 is "
+                             "deployable (`orcaport detect --profile fast --arithmetic int8`) when offered and "
+                             "evaluated with the model folder's stored calibration (`make calibrate`)"},
         "columns": meta, "scores": scored, "gate": gate, "legacy_notes": legacy_notes,
         "recordings": {n: {"events": [[e.start_s, e.end_s, e.label] for e in truth[n].events],
                            "label_files": truth[n].sources, "seconds": len(exact[n]),
