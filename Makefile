@@ -40,7 +40,7 @@ VERIFY_REPORTS ?= $(patsubst %/,%,$(dir $(patsubst %/,%,$(VERIFY_REFERENCES))))/
 # upstream's real-data mel reference for parity's real-data check (beside the checkout when present)
 UPSTREAM ?= $(wildcard ../shared/data/upstream_sunset_bay_mel_reference.safetensors)
 
-.PHONY: help envs env-clean env-legacy fixture convert corpus references predict-references predict-parity envelope tolerances controls controls-refs parity zoo zoo-parity variants verify test test-legacy bench bench-bodies bench-cuda publish env-evaluate evaluate
+.PHONY: help envs env-clean env-legacy fixture convert corpus references predict-references predict-parity envelope tolerances controls controls-refs parity zoo zoo-parity variants verify test test-legacy bench bench-bodies bench-cuda publish env-evaluate evaluate calibrate
 
 help:  ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -66,11 +66,11 @@ references: env-legacy  ## [legacy] record stage-by-stage references from the re
 	$(LEGACY) -m convert.references --model "$(MODEL_DIR)" --audio $(AUDIO) --out "$(REFERENCES)" \
 	  --budget-mb $(BUDGET_MB) $(if $(SHA256),--sha256 "$(SHA256)")
 
-predict-references: env-legacy  ## [legacy] references of fastai_audio's own predict (per file / per item)  (MODEL= AUDIO= PREDICT_REFERENCES=)
+predict-references: env-legacy  ## [legacy] references of fastai_audio's own predict, every stage (per file / per item)  (MODEL= AUDIO= PREDICT_REFERENCES=)
 	$(LEGACY) -m convert.predict_references --model "$(MODEL_DIR)" --audio $(AUDIO) --out "$(PREDICT_REFERENCES)" \
 	  $(if $(SHA256),--sha256 "$(SHA256)")
 
-predict-parity: env-clean  ## [clean] replay the predict-mode references  (MODEL= AUDIO= PREDICT_REFERENCES= REPORTS=)
+predict-parity: env-clean  ## [clean] replay the predict-mode references stage by stage, isolated + chained  (MODEL= AUDIO= PREDICT_REFERENCES= REPORTS=)
 	$(CLEAN) -m orcaport.parity.predict_parity --model "$(MODEL_DIR)" --references "$(PREDICT_REFERENCES)" \
 	  --audio $(AUDIO) --out "$(REPORTS)/predict_parity.json" --tolerances "$(TOLERANCES)"
 
@@ -146,6 +146,14 @@ evaluate: env-evaluate  ## [clean, + legacy column] P/R/F1 of legacy and every p
 	$(CLEAN) -m orcaport.parity.evaluation --model "$(MODEL_DIR)" --audio $(AUDIO) --labels "$(LABELS)" \
 	  --reports "$(REPORTS)" $(if $(NO_LEGACY),,--references "$(REFERENCES)" $(if $(wildcard $(LEGACY)),--legacy-python $(LEGACY))) \
 	  $(if $(SHA256),--sha256 "$(SHA256)") $(if $(DATASET),--dataset "$(DATASET)") $(if $(UNLABELED),--unlabeled $(UNLABELED))
+
+# calibrate: int8's calibration, made once on your recordings (AUDIO=) and stored in the model folder
+# (int8_calibration.{safetensors,json}); then `orcaport detect --profile fast --arithmetic int8`, and
+# `make evaluate` judges exactly that. CLIPS= the most clips used, evenly spaced (default 64).
+CLIPS ?=
+
+calibrate: env-clean  ## [clean] int8: calibrate MODEL's quantized body on AUDIO= -> MODEL/int8_calibration.*  (MODEL= AUDIO= CLIPS=)
+	$(CLEAN) -m orcaport.model calibrate --model "$(MODEL_DIR)" --audio $(AUDIO) $(if $(CLIPS),--clips $(CLIPS))
 
 # publish's variables are the flow's (MODEL= the converted folder, REFERENCES=, REPORTS=); a MODEL=
 # naming model.pkl (convert's input) means the folder it sits in. CARD= is the card config JSON.

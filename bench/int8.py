@@ -9,7 +9,9 @@ the fp32 oneDNN engine, same batches (4), same threads.
 
 Calibration uses training clips (bench/train.py's training seed), never the corpus it is scored on.
 Shapes: calibration (32, 1, n_mels, width) float32; corpus inputs per file (clips, 1, n_mels, width).
-This is a measurement, not a runtime path: model/ never imports it.
+The int8 network is model/quantized.py's, the one `orcaport detect --arithmetic int8` runs; only its
+calibration differs (training clips here, the user's recordings there: `orcaport calibrate`).
+This is a measurement: model/ never imports it.
 
     python -m bench.clean_worker int8 --model DIR --corpus DIR
 """
@@ -17,7 +19,6 @@ This is a measurement, not a runtime path: model/ never imports it.
 from __future__ import annotations
 
 import time
-import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,28 +29,17 @@ from bench.models import agreement, corpus_files
 from bench.train import TRAIN_SEED, make_inputs
 from orcaport.model.aggregate import aggregate
 from orcaport.model.detector import Detector, _intra_op_threads, open_audio
+from orcaport.model.quantized import calibrate, quantized_engine
 
 CALIBRATION_PER_CLASS = 16
 BATCH = 4
 
 
 def quantize(det: Detector, calibration: torch.Tensor) -> torch.nn.Module:
-    """`det`'s plain fp32 OrcaNet -> an int8 GraphModule (FX post-training static quantization)."""
-    from torch.ao.quantization import get_default_qconfig_mapping
-    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
-
-    torch.backends.quantized.engine = "x86"
+    """`det`'s fp32 OrcaNet -> the int8 network `orcaport detect --arithmetic int8` runs (model/quantized.py:
+    body int8, head fp32), calibrated here on `calibration` instead of a stored calibration."""
     net = det.artifact.network.eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")          # FX quantization's deprecation notice
-        # The head stays fp32: <1 % of the FLOPs, and its concat pool would join max and avg
-        # activations quantized with different scales (torch warns of large inaccuracies).
-        qmap = get_default_qconfig_mapping("x86").set_module_name("head", None)
-        prepared = prepare_fx(net, qmap, example_inputs=(calibration[:1],))
-        with torch.inference_mode():
-            for s in range(0, len(calibration), BATCH):
-                prepared(calibration[s:s + BATCH])
-        return convert_fx(prepared)
+    return calibrate(net, [calibration], quantized_engine())[0]
 
 
 def _probs(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, positive: int) -> np.ndarray:
@@ -91,8 +81,8 @@ def measure(model: Path, corpus: Path, repeats: int = 3,
                 _probs(fn, x, det.positive_index)
                 times[key].append((time.perf_counter() - t) / len(x))
     ms = {k: 1000 * float(np.median(v[1:])) for k, v in times.items()}
-    return {"method": "FX post-training static quantization of the body (head fp32), x86 backend "
-                      f"(fbgemm/oneDNN VNNI), calibrated on {2 * calibration_per_class} training clips",
+    return {"method": "FX post-training static quantization of the body (head fp32, model/quantized.py), "
+                      f"{quantized_engine()} engine (fbgemm/oneDNN VNNI), calibrated on {2 * calibration_per_class} training clips",
             "files": len(glob["fp32"]), "seconds": int(sum(len(v) for v in local["fp32"])),
             "local_agreement": agreement(local["fp32"], local["int8"]),
             "global_agreement": agreement([np.array(glob["fp32"])], [np.array(glob["int8"])]),

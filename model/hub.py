@@ -14,12 +14,14 @@ import json
 from pathlib import Path
 
 from orcaport.model.artifact import CONFIG_FILE, WEIGHTS_FILE
+from orcaport.model.calibration import FILES as CALIBRATION_FILES
 from orcaport.model.fileio import sha256_file
 from orcaport.model.source import DetectorError
 
 SUMS, REPORT = "SHA256SUMS", "parity.json"
-# What a detector needs from a repo; the model card, LICENSE and anything else stay on the Hub.
-DOWNLOAD = [CONFIG_FILE, WEIGHTS_FILE, SUMS, REPORT]
+# What a detector needs from a repo (the int8 calibration where the repo ships one: `--arithmetic
+# int8` checks it against the weights itself); the model card, LICENSE and the rest stay on the Hub.
+DOWNLOAD = [CONFIG_FILE, WEIGHTS_FILE, SUMS, REPORT, *CALIBRATION_FILES]
 
 
 class IntegrityError(DetectorError):
@@ -69,8 +71,8 @@ def verify_folder(folder: Path, weights_sha256: str | None = None) -> None:
         for line in (folder / SUMS).read_text().splitlines():
             digest, _, name = line.partition("  ")
             listed[name] = digest
-        for name in (CONFIG_FILE, WEIGHTS_FILE):
-            if name in listed and sha256_file(folder / name) != listed[name]:
+        for name in (CONFIG_FILE, WEIGHTS_FILE, *CALIBRATION_FILES):
+            if name in listed and (folder / name).is_file() and sha256_file(folder / name) != listed[name]:
                 raise IntegrityError(f"{folder / name} does not match {SUMS}: corrupted or tampered; "
                                      "download it again")
     got = sha256_file(folder / WEIGHTS_FILE)

@@ -36,7 +36,9 @@ import numpy as np
 import ray
 from ray.exceptions import RayError, RayTaskError
 
+from orcaport.model.arithmetic import choose
 from orcaport.model.artifact import CONFIG_FILE, WEIGHTS_FILE, load_artifact
+from orcaport.model.calibration import FILES as CALIBRATION_FILES, load_calibration
 from orcaport.model.cpus import available_cpus
 from orcaport.model.detector import MAX_WORKERS, Detector
 from orcaport.model.errors import UsageError, one_line
@@ -102,6 +104,8 @@ def settings_of(args: argparse.Namespace, weights_sha256: str) -> dict[str, Any]
 def run(args: argparse.Namespace) -> int:
     items = plan_inputs(args.inputs, args.window_seconds)
     artifact = load_artifact(args.model)                 # a bad model folder fails here, not in actors
+    if choose(args.profile, args.device, args.arithmetic).name == "int8":     # so does a bad calibration
+        load_calibration(args.model, artifact.weights_sha256)
     folder = RunFolder(args.output, settings_of(args, artifact.weights_sha256))
     todo = [i for i in items if not folder.finished(i)]
     connect(args.ray)
@@ -123,7 +127,9 @@ def _run(args: argparse.Namespace, artifact: Any, folder: RunFolder, items: list
     # The driver's batch partition (same as `orcaport detect` here): every node returns its bits.
     options = {"profile": args.profile, "device": device, "batch_size": args.batch_size,
                "arithmetic": args.arithmetic, "workers": min(available_cpus(), MAX_WORKERS)}
-    model_ref = ray.put({n: (args.model / n).read_bytes() for n in (WEIGHTS_FILE, CONFIG_FILE)})
+    # the int8 calibration travels with the model where it is there (an int8 run needs it)
+    model_ref = ray.put({n: (args.model / n).read_bytes() for n in (WEIGHTS_FILE, CONFIG_FILE, *CALIBRATION_FILES)
+                         if n in (WEIGHTS_FILE, CONFIG_FILE) or (args.model / n).is_file()})
     # SPREAD: one actor per node before a second on any (a CPU cluster's default is one per node)
     actor_cls = NetworkActor.options(num_cpus=args.actor_cpus, scheduling_strategy="SPREAD",
                                      num_gpus=1.0 / args.actors_per_gpu if gpus else 0)

@@ -2,9 +2,10 @@
 
 The card's Hub metadata gains `model-index` results (huggingface_hub's EvalResult) for the dataset
 the user named (`make evaluate DATASET=...`), from the published runtime's own column
-(`legacy-exact`: what `Detector.from_pretrained` runs), and its text a table of every column. The
-evaluation must have been made with the weights being published. Standard library only (no
-scikit-learn): publishing imports this, and publishing is core.
+(`legacy-exact`: what `Detector.from_pretrained` runs), and its text a table of every column and
+int8's numbers, saying whether the calibration evaluated is the one shipped. The evaluation must
+have been made with the weights being published. No scikit-learn: publishing imports this, and
+publishing is core.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from orcaport.model.calibration import TENSORS_FILE
 from orcaport.model.errors import InputError
 
 PUBLISHED_COLUMN = "legacy-exact"
@@ -67,8 +69,30 @@ def _num(x: Any) -> str:
     return "—" if x is None else f"{x:.3f}"
 
 
-def evaluation_section(doc: dict[str, Any]) -> list[str]:
-    """The card's text: every column at the configured threshold, the machine, the criteria."""
+def int8_lines(doc: dict[str, Any], shipped: dict[str, str]) -> list[str]:
+    """int8's numbers and whether the calibration it was evaluated with is the one this repo ships.
+    shipped: staged file name -> sha256."""
+    sc, g = doc["scores"].get("fast/int8"), doc.get("gate", {}).get("fast/int8")
+    cal = doc["columns"].get("fast/int8", {}).get("calibration")
+    if sc is None or g is None or cal is None:
+        return []
+    exact = doc["scores"][PUBLISHED_COLUMN]
+    nums = ", ".join(f"F1 {LEVEL_WORDS[lv]} {_num(sc[lv]['f1'])} (legacy-exact {_num(exact[lv]['f1'])})"
+                     for lv in ("second", "file", "event"))
+    if not cal.get("stored"):
+        how = "calibrated on synthetic clips for the evaluation, not a calibration this repo ships"
+    elif shipped.get(TENSORS_FILE) == cal.get("tensors_sha256"):
+        how = (f"evaluated with the calibration this repo ships ({TENSORS_FILE}, {cal['clips']} clips of "
+               f"{cal['recordings']} recordings): `orcaport detect --profile fast --arithmetic int8` runs exactly it")
+    else:
+        how = "evaluated with another calibration than the one this repo ships (or none is shipped)"
+    verdict = "offered for deployment on these labels" if g.get("offered") else "not offered for deployment on these labels"
+    return [f"int8 (body int8, head fp32; never chosen automatically): {nums}; {verdict}; {how}.", ""]
+
+
+def evaluation_section(doc: dict[str, Any], shipped: dict[str, str] | None = None) -> list[str]:
+    """The card's text: every column at the configured threshold, the machine, the criteria, and
+    int8's numbers (shipped: staged file name -> sha256, to say which calibration was evaluated)."""
     lines = [f"## Evaluation on {doc['dataset']}", "",
              f"{len(doc['recordings'])} labeled recordings, threshold {doc['threshold']}, "
              f"{doc['min_positive']} positive seconds for a file call; measured on {doc['machine']['description']} "
@@ -84,5 +108,6 @@ def evaluation_section(doc: dict[str, Any]) -> list[str]:
     offered = [n for n, g in doc.get("gate", {}).items() if g.get("offered")]
     lines += ["", f"Offered for deployment on these labels (F1 within {doc['gate_margin']} of legacy-exact at every "
               f"level): {', '.join(offered) or 'none'}.", ""]
+    lines += int8_lines(doc, shipped or {})
     lines += [f"- {k}: {v}" for k, v in doc["criteria"].items() if k in ("second", "file", "event")] + [""]
     return lines

@@ -244,7 +244,7 @@ def render_card(repo_id: str, config: Mapping[str, Any], report: ParityResult,
     if evaluation is not None:
         from orcaport.parity.evaluation.card import evaluation_section
 
-        lines += evaluation_section(dict(evaluation))
+        lines += evaluation_section(dict(evaluation), {k: v[0] for k, v in hashes.items()})
     lines += parity_section(report, report_sha256) + files_section(hashes)
     lines += provenance_section(config)
     lines += ["## Limitations", "",

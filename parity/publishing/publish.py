@@ -7,7 +7,8 @@
 The staging folder (default staging/NS--NAME) is what the Hub repo will hold, file for file:
 model.safetensors, config.json, README.md (the model card: task, labels, license and links from
 --card/flags, see parity/publishing/card_config.py), parity.json (the gated report), LICENSE (with
---license-file) and SHA256SUMS. It holds no code: users run it with the installed orcaport
+--license-file), the int8 calibration (int8_calibration.{safetensors,json}, when the model folder has
+one made for these weights; a stale one is refused) and SHA256SUMS. It holds no code: users run it with the installed orcaport
 (`Detector.from_pretrained`). It is built in a temp sibling, loaded back through
 `model.hub.resolve_pretrained` + `load_artifact` (hashes checked), and only then renamed into place
 (model/fileio.py `replace_folder`), so there is never a half-written staging folder. --dry-run stops there; the gate applies either
@@ -32,6 +33,7 @@ from huggingface_hub.utils import validate_repo_id
 
 from orcaport.model.errors import (ExitCode, InputError, OrcaportError, OutputError, RemoteError, UsageError,
                                    report_error)
+from orcaport.model.calibration import FILES as CALIBRATION_FILES, META_FILE as CALIBRATION_META, load_calibration
 from orcaport.model.fileio import recover_folder, replace_folder, sha256_file
 from orcaport.parity.publishing import card_config
 from orcaport.parity.publishing.card_config import CardConfig, check_license, load_card_config
@@ -68,6 +70,10 @@ def _build(tmp: Path, model_dir: Path, gated: GatedReport, repo_id: str,
         if sha256_file(tmp / name) != sha:
             raise PublishError(f"{model_dir / name} changed while staging; {fix}")
     (tmp / REPORT).write_bytes(gated.raw)
+    if (model_dir / CALIBRATION_META).is_file():      # int8's calibration, checked again on the copy
+        for name in CALIBRATION_FILES:
+            shutil.copyfile(model_dir / name, tmp / name)
+        load_calibration(tmp, gated.result.weights_sha256)
     if license_file is not None:
         shutil.copyfile(license_file, tmp / LICENSE)
     # fixture.json marks orcaport's synthetic-audio test learner: the card must say so.
@@ -247,6 +253,8 @@ def _publish(args: argparse.Namespace) -> int:
     gated = check_report(args.report, args.model, args.references, args.tolerances, fix=fix)  # GateError: 4
     if args.evaluation is not None:                          # checked before staging: exit 3
         load_evaluation(args.evaluation, gated.result.weights_sha256)
+    if (args.model / CALIBRATION_META).is_file():            # never ship a stale int8 calibration: exit 3
+        load_calibration(args.model, gated.result.weights_sha256)
     staging = args.staging or Path("staging") / args.repo_id.replace("/", "--")
     try:
         stage(args.model, gated, args.repo_id, staging, args.license_file, card, fix, args.evaluation)
