@@ -26,8 +26,10 @@ CLIP_STAGES: tuple[str, ...] = (
 RESULT_STAGES: tuple[str, ...] = ("aggregate",)
 # fastai_audio options beyond OrcaHello's (model/frontend/, the chain in model/pipeline.py), between
 # resample and input when a config sets them. Replayed against legacy by the tests
-# (tests/test_frontend_options_legacy.py, tests/test_predict_legacy.py); the committed references
-# hold OrcaHello's chain only, so parity's tolerance table does not list them yet.
+# (tests/test_frontend_options_legacy.py, tests/test_predict_legacy.py), by `make parity` (windowed)
+# and `make predict-parity` (predict mode: every stage, convert/predict_capture.py); the committed
+# references hold OrcaHello's chain only, so parity's tolerance table does not list them yet (each
+# is judged under its parent's criterion, parity/metrics.py OPTION_TOLERANCE).
 #   silence      remove_silence pieces, each after its PCM_16 cache    fan-out: [(C, n)]
 #   segment      segment_size pieces, each after its cache             fan-out: [(C, size)]
 #   pad_signal   max_to_pad (else segment_size) padtrim                (C, n)
