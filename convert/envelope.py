@@ -4,8 +4,10 @@
         [--variants a,b] [--sha256 HEX] [--jobs N] [--log FILE]
 
 Runs legacy again under each VARIANT -- PyTorch's dispatch level, MKL's instruction set and
-reproducibility mode, oneDNN's max ISA, 1 vs 2 threads -- each in its own process (the switches
-are read at library load), as many side by side as the usable CPUs allow (model/cpus.py). A
+reproducibility mode, oneDNN's max ISA, 1 vs 2 threads -- each in its own process forked from one
+interpreter that imported fastai once (convert/preloaded.py; the switches are read when each library
+first computes; --fresh-processes starts a new python per variant instead), as many side by side as
+the usable CPUs allow (model/cpus.py). A
 variant is measured on the clips that matter, not every window: each file's full-stage clips the
 references already store (first, last, most confident, nearest the threshold;
 convert/envelope_clips.py). The baseline is this machine's default-kernel legacy run on every
@@ -38,6 +40,8 @@ import numpy as np
 from convert.envelope_clips import CLIPS_FILE
 from convert.legacy import ConvertError
 from convert.legacy_log import log_path_for
+from convert import preloaded
+from convert.preloaded import run_forked
 from orcaport.model.cpus import available_cpus
 from orcaport.model.errors import ExitCode, InputError, OrcaportError, UsageError, report_error
 from orcaport.model.fileio import scratch_prefix, sha256_file, write_output_file
@@ -54,6 +58,7 @@ SCHEMA_VERSION = 2      # 2: variants measured on the full-stage clips, side by 
 # The rough estimate printed before starting (refined as runs finish): the fixture's legacy costs
 # on a 2-vCPU Intel Xeon (Sapphire Rapids, KVM), measured by `make envelope` there (2026-12-03).
 START_S = 15.0          # a legacy process: import fastai, unpickle the learner
+FORKED_START_S = 3.0    # a variant forked from the preloaded interpreter: unpickle only
 CLIP_S = 0.6            # a clip of `make references` (every clip, light; the full-stage ones twice)
 FULL_CLIP_S = 1.0       # a full-stage clip, every stage captured
 CLEAN_S = 30.0          # the clean replay and the detector check
@@ -113,11 +118,20 @@ class Job:
     cpus: int = 1
     ok_codes: tuple[int, ...] = (0,)
     after: str | None = None          # starts once this job is done
+    forked: bool = False              # from the preloaded legacy interpreter (convert/preloaded.py)
     seconds: float | None = None
     stdout: str = ""
 
+    def run(self, logs: Path) -> tuple[int, str, str]:
+        """-> (exit code, stdout, stderr)."""
+        if self.forked:
+            return run_forked(self.env, self.cmd[2], self.cmd[3:], logs)
+        done = subprocess.run(self.cmd, cwd=ROOT, env=self.env, capture_output=True, text=True)
+        return done.returncode, done.stdout, done.stderr
 
-def variant_job(name: str, model: Path, refs: Path, audio: Path, work: Path, sha256: str | None) -> Job:
+
+def variant_job(name: str, model: Path, refs: Path, audio: Path, work: Path, sha256: str | None,
+                forked: bool = True) -> Job:
     env_vars, threads = VARIANTS[name]
     cmd = [sys.executable, "-m", "convert.envelope_clips", "--model", str(model), "--references", str(refs),
            "--audio", str(audio), "--out", str(work / name), "--threads", str(threads),
@@ -125,7 +139,7 @@ def variant_job(name: str, model: Path, refs: Path, audio: Path, work: Path, sha
     # Every thread pool at the variant's own count: variants run side by side, one per CPU.
     env = default_kernel_environ({**env_vars, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(threads),
                                   "MKL_NUM_THREADS": str(threads)})
-    return Job(name, cmd, env, threads)
+    return Job(name, cmd, env, threads, forked=forked)
 
 
 def baseline_job(model: Path, audio: list[Path], work: Path, sha256: str | None) -> Job:
@@ -135,7 +149,7 @@ def baseline_job(model: Path, audio: list[Path], work: Path, sha256: str | None)
     return Job("baseline", cmd + (["--sha256", sha256] if sha256 else []), env)
 
 
-def run_jobs(jobs: list[Job], cpus: int, progress: Callable[[Job, int], None]) -> None:
+def run_jobs(jobs: list[Job], cpus: int, progress: Callable[[Job, int], None], logs: Path) -> None:
     """Run `jobs` side by side, as many at once as `cpus` allow (a 2-thread job counts 2), in
     order; ConvertError naming the first that failed (after the running ones finished)."""
     free, lock = cpus, threading.Condition()
@@ -153,15 +167,15 @@ def run_jobs(jobs: list[Job], cpus: int, progress: Callable[[Job, int], None]) -
             free -= need
         start = time.monotonic()
         try:
-            run = subprocess.run(job.cmd, cwd=ROOT, env=job.env, capture_output=True, text=True)
+            code, stdout, stderr = job.run(logs)
         finally:
             with lock:
                 free += need
                 lock.notify_all()
-        job.seconds, job.stdout = time.monotonic() - start, run.stdout
+        job.seconds, job.stdout = time.monotonic() - start, stdout
         with lock:
-            if run.returncode not in job.ok_codes:
-                failed.append((job, run.stderr.strip()))
+            if code not in job.ok_codes:
+                failed.append((job, stderr.strip()))
             else:
                 done.append(job)
                 progress(job, len(done))
@@ -188,13 +202,14 @@ def baseline_reusable(refs: References, model: Path) -> bool:
             and man.get("model", {}).get("weights_sha256") == sha256_file(model / "model.safetensors"))
 
 
-def estimate(refs: References, names: list[str], record_baseline: bool, cpus: int) -> str:
+def estimate(refs: References, names: list[str], record_baseline: bool, cpus: int, fresh: bool = False) -> str:
     """A rough time before starting (refined as runs finish): legacy starts and clips, at the
-    rates measured for the fixture on a 2-vCPU Intel Xeon (START_S, CLIP_S), run `cpus` at a time."""
+    rates measured for the fixture (START_S, FORKED_START_S, CLIP_S), run `cpus` at a time."""
     clips = sum(f.clips for f in refs.files)
     full = sum(len(f.full_clips) for f in refs.files)
     variants = [n for n in names if n != "baseline"]
-    work = sum(VARIANTS[n][1] * (START_S + full * FULL_CLIP_S) for n in variants)
+    start = START_S if fresh else FORKED_START_S
+    work = sum(VARIANTS[n][1] * (start + full * FULL_CLIP_S) for n in variants) + (0 if fresh else START_S)
     serial = (START_S + clips * CLIP_S) if record_baseline else 0.0
     seconds = max(serial, (work + serial + CLEAN_S) / cpus)
     return (f"envelope: {len(refs.files)} file(s), {clips} clips; baseline: "
@@ -204,7 +219,7 @@ def estimate(refs: References, names: list[str], record_baseline: bool, cpus: in
 
 
 def measure(model: Path, audio: list[Path], committed: Path, work: Path, names: list[str], log: Path,
-            sha256: str | None = None, cpus: int = 1) -> dict[str, Any]:
+            sha256: str | None = None, cpus: int = 1, fresh: bool = False) -> dict[str, Any]:
     """Run the baseline (unless the references are it) and every variant, `cpus` at a time;
     compare each with the baseline and the committed references. -> the envelope."""
     ref = load_references(committed)
@@ -217,12 +232,14 @@ def measure(model: Path, audio: list[Path], committed: Path, work: Path, names: 
     reuse = baseline_reusable(ref, model)
     (work / "logs").mkdir(parents=True)
     jobs = [] if reuse else [baseline_job(model, audio, work, sha256)]
-    jobs += [variant_job(n, model, committed, root, work, sha256) for n in names if n != "baseline"]
+    jobs += [variant_job(n, model, committed, root, work, sha256, forked=not fresh) for n in names if n != "baseline"]
     base_dir = committed if reuse else work / "baseline"
     jobs += clean_jobs(base_dir, model, audio, root, [f.name for f in ref.files if f.error is None], work,
                        None if reuse else "baseline")
-    print(estimate(ref, names, not reuse, cpus), file=sys.stderr, flush=True)
+    print(estimate(ref, names, not reuse, cpus, fresh), file=sys.stderr, flush=True)
     started = time.monotonic()
+    if any(j.forked for j in jobs):
+        preloaded.start(work / "home")
 
     def progress(job: Job, done: int) -> None:
         elapsed = time.monotonic() - started
@@ -230,7 +247,7 @@ def measure(model: Path, audio: list[Path], committed: Path, work: Path, names: 
         print(f"envelope: [{done}/{len(jobs)}] {job.name} in {job.seconds:.0f} s; "
               f"{elapsed:.0f} s elapsed, about {left:.0f} s left", file=sys.stderr, flush=True)
     try:
-        run_jobs(jobs, cpus, progress)
+        run_jobs(jobs, cpus, progress, work / "logs")
     finally:
         gather_logs(work / "logs", [j.name for j in jobs if j.name in VARIANTS], log)
     base = ref if reuse else load_references(work / "baseline")
@@ -313,6 +330,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sha256", help="the model.pkl sha256 you trust (else <model.pkl>.sha256)")
     ap.add_argument("--jobs", type=int, default=0, help="legacy runs at once (default: the usable CPUs)")
     ap.add_argument("--log", type=Path, help="legacy's own output (default: <out>.log beside --out)")
+    ap.add_argument("--fresh-processes", action="store_true",
+                    help="start each variant as a fresh python (default: forked from one preloaded interpreter)")
     args = ap.parse_args(argv)
     names = ["baseline"] + [n for n in args.variants.split(",") if n and n != "baseline"]
     unknown = [n for n in names if n not in VARIANTS]
@@ -323,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"--jobs {args.jobs}: pass a positive number of legacy runs at once (0: the usable CPUs)")
         with tempfile.TemporaryDirectory(prefix=scratch_prefix("orcaport-envelope")) as tmp:
             envelope = measure(args.model, args.audio, args.references, Path(tmp), names,
-                               args.log or log_path_for(args.out), args.sha256, args.jobs or available_cpus())
+                               args.log or log_path_for(args.out), args.sha256, args.jobs or available_cpus(),
+                               args.fresh_processes)
         write_output_file(args.out, json.dumps(envelope, indent=1, sort_keys=True) + "\n")
     except (OrcaportError, KeyboardInterrupt) as e:
         return report_error(None, e)

@@ -74,3 +74,30 @@ def test_envelope_refuses_audio_the_references_lack(tmp_path: Path) -> None:
     jobs = run(["convert.envelope", "--model", str(FIXTURE), "--corpus", str(CORPUS), "--references",
                 str(ROOT / "reference_outputs" / "stages"), "--out", str(out), "--jobs", "-1"], tmp_path)
     assert jobs.returncode == 2 and "--jobs -1: pass a positive number" in jobs.stderr and not out.exists()
+
+
+def test_variants_forked_from_the_preloaded_interpreter_equal_fresh_processes(tmp_path: Path) -> None:
+    """convert/preloaded.py: a switch read at library load would be lost in a forked child; each
+    variant's comparison with the baseline must be the fresh process's, figure for figure, and the
+    user's HOME must see no fastai_audio cache (the forkserver imports under a scratch HOME)."""
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    for name in FILES[:2]:
+        shutil.copyfile(CORPUS / name, audio / name)
+    refs = tmp_path / "refs"
+    rec = run(["convert.references", "--model", str(FIXTURE), "--audio", str(audio), "--out", str(refs)], tmp_path)
+    assert rec.returncode == 0, rec.stderr[-3000:]
+    variants = "aten-default,mkl-sse42,onednn-sse41,threads-2"
+    figures = {}
+    for mode in ("forked", "fresh"):
+        out = tmp_path / f"{mode}.json"
+        env = run(["convert.envelope", "--model", str(FIXTURE), "--corpus", str(audio), "--references", str(refs),
+                   "--out", str(out), "--variants", variants] + (["--fresh-processes"] if mode == "fresh" else []),
+                  tmp_path)
+        assert env.returncode == 0, env.stderr[-3000:]
+        figures[mode] = {c["name"]: c["stages"] for c in json.loads(out.read_text())["comparisons"]
+                         if c["name"].endswith("vs baseline") and c["name"].split()[0] in variants.split(",")}
+    assert len(figures["fresh"]) == 4 and figures["forked"] == figures["fresh"]
+    moved = [n for n, stages in figures["fresh"].items() if any(s["max_abs"] > 0 for s in stages.values())]
+    assert moved, "no variant moved any stage: the comparison above would not notice a lost switch"
+    assert not (tmp_path / "home" / ".fastai").exists()
