@@ -68,9 +68,9 @@ class Calibration:
 def save_calibration(folder: Path, state: dict[str, torch.Tensor], weights_sha256: str, engine: str,
                      recordings: list[dict[str, Any]], clips: int, selection: str) -> Path:
     """Write both files into `folder` atomically. -> the JSON's path."""
-    from safetensors.torch import save
+    from orcaport.model.weights import serialize_state     # byte-deterministic (safetensors' own is not)
 
-    data = save(dict(sorted(state.items())), metadata={"format": "pt", "kind": KIND})
+    data = serialize_state(state, metadata={"format": "pt", "kind": KIND})
     meta = {"kind": KIND, "schema_version": SCHEMA_VERSION, "weights_sha256": weights_sha256,
             "tensors_file": TENSORS_FILE, "tensors_sha256": hashlib.sha256(data).hexdigest(),
             "observers": len({k.split(".")[0] for k in state}), "torch": torch.__version__,
