@@ -127,6 +127,19 @@ def _truncate_and_repin(model: Path) -> None:
     (model / META_FILE).write_text(json.dumps(meta))
 
 
+def _drop_an_observer_and_repin(model: Path) -> None:
+    """What a calibration from a torch that traces the body differently looks like: other observers."""
+    from safetensors.torch import load_file
+
+    from orcaport.model.weights import serialize_state
+
+    state = load_file(model / TENSORS_FILE)
+    (model / TENSORS_FILE).write_bytes(serialize_state({k: v for k, v in state.items() if not k.startswith("activation_post_process_3.")}))
+    meta = json.loads((model / META_FILE).read_text())
+    meta["tensors_sha256"], meta["torch"] = sha256_file(model / TENSORS_FILE), "2.0.0"
+    (model / META_FILE).write_text(json.dumps(meta))
+
+
 @pytest.mark.parametrize("damage, says", [
     (lambda m: [(m / n).unlink() for n in (META_FILE, TENSORS_FILE)], "has no int8 calibration"),
     (_tamper_weights_pin, "was made for other weights"),
@@ -134,6 +147,7 @@ def _truncate_and_repin(model: Path) -> None:
     (_truncate_and_repin, "is corrupt"),
     (lambda m: (m / META_FILE).write_text("{not json"), "unreadable or corrupt"),
     (lambda m: (m / TENSORS_FILE).unlink(), "is missing"),
+    (_drop_an_observer_and_repin, "was made with torch 2.0.0, whose quantized graph differs"),
 ])
 def test_bad_calibration_is_refused_in_one_line(calibrated: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                 damage: Any, says: str) -> None:
@@ -175,3 +189,12 @@ def test_publish_ships_the_calibration_and_refuses_a_stale_one(calibrated: Path,
     capsys.readouterr()
     assert publish.main(_publish_args(report, tmp_path / "repo2", "--dry-run", model=stale)) == ExitCode.BAD_INPUT
     assert "was made for other weights" in capsys.readouterr().err and not (tmp_path / "repo2").exists()
+
+
+def test_calibrate_refuses_what_it_cannot_use(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model = copy_fixture(tmp_path)
+    capsys.readouterr()
+    assert main(["calibrate", "--model", str(model), "--audio", str(CORPUS / "short_1s5_48k_16.wav")]) == ExitCode.BAD_INPUT
+    assert "no clip of the 1 recordings could be read" in capsys.readouterr().err
+    assert main(["calibrate", "--model", str(model), "--audio", str(SHORT), "--clips", "0"]) == ExitCode.USAGE
+    assert not (model / META_FILE).exists() and not (model / TENSORS_FILE).exists()
