@@ -20,12 +20,15 @@ import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 import torch
 
 from orcaport.model.errors import ExitCode, InputError, OrcaportError, OutputError, UsageError, one_line
+
+if TYPE_CHECKING:
+    from orcaport.model.detector import Detector
 
 DEFAULT_CLIPS = 64
 SELECTION = ("up to {n} clips evenly spaced (numpy linspace, rounded) over all 2 s clips of the recordings "
@@ -65,7 +68,7 @@ def _wav(path: Path) -> Iterator[Path]:
         yield path
 
 
-def calibration_inputs(det: object, files: list[Path], max_clips: int
+def calibration_inputs(det: Detector, files: list[Path], max_clips: int
                        ) -> tuple[list[torch.Tensor], list[dict[str, object]], list[str]]:
     """The selected clips' normalized network inputs, in order (each (1, C, H, W)); the recordings
     used (path, sha256, clips); the skipped ones ('name: error')."""
