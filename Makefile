@@ -40,7 +40,7 @@ VERIFY_REPORTS ?= $(patsubst %/,%,$(dir $(patsubst %/,%,$(VERIFY_REFERENCES))))/
 # upstream's real-data mel reference for parity's real-data check (beside the checkout when present)
 UPSTREAM ?= $(wildcard ../shared/data/upstream_sunset_bay_mel_reference.safetensors)
 
-.PHONY: help envs env-clean env-legacy fixture convert corpus references predict-references predict-parity envelope tolerances controls controls-refs parity zoo zoo-parity variants verify test test-legacy bench bench-bodies bench-cuda publish env-evaluate evaluate calibrate
+.PHONY: help envs env-clean env-legacy fixture convert corpus references predict-references predict-parity envelope tolerances controls controls-refs parity zoo zoo-parity variants verify test test-legacy bench bench-bodies bench-envelope bench-cuda publish env-evaluate evaluate calibrate
 
 help:  ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -88,7 +88,7 @@ controls-refs: env-legacy  ## [legacy] record the negative controls' odd-rate re
 	  --out reference_outputs/controls/stages
 
 controls: env-clean  ## [clean] negative controls: each broken quirk must fail at its stage (reports/controls.json)
-	$(CLEAN) -m orcaport.parity.controls --outputs reference_outputs --reports reports
+	$(CLEAN) -m orcaport.parity.controls --outputs reference_outputs --reports reports --tolerances "$(TOLERANCES)"
 
 parity: env-clean  ## [clean] replay every stage fastai-free and diff against the references  (MODEL= AUDIO= REFERENCES= REPORTS=)
 	$(CLEAN) -m orcaport.parity --model "$(MODEL_DIR)" --references "$(REFERENCES)" --audio $(AUDIO) --reports "$(REPORTS)" \
@@ -118,10 +118,13 @@ test: env-clean  ## run the test suite in the clean env (legacy tests run too wh
 
 bench: env-clean  ## speed/memory benchmarks (never in CI); writes bench/results.json, then the per-body rows
 	@status=0; $(CLEAN) -m bench || status=$$?; \
-	if [ -x "$(LEGACY)" ]; then $(CLEAN) -m bench.bodies || status=$$?; \
-	else echo "bench: per-body rows not run (no legacy env: make env-legacy)"; fi; exit $$status
+	if [ -x "$(LEGACY)" ]; then $(CLEAN) -m bench.bodies || status=$$?; $(CLEAN) -m bench.envelope || status=$$?; \
+	else echo "bench: per-body and envelope rows not run (no legacy env: make env-legacy)"; fi; exit $$status
 bench-bodies: env-clean env-legacy  ## one row per body family: legacy vs clean clips/s, same run (never in CI); writes bench/bodies.{json,md}
 	$(CLEAN) -m bench.bodies
+
+bench-envelope: env-clean env-legacy  ## make envelope vs make references on the README-flow folder, same run (never in CI); writes bench/envelope.json
+	$(CLEAN) -m bench.envelope
 
 bench-cuda: env-clean  ## [GPU machine] the whole detector on CUDA over many hours; writes bench/cuda.json (make bench shows it)
 	$(CLEAN) -m bench.cuda --out bench

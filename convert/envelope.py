@@ -49,7 +49,6 @@ from orcaport.parity.audio_manifest import scan, tensor_file_name, verify
 from orcaport.parity.diffstats import diff_stats
 from orcaport.parity.envelope import VARIANTS, compare_clips, compare_sets, fold_stats
 from orcaport.parity.fingerprint import default_kernel_environ, fingerprint, same_machine
-from orcaport.parity.metrics import tolerance_stage
 from orcaport.parity.references import References, load_references
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,34 +63,15 @@ FULL_CLIP_S = 1.0       # a full-stage clip, every stage captured
 CLEAN_S = 30.0          # the clean replay and the detector check
 
 
-def clean_jobs(refs: Path, model: Path, audio: list[Path], root: Path, names: list[str], work: Path,
-               after: str | None) -> list[Job]:
-    """The clean runtime (report-only parity) and the Detector (fused oneDNN engine, probs and
-    per-second confidences) against this machine's baseline, once `after` is done; none without
-    the clean env."""
-    if not CLEAN_PYTHON.exists():
+def clean_job(refs: Path, model: Path, root: Path, names: list[str], after: str | None) -> list[Job]:
+    """The clean runtime (chained replay) and the Detector (fused oneDNN engine) against this
+    machine's baseline, in one clean-env process (parity/envelope_clean.py), once `after` is done;
+    none without the clean env."""
+    if not CLEAN_PYTHON.exists() or not names:
         return []
-    env = default_kernel_environ()
-    replay = [str(CLEAN_PYTHON), "-m", "orcaport.parity", "--model", str(model), "--references", str(refs),
-              "--audio", *map(str, audio), "--reports", str(work / "clean-reports")]
-    engine = [str(CLEAN_PYTHON), "-m", "orcaport.parity.engine_check", "--model", str(model), "--corpus", str(root),
-              *names]
-    return [Job("clean replay", replay, env, ok_codes=(0, 1), after=after),     # 1: parity said no
-            Job("detector", engine, env, after=after)] if names else []
-
-
-def clean_comparison(report: dict[str, Any]) -> dict[str, Any]:
-    """Fold a parity report's chained checks into compare_sets' shape."""
-    stages: dict[str, dict[str, Any]] = {}
-    flips = 0
-    for f in report["files"]:
-        for c in f["checks"]:
-            if c["mode"] != "chained" or c["metrics"].get("max_abs") is None:
-                continue
-            fold_stats(stages, tolerance_stage(c["stage"], c.get("layer")), c["metrics"])
-            flips += len((c.get("decisions") or {}).get("local_flips", []))
-    return {"stages": dict(sorted(stages.items())), "digests": {},
-            "decisions": {"local_flips": flips}}
+    cmd = [str(CLEAN_PYTHON), "-m", "orcaport.parity.envelope_clean", "--model", str(model), "--references",
+           str(refs), "--corpus", str(root), *names]
+    return [Job("clean replay + detector", cmd, default_kernel_environ(), after=after)]
 
 
 def detector_comparison(base: References, got: dict[str, Any], pos: int) -> dict[str, Any]:
@@ -234,8 +214,8 @@ def measure(model: Path, audio: list[Path], committed: Path, work: Path, names: 
     jobs = [] if reuse else [baseline_job(model, audio, work, sha256)]
     jobs += [variant_job(n, model, committed, root, work, sha256, forked=not fresh) for n in names if n != "baseline"]
     base_dir = committed if reuse else work / "baseline"
-    jobs += clean_jobs(base_dir, model, audio, root, [f.name for f in ref.files if f.error is None], work,
-                       None if reuse else "baseline")
+    jobs += clean_job(base_dir, model, root, [f.name for f in ref.files if f.error is None],
+                      None if reuse else "baseline")
     print(estimate(ref, names, not reuse, cpus, fresh), file=sys.stderr, flush=True)
     started = time.monotonic()
     if any(j.forked for j in jobs):
@@ -275,16 +255,13 @@ def measure(model: Path, audio: list[Path], committed: Path, work: Path, names: 
             comparisons.append({"name": f"{job.name} vs committed", "regimes": ["cross_machine"],
                                 "kind": "across machines" if cross else "kernel path, this machine",
                                 **compare_clips(ref, files, tensors, pos)})
-    report = work / "clean-reports" / "parity.json"
-    if report.is_file():
-        report_json = json.loads(report.read_text())
+    clean = next((j for j in jobs if j.name == "clean replay + detector"), None)
+    if clean is not None:
+        got = json.loads(clean.stdout)
         comparisons.append({"name": "clean vs baseline", "kind": "clean runtime, same machine",
-                            "regimes": ["same_machine"], "machine": report_json["environment"].get("machine_fingerprint"),
-                            **clean_comparison(report_json)})
-    detector = next((j for j in jobs if j.name == "detector"), None)
-    if detector is not None:
+                            "regimes": ["same_machine"], "machine": got["machine"], **got["clean"]})
         comparisons.append({"name": "detector vs baseline", "kind": "clean detector (fused engine), same machine",
-                            "regimes": ["same_machine"], **detector_comparison(base, json.loads(detector.stdout), pos)})
+                            "regimes": ["same_machine"], **detector_comparison(base, got["detector"], pos)})
     return {"schema_version": SCHEMA_VERSION, "model_weights_sha256": base.manifest["model"]["weights_sha256"],
             "committed_references": {"manifest_sha256": ref.manifest_sha256,
                                      "machine": ref.manifest.get("machine")},

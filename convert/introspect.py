@@ -7,6 +7,7 @@ the module path, so an unsupported learner never converts into something subtly 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -60,6 +61,13 @@ def signature(body: nn.Module) -> list[tuple[str, str, tuple]]:
     return out
 
 
+@functools.lru_cache(maxsize=None)
+def body_signature(name: str, in_channels: int) -> tuple[tuple[str, str, tuple], ...]:
+    """torchvision's `name` body as fastai cuts it, built once per process (on the meta device):
+    references and the envelope introspect the learner once per recording."""
+    return tuple(signature(build_body(name, in_channels, device="meta")))
+
+
 def _first_difference(got: list, want: list) -> int:
     return next((i for i, (g, w) in enumerate(zip(got, want)) if g != w), min(len(got), len(want)))
 
@@ -79,7 +87,7 @@ def introspect_body(body: nn.Module) -> tuple[str, int]:
     got = signature(body)
     best: tuple[int, str, list] = (-1, "", [])
     for name in SUPPORTED_BODIES:
-        want = signature(build_body(name, in_channels, device="meta"))
+        want = list(body_signature(name, in_channels))
         if want == got:
             return name, in_channels
         best = max(best, (_first_difference(got, want), name, want), key=lambda b: b[0])

@@ -39,7 +39,7 @@ from orcaport.model.fileio import sha256_file, write_json_atomically
 from orcaport.model.weights import read_metadata, save_network_state
 from orcaport.parity.audio_manifest import tensor_file_name
 from orcaport.parity.result import Check, Location, ParityResult
-from orcaport.parity.run import run_parity
+from orcaport.parity.run import DEFAULT_TOLERANCES, run_parity
 
 FLAGSHIP = "hydrophone_48k_mono16_60s.wav"
 STEREO = "stereo_44k1_16_10s5.wav"
@@ -234,11 +234,11 @@ def margin(result: ParityResult) -> tuple[Check | None, str]:
     return None, "failure not found"
 
 
-def run_control(control: Control, fx: Embedded) -> dict[str, Any]:
+def run_control(control: Control, fx: Embedded, tolerances: Path = DEFAULT_TOLERANCES) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="orcaport-control-") as tmp:
         inputs = control.prepare(Path(tmp), fx)
         with control.patch():
-            result, _ = run_parity(inputs.model, inputs.refs, inputs.corpus, only=list(inputs.files),
+            result, _ = run_parity(inputs.model, inputs.refs, inputs.corpus, tolerances, only=list(inputs.files),
                                    diagnose_other_weights=inputs.other_weights)
     check, words = margin(result)
     ff = result.first_failure or Location(file=None, mode=None, stage=None, clip=None, layer=None)
@@ -255,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="the checkout's reference_outputs folder (the fixture, its references and corpus)")
     ap.add_argument("--reports", type=Path, default=Path("reports"))
     ap.add_argument("--only", action="append", help="run only this control (repeatable)")
+    ap.add_argument("--tolerances", type=Path, default=DEFAULT_TOLERANCES,
+                    help="the tolerances the controls must still beat (default: the committed ones; "
+                         "pass a freshly derived file to check a new envelope)")
     args = ap.parse_args(argv)
     try:
         fx = Embedded(args.outputs).check()
@@ -264,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     for control in CONTROLS:
         if args.only and control.name not in args.only:
             continue
-        row = run_control(control, fx)
+        row = run_control(control, fx, args.tolerances)
         rows.append(row)
         where = row["failed_stage"] + (f"/{row['failed_layer']}" if row["failed_layer"] else "") \
             if row["failed_stage"] else "nowhere"
