@@ -73,6 +73,8 @@ def test_detect_int8_is_reproducible_and_says_what_it_runs(calibrated: Path, cap
     assert code == ExitCode.OK
     code, second, _ = detect_csv(calibrated, capsys, *INT8)
     assert code == ExitCode.OK and first == second and len(first.splitlines()) == 11      # header + 10 rows
+    code, fed, _ = detect_csv(calibrated, capsys, *INT8, "--many", "--batch-size", "3")   # other batches
+    assert code == ExitCode.OK and fed == first
     code, text, _ = detect_csv(calibrated, capsys, *INT8[:2], "--format", "json")
     assert code == ExitCode.OK      # ORCAPORT_ARITHMETIC is not set: fast stays fp32/bf16 (int8 never by itself)
     assert json.loads(text)["arithmetic"]["name"] != "int8"
@@ -198,3 +200,20 @@ def test_calibrate_refuses_what_it_cannot_use(tmp_path: Path, capsys: pytest.Cap
     assert "no clip of the 1 recordings could be read" in capsys.readouterr().err
     assert main(["calibrate", "--model", str(model), "--audio", str(SHORT), "--clips", "0"]) == ExitCode.USAGE
     assert not (model / META_FILE).exists() and not (model / TENSORS_FILE).exists()
+
+
+def test_card_states_int8_numbers_and_which_calibration_was_evaluated() -> None:
+    from orcaport.parity.evaluation.card import int8_lines
+
+    level = {"f1": 0.8}
+    doc = {"scores": {"legacy-exact": {lv: {"f1": 0.85} for lv in ("second", "file", "event")},
+                      "fast/int8": {lv: level for lv in ("second", "file", "event")}},
+           "gate": {"fast/int8": {"offered": False}},
+           "columns": {"fast/int8": {"calibration": {"stored": True, "tensors_sha256": "ab" * 32, "clips": 64,
+                                                     "recordings": 9}}}}
+    text = " ".join(int8_lines(doc, {TENSORS_FILE: "ab" * 32}))
+    assert "F1 per second 0.800 (legacy-exact 0.850)" in text and "not offered for deployment" in text
+    assert "evaluated with the calibration this repo ships" in text
+    assert "another calibration" in " ".join(int8_lines(doc, {}))
+    doc["columns"]["fast/int8"]["calibration"] = {"stored": False, "why": "none"}
+    assert "synthetic" in " ".join(int8_lines(doc, {TENSORS_FILE: "ab" * 32}))
