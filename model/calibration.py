@@ -18,13 +18,17 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from orcaport.model.errors import ExitCode
 from orcaport.model.fileio import sha256_file, write_files_atomically
 from orcaport.model.source import DetectorError
+
+if TYPE_CHECKING:
+    from orcaport.model.artifact import Artifact
+    from orcaport.model.quantized import QuantizedNet
 
 TENSORS_FILE = "int8_calibration.safetensors"
 META_FILE = "int8_calibration.json"
@@ -55,7 +59,7 @@ class Calibration:
     def describe(self) -> str:
         m = self.meta
         return (f"int8 body, fp32 head, calibrated on {m['clips']} clips of {len(m['recordings'])} recordings "
-                f"({m['created'][:10]}, {m['quantized_engine']} engine)")
+                f"({m['created'][:10]})")
 
     def summary(self) -> dict[str, Any]:
         """For reports: where it came from, without the per-recording list."""
@@ -126,15 +130,19 @@ def load_calibration(folder: Path, weights_sha256: str) -> Calibration:
     return Calibration(state, meta, folder)
 
 
-def int8_network(net: Any, folder: Path, weights_sha256: str, example: torch.Tensor) -> tuple[Any, Calibration]:
-    """The quantized network (model/quantized.py) rebuilt from `folder`'s calibration; no audio is
-    run. `example`: (1, C, H, W) for tracing. The engine is the calibration's where this torch has it,
-    else the other server engine (x86 and fbgemm share the qconfig). -> (QuantizedNet, Calibration)"""
+def int8_network(artifact: Artifact) -> tuple[QuantizedNet, Calibration]:
+    """The quantized network (model/quantized.py) rebuilt from the artifact folder's calibration; no
+    audio is run. The engine is the calibration's where this torch has it, else the other server
+    engine (x86 and fbgemm share the qconfig). -> (QuantizedNet, Calibration)"""
     from orcaport.model.quantized import ObserverMismatch, build, quantized_engine, supported_engines
+    from orcaport.model.spectrogram import input_width
 
-    cal = load_calibration(folder, weights_sha256)
+    folder, net, fe = artifact.root, artifact.network.eval(), artifact.config.frontend
+    cal = load_calibration(folder, artifact.weights_sha256)
     stored = cal.meta["quantized_engine"]
     engine = stored if stored in supported_engines() else quantized_engine()
+    width = input_width(fe, fe.resample_to) if fe.resample_to and fe.use_spectro else None
+    example = torch.zeros(1, net.config.in_channels, fe.n_mfcc if fe.mfcc else fe.n_mels, width or 128)   # traced only
     try:
         return build(net, cal.state, engine, example), cal
     except ObserverMismatch as e:

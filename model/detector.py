@@ -164,10 +164,7 @@ class Detector:
         the arithmetic's reason then says what it was calibrated on."""
         from orcaport.model.calibration import int8_network
 
-        fe, net = self.frontend, self.artifact.network.eval()
-        width = input_width(fe, fe.resample_to) if fe.resample_to and fe.use_spectro else None
-        example = torch.zeros(1, net.config.in_channels, fe.n_mfcc if fe.mfcc else fe.n_mels, width or 128)
-        quantized, self.calibration = int8_network(net, self.artifact.root, self.artifact.weights_sha256, example)
+        quantized, self.calibration = int8_network(self.artifact)
         self.arithmetic = dataclasses.replace(self.arithmetic, reason=f"{self.calibration.describe()}; "
                                               f"{self.arithmetic.reason}")
         return quantized
