@@ -40,14 +40,14 @@ import numpy as np
 from convert.envelope_clips import CLIPS_FILE
 from convert.legacy import ConvertError
 from convert.legacy_log import log_path_for
-from convert import preloaded
 from convert.preloaded import run_forked
 from orcaport.model.cpus import available_cpus
 from orcaport.model.errors import ExitCode, InputError, OrcaportError, UsageError, report_error
 from orcaport.model.fileio import scratch_prefix, sha256_file, write_output_file
 from orcaport.parity.audio_manifest import scan, tensor_file_name, verify
 from orcaport.parity.diffstats import diff_stats
-from orcaport.parity.envelope import VARIANTS, compare_clips, compare_sets, fold_stats
+from orcaport.model.arithmetic import read_cpu_flags
+from orcaport.parity.envelope import VARIANTS, compare_clips, compare_sets, fold_stats, same_as_baseline
 from orcaport.parity.fingerprint import default_kernel_environ, fingerprint, same_machine
 from orcaport.parity.references import References, load_references
 
@@ -105,7 +105,7 @@ class Job:
     def run(self, logs: Path) -> tuple[int, str, str]:
         """-> (exit code, stdout, stderr)."""
         if self.forked:
-            return run_forked(self.env, self.cmd[2], self.cmd[3:], logs)
+            return run_forked(self.env, self.cmd[2], self.cmd[3:], logs, logs.parent / "home")
         done = subprocess.run(self.cmd, cwd=ROOT, env=self.env, capture_output=True, text=True)
         return done.returncode, done.stdout, done.stderr
 
@@ -182,6 +182,15 @@ def baseline_reusable(refs: References, model: Path) -> bool:
             and man.get("model", {}).get("weights_sha256") == sha256_file(model / "model.safetensors"))
 
 
+def identical_variants(names: list[str]) -> dict[str, str]:
+    """The variants that would run the baseline's very kernels on this machine -> why
+    (parity/envelope.py same_as_baseline); none when this process itself runs under a switch."""
+    fp = fingerprint()
+    level = "" if fp["kernel_env"] else fp["cpu_capability"]
+    flags = read_cpu_flags()
+    return {n: why for n in names if n != "baseline" and (why := same_as_baseline(n, level, flags))}
+
+
 def estimate(refs: References, names: list[str], record_baseline: bool, cpus: int, fresh: bool = False) -> str:
     """A rough time before starting (refined as runs finish): legacy starts and clips, at the
     rates measured for the fixture (START_S, FORKED_START_S, CLIP_S), run `cpus` at a time."""
@@ -210,16 +219,20 @@ def measure(model: Path, audio: list[Path], committed: Path, work: Path, names: 
         raise InputError(f"{audio} has recordings the references in {committed} do not ({', '.join(missing[:3])}"
                          f"{', ...' if len(missing) > 3 else ''}): run `make references` on this AUDIO= first")
     reuse = baseline_reusable(ref, model)
+    skipped = identical_variants(names)
+    names = [n for n in names if n not in skipped]
     (work / "logs").mkdir(parents=True)
-    jobs = [] if reuse else [baseline_job(model, audio, work, sha256)]
+    # the clean job first when it need not wait for a baseline: it runs while the first variant
+    # starts the preloaded interpreter
+    jobs = clean_job(committed, model, root, [f.name for f in ref.files if f.error is None], None) if reuse \
+        else [baseline_job(model, audio, work, sha256)]
     jobs += [variant_job(n, model, committed, root, work, sha256, forked=not fresh) for n in names if n != "baseline"]
-    base_dir = committed if reuse else work / "baseline"
-    jobs += clean_job(base_dir, model, root, [f.name for f in ref.files if f.error is None],
-                      None if reuse else "baseline")
+    if not reuse:
+        jobs += clean_job(work / "baseline", model, root, [f.name for f in ref.files if f.error is None], "baseline")
     print(estimate(ref, names, not reuse, cpus, fresh), file=sys.stderr, flush=True)
+    for name, why in skipped.items():
+        print(f"envelope: {name} not run: {why} (the baseline's kernels)", file=sys.stderr, flush=True)
     started = time.monotonic()
-    if any(j.forked for j in jobs):
-        preloaded.start(work / "home")
 
     def progress(job: Job, done: int) -> None:
         elapsed = time.monotonic() - started
@@ -233,7 +246,8 @@ def measure(model: Path, audio: list[Path], committed: Path, work: Path, names: 
     base = ref if reuse else load_references(work / "baseline")
     cross = not same_machine(ref.manifest.get("machine"), base.manifest.get("machine"))
     pos = int(json.loads((model / "config.json").read_text())["positive_index"])
-    runs: dict[str, Any] = {}
+    runs: dict[str, Any] = {name: {"env": VARIANTS[name][0], "threads": VARIANTS[name][1],
+                                   "not_run": f"the baseline's kernels: {why}"} for name, why in skipped.items()}
     comparisons = []
     if not reuse:
         runs["baseline"] = {"env": {}, "threads": 1, "seconds": round(jobs[0].seconds, 1), "measured_on": "every clip",

@@ -23,6 +23,7 @@ import importlib
 import multiprocessing
 import os
 import sys
+import threading
 from pathlib import Path
 
 from orcaport.model.errors import ExitCode
@@ -30,6 +31,8 @@ from orcaport.model.errors import ExitCode
 # What unpickling a fastai_audio learner and running it import (pandas and matplotlib come with them).
 PRELOAD = ["fastai.vision", "audio.data", "audio.learner", "convert.envelope_clips"]
 _CONTEXT: multiprocessing.context.BaseContext | None = None
+_STARTED = threading.Lock()      # held while the forkserver starts: the other children wait
+_started = False
 
 
 def context() -> multiprocessing.context.BaseContext:
@@ -42,7 +45,15 @@ def context() -> multiprocessing.context.BaseContext:
 
 
 def start(home: Path) -> None:
-    """Start the forkserver now, its imports run with HOME=`home` (a scratch folder)."""
+    """Start the forkserver (once), its imports run with HOME=`home` (a scratch folder)."""
+    global _started
+    with _STARTED:
+        if not _started:
+            _start(home)
+            _started = True
+
+
+def _start(home: Path) -> None:
     old = os.environ.get("HOME")
     os.environ["HOME"] = str(home)
     try:
@@ -98,9 +109,10 @@ def _child(env: dict[str, str], module: str, argv: list[str], stdout: str, stder
     sys.exit(code)
 
 
-def run_forked(env: dict[str, str], module: str, argv: list[str], logs: Path) -> tuple[int, str, str]:
-    """`python -m module argv` with environment `env`, forked from the preloaded interpreter.
-    -> (exit code, stdout, stderr); the output files are kept in `logs`."""
+def run_forked(env: dict[str, str], module: str, argv: list[str], logs: Path, home: Path) -> tuple[int, str, str]:
+    """`python -m module argv` with environment `env`, forked from the preloaded interpreter (started
+    on first use with HOME=`home`). -> (exit code, stdout, stderr); the output files stay in `logs`."""
+    start(home)
     name = Path(argv[argv.index("--out") + 1]).name if "--out" in argv else module
     out, err = logs / f"{name}.stdout", logs / f"{name}.stderr"
     proc = context().Process(target=_child, args=(env, module, argv, str(out), str(err)), name=name)

@@ -48,6 +48,27 @@ VARIANTS: dict[str, tuple[dict[str, str], int]] = {
     "most-different": ({"ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
                         "MKL_CBWR": "COMPATIBLE", "ONEDNN_MAX_CPU_ISA": "SSE41"}, 2),
 }
+# oneDNN kernels above AVX2 need one of these CPU flags; without them a cap at AVX2 changes nothing.
+ONEDNN_ABOVE_AVX2 = ("avx512f", "avx_vnni", "avx_vnni_int8", "avx_ne_convert", "amx_tile")
+
+
+def same_as_baseline(name: str, aten_level: str, cpu_flags: frozenset[str]) -> str | None:
+    """Why variant `name` would run exactly the baseline's kernels on this machine (so running it
+    measures nothing), or None. Only single-switch caps at or above what the machine already runs
+    qualify: ATEN_CPU_CAPABILITY equal to the dispatch level the baseline uses, ONEDNN_MAX_CPU_ISA=AVX2
+    on a CPU with nothing above AVX2 for oneDNN. MKL's switches are never skipped: which path MKL
+    takes by default (it differs by CPU vendor) cannot be read from outside it."""
+    env, threads = VARIANTS[name]
+    if threads != 1 or len(env) != 1:
+        return None
+    (key, value), = env.items()
+    if key == "ATEN_CPU_CAPABILITY" and value.lower() == aten_level.lower():
+        return f"ATen already dispatches at {aten_level.upper()} here"
+    if key == "ONEDNN_MAX_CPU_ISA" and value == "AVX2" and not any(f in cpu_flags for f in ONEDNN_ABOVE_AVX2):
+        return "no CPU flag for a oneDNN ISA above AVX2 here"
+    return None
+
+
 MAX_STATS = ("max_abs", "p99_abs", "p999_abs", "max_rel", "rel_to_max", "max_log_power_db")
 DIGEST_STAGES = ("decode", "clip")
 

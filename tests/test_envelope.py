@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from orcaport.parity.envelope import POLICY, derive, derive_files, round_up
+from orcaport.parity.envelope import POLICY, VARIANTS, derive, derive_files, round_up, same_as_baseline
 from orcaport.parity.metrics import DEFAULT_TOLERANCES, Tolerance
 from orcaport.parity.references import FileReference
 from orcaport.parity.replay import FileReplay
@@ -155,3 +155,22 @@ def test_a_variant_on_the_full_stage_clips_is_compared_with_every_clip_tensors()
     d = c["decisions"]
     assert d["clips"] == 2 and d["clip_flips"] == 1 and d["errors_differ"] == 1
     assert d["flip_distance"] == pytest.approx(0.05, abs=1e-6)
+
+
+@pytest.mark.parametrize("name,level,flags,skipped", [
+    ("aten-avx2", "AVX2", {"avx2"}, True),                  # ATen already at AVX2: the same kernels
+    ("aten-avx2", "AVX512", {"avx2", "avx512f"}, False),    # a real cap below what ATen runs
+    ("aten-default", "AVX2", {"avx2"}, False),
+    ("onednn-avx2", "AVX2", {"avx2", "fma"}, True),         # nothing above AVX2 for oneDNN
+    ("onednn-avx2", "AVX2", {"avx2", "avx512f"}, False),
+    ("onednn-avx2", "AVX2", {"avx2", "avx_vnni"}, False),   # oneDNN's avx2_vnni would be capped
+    ("onednn-sse41", "AVX2", {"avx2"}, False),
+    ("mkl-avx2", "AVX2", {"avx2"}, False),                  # MKL's own default path is not readable
+    ("threads-2", "AVX2", {"avx2"}, False),
+    ("most-different", "DEFAULT", set(), False),
+])
+def test_only_variants_that_run_the_baselines_kernels_are_skipped(name: str, level: str, flags: set[str],
+                                                                  skipped: bool) -> None:
+    why = same_as_baseline(name, level, frozenset(flags))
+    assert (why is not None) == skipped, why
+    assert name in VARIANTS

@@ -35,24 +35,29 @@ def test_envelope_measures_variants_on_the_full_stage_clips(tmp_path: Path) -> N
     assert rec.returncode == 0, rec.stderr[-3000:]
     out = tmp_path / "envelope.json"
     env = run(["convert.envelope", "--model", str(FIXTURE), "--corpus", str(audio), "--references", str(refs),
-               "--out", str(out), "--variants", "threads-2,aten-avx2"], tmp_path)
+               "--out", str(out), "--variants", "threads-2,aten-default,aten-avx2"], tmp_path)
     assert env.returncode == 0, env.stderr[-3000:]
     lines = env.stderr.splitlines()
     assert lines[0].startswith("envelope: 3 file(s), 11 clips; baseline: the references") and "estimate" in lines[0]
-    assert any("[3/3]" in ln for ln in lines)                # 2 variants + the clean replay with the detector
+    # aten-avx2 runs only where ATen's own dispatch level is not AVX2 already
+    level = subprocess.run([legacy_interpreter(), "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"],
+                           capture_output=True, text=True).stdout.strip()
+    ran = ["threads-2", "aten-default"] + ([] if level == "AVX2" else ["aten-avx2"])
+    assert any(f"[{len(ran) + 1}/{len(ran) + 1}]" in ln for ln in lines)      # + the clean replay with the detector
     assert not any("Preprocessing" in ln or "Warning" in ln for ln in lines), env.stderr   # in the log
     log = (tmp_path / "envelope.json.log").read_text()
     assert "===== threads-2 =====" in log and "===== aten-avx2 =====" in log
 
     e = json.loads(out.read_text())
     assert e["baseline"].startswith("the references") and e["schema_version"] == 2
-    assert {v["measured_on"] for v in e["variants"].values()} == {"full-stage clips"}
-    assert set(e["variants"]) == {"threads-2", "aten-avx2"}
+    assert {e["variants"][n]["measured_on"] for n in ran} == {"full-stage clips"}
+    if level == "AVX2":
+        assert e["variants"]["aten-avx2"]["not_run"] == "the baseline's kernels: ATen already dispatches at AVX2 here"
+        assert any(ln.startswith("envelope: aten-avx2 not run: ") for ln in lines)
     by_name = {c["name"]: c for c in e["comparisons"]}
-    assert set(by_name) == {"threads-2 vs baseline", "aten-avx2 vs baseline", "clean vs baseline",
-                            "detector vs baseline"}
+    assert set(by_name) == {f"{n} vs baseline" for n in ran} | {"clean vs baseline", "detector vs baseline"}
     full = sum(len(f.get("full_clips", [])) for f in json.loads((refs / "manifest.json").read_text())["files"])
-    for name in ("threads-2 vs baseline", "aten-avx2 vs baseline"):
+    for name in (f"{n} vs baseline" for n in ran):
         c = by_name[name]
         assert c["stages"]["mel"]["tensors"] == full and c["stages"]["probs"]["tensors"] == full
         assert c["digests"]["clip"] == {"compared": full, "differ": 0}
