@@ -40,6 +40,7 @@ import numpy as np
 from convert.envelope_clips import CLIPS_FILE
 from convert.legacy import ConvertError
 from convert.legacy_log import log_path_for
+from convert import preloaded
 from convert.preloaded import run_forked
 from orcaport.model.cpus import available_cpus
 from orcaport.model.errors import ExitCode, InputError, OrcaportError, UsageError, report_error
@@ -211,6 +212,8 @@ def measure(model: Path, audio: list[Path], committed: Path, work: Path, names: 
             sha256: str | None = None, cpus: int = 1, fresh: bool = False) -> dict[str, Any]:
     """Run the baseline (unless the references are it) and every variant, `cpus` at a time;
     compare each with the baseline and the committed references. -> the envelope."""
+    if not fresh:   # the preloaded interpreter imports while the inputs are checked (variants wait for it)
+        threading.Thread(target=preloaded.start, args=(work / "home",), daemon=True).start()
     ref = load_references(committed)
     root, found = scan(audio)
     verify(root, [f.entry for f in ref.files])
