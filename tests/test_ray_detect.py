@@ -24,7 +24,7 @@ import pytest
 from orcaport.model.cli import main
 from orcaport.model.detector import Detector
 from orcaport.model.errors import ExitCode
-from tests.conftest import CORPUS, FIXTURE, FLAGSHIP
+from tests.conftest import CORPUS, FIXTURE, FLAGSHIP, copy_fixture
 from tests.ray_cluster import RAY_PYTHON, LocalCluster
 
 pytestmark = pytest.mark.skipif(not RAY_PYTHON.exists(),
@@ -228,3 +228,36 @@ def test_an_hls_archive_runs_as_productions_windows(cluster: LocalCluster, singl
     got = {ln["name"]: result(out, ln)["rows"] for ln in manifest(out)}
     assert len(got) == len(manifest(out)) == len(want)
     assert got == {f"rpi_node/hls/1700000000/{d.wav_filename}": d.to_dict()["rows"] for d in want}
+
+
+def test_int8_on_the_cluster_is_the_single_process_int8(cluster: LocalCluster, tmp_path: Path) -> None:
+    """The stored int8 calibration travels with the model to every actor: the cluster's rows are
+    one process's int8 rows, bit for bit; a model folder without one is refused before any task."""
+    from orcaport.model.quantized import quantized_engine
+
+    if quantized_engine() is None:
+        pytest.skip("this torch has no x86/fbgemm quantized engine")
+    (tmp_path / "int8").mkdir()
+    (tmp_path / "bare").mkdir()
+    model = copy_fixture(tmp_path / "int8")
+    assert main(["calibrate", "--model", str(model), "--audio", str(CORPUS), "--clips", "8"]) == ExitCode.OK
+    names = ("stereo_44k1_16_10s5.wav", "exact_2s0_48k_16.wav")
+    inputs = copies(tmp_path / "in", 0)
+    for name in names:
+        shutil.copy(CORPUS / name, inputs / name)
+    int8 = ("--profile", "fast", "--arithmetic", "int8")
+    cmd = [str(RAY_PYTHON), "-m", "orcaport.model", "detect", "--ray", cluster.address, "--model", str(model),
+           "--format", "csv", *int8]
+    code, err = finish(subprocess.Popen([*cmd, "--output", str(tmp_path / "run"), str(inputs)], stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True, env=cluster.env))
+    assert code == ExitCode.OK, err[-3000:]
+    one = Detector.from_folder(model, profile="fast", arithmetic="int8")
+    lines = manifest(tmp_path / "run")
+    assert sorted(ln["name"] for ln in lines) == sorted(names)
+    for ln in lines:
+        assert result(tmp_path / "run", ln)["rows"] == one.detect(CORPUS / ln["name"]).to_dict()["rows"], ln["name"]
+    bare = copy_fixture(tmp_path / "bare")
+    refused = subprocess.run([*cmd[:7], str(bare), *cmd[8:], "--output", str(tmp_path / "run2"), str(inputs)],
+                             capture_output=True, text=True, env=cluster.env, timeout=RUN_TIMEOUT_S)
+    assert refused.returncode == ExitCode.BAD_INPUT and "make calibrate" in refused.stderr, refused.stderr[-2000:]
+    assert not manifest(tmp_path / "run2")
