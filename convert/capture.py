@@ -51,17 +51,65 @@ LIGHT_KEEP = ("logits", "probs", "activations/pooled")
 DIGESTED = "clip"
 
 
-class Recorder:
+class Patches:
+    """Monkeypatches and model hooks installed for one recording, removed in reverse order."""
+
+    def __init__(self) -> None:
+        self._patches: list[tuple[Any, str, Any]] = []
+        self._hooks: list[Any] = []
+
+    def _patch(self, owner: Any, name: str, make: Callable[[Any], Any]) -> None:
+        # The raw class attribute, so a classmethod is restored as a classmethod.
+        original = vars(owner)[name] if isinstance(owner, type) and name in vars(owner) else getattr(owner, name)
+        self._patches.append((owner, name, original))
+        setattr(owner, name, make(original))
+
+    def _patch_spectrogram_steps(self, ad: Any, record: Callable[[str, Any], None]) -> None:
+        """fastai_audio's (audio.data's) spectrogram transforms and standardize, each recorded as
+        its stage: mel, db, mfcc, standardize."""
+        for name, stage in (("MelSpectrogram", "mel"), ("AmplitudeToDB", "db"), ("MFCC", "mfcc")):
+            self._patch(ad, name, lambda o, s=stage: recording_transform(o, s, record))
+        self._patch(ad, "standardize", lambda o: recording_function(o, "standardize", record))
+
+    def uninstall(self) -> None:
+        for owner, name, original in reversed(self._patches):
+            setattr(owner, name, original)
+        for h in self._hooks:
+            h.remove()
+        self._patches.clear()
+        self._hooks.clear()
+
+
+def recording_function(orig: Callable[..., Any], stage: str, record: Callable[[str, Any], None]) -> Callable[..., Any]:
+    """`orig`, whose result is recorded as `stage`."""
+    def fn(*a: Any, **k: Any) -> Any:
+        y = orig(*a, **k)
+        record(stage, y)
+        return y
+    return fn
+
+
+def recording_transform(cls: type, stage: str, record: Callable[[str, Any], None]) -> type:
+    """A subclass of the transform `cls` whose forward output is recorded as `stage`."""
+    class Recording(cls):  # type: ignore[misc, valid-type]
+        def forward(self_: Any, x: torch.Tensor) -> torch.Tensor:
+            y = super().forward(x)
+            record(stage, y)
+            return y
+    Recording.__name__ = cls.__name__
+    return Recording
+
+
+class Recorder(Patches):
     """Collects stage tensors per clip key (the clip's file stem, e.g. 'file_3_5')."""
 
     def __init__(self, light: bool = False) -> None:
+        super().__init__()
         self.light = light
         self.file: dict[str, np.ndarray] = {}
         self.clips: dict[str, dict[str, np.ndarray]] = defaultdict(dict)
         self.clip_of_path: dict[str, str] = {}   # any cache path -> clip key
         self.current: str | None = None          # clip being turned into a spectrogram / predicted
-        self._patches: list[tuple[Any, str, Any]] = []
-        self._hooks: list[Any] = []
 
     def record(self, key: str, stage: str, value: Any) -> None:
         if stage in self.clips[key]:
@@ -74,12 +122,6 @@ class Recorder:
             self.clips[key][stage] = _np(value)
         else:
             self.clips[key][stage] = _SKIPPED
-
-    def _patch(self, owner: Any, name: str, make: Callable[[Any], Any]) -> None:
-        # The raw class attribute, so a classmethod is restored as a classmethod.
-        original = vars(owner)[name] if isinstance(owner, type) and name in vars(owner) else getattr(owner, name)
-        self._patches.append((owner, name, original))
-        setattr(owner, name, make(original))
 
     def _key_for(self, path: Any) -> str:
         path = str(path)
@@ -172,23 +214,9 @@ class Recorder:
                 return out
             return create_spectro
 
-        def recording_function(orig: Any, stage: str) -> Any:
-            def fn(*a: Any, **k: Any) -> Any:
-                y = orig(*a, **k)
-                if rec.current is not None:
-                    rec.record(rec.current, stage, y)
-                return y
-            return fn
-
-        def recording_transform(cls: Any, stage: str) -> Any:
-            class Recording(cls):  # type: ignore[misc, valid-type]
-                def forward(self_: Any, x: torch.Tensor) -> torch.Tensor:
-                    y = super().forward(x)
-                    if rec.current is not None:
-                        rec.record(rec.current, stage, y)
-                    return y
-            Recording.__name__ = cls.__name__
-            return Recording
+        def record(stage: str, y: Any) -> None:
+            if rec.current is not None:
+                rec.record(rec.current, stage, y)
 
         self._patch(AudioSegment, "from_wav", lambda o: classmethod(wrap_from_wav(o.__func__)))
         self._patch(AudioSegment, "export", wrap_export)
@@ -197,10 +225,7 @@ class Recorder:
         self._patch(ad, "remove_silence", lambda o: wrap_stage_item(o, "resample"))
         self._patch(ad.AudioList, "add_spectro", wrap_add_spectro)
         self._patch(ad.AudioList, "create_spectro", wrap_create_spectro)
-        self._patch(ad, "MelSpectrogram", lambda o: recording_transform(o, "mel"))
-        self._patch(ad, "AmplitudeToDB", lambda o: recording_transform(o, "db"))
-        self._patch(ad, "MFCC", lambda o: recording_transform(o, "mfcc"))
-        self._patch(ad, "standardize", lambda o: recording_function(o, "standardize"))
+        self._patch_spectrogram_steps(ad, record)
         self._install_model_hooks(learn.model)
 
     def _install_model_hooks(self, model: torch.nn.Module) -> None:
@@ -225,13 +250,6 @@ class Recorder:
             self._hooks.append(module.register_forward_hook(out_hook(name)))
         self._hooks.append(model.register_forward_hook(logits_hook))
 
-    def uninstall(self) -> None:
-        for owner, name, original in reversed(self._patches):
-            setattr(owner, name, original)
-        for h in self._hooks:
-            h.remove()
-        self._patches.clear()
-        self._hooks.clear()
 
 
 @contextlib.contextmanager

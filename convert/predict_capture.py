@@ -25,12 +25,12 @@ import random
 import sys
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 
-from convert.capture import OFFSET_OF, _np
+from convert.capture import OFFSET_OF, Patches, _np
 
 Node = tuple[int, ...]
 # fastai_audio's preprocessing functions (audio/data.py), the stage each one's cache files hold,
@@ -44,10 +44,11 @@ def item_seed(name: str, i: int) -> int:
     return int.from_bytes(hashlib.sha256(f"{name}/{i}".encode()).digest()[:8], "big")
 
 
-class PredictRecorder:
+class PredictRecorder(Patches):
     """Stage tensors per node of one recording, while fastai_audio preprocesses and predicts it."""
 
     def __init__(self, original: Path) -> None:
+        super().__init__()
         self.original = str(original)
         self.nodes: dict[Node, dict[str, np.ndarray]] = defaultdict(dict)
         self.fan_stage: dict[int, str] = {}        # lineage depth -> the fan-out stage that made it
@@ -55,8 +56,6 @@ class PredictRecorder:
         self.offsets: dict[Node, dict[str, int]] = defaultdict(dict)
         self.current: Node | None = None          # the item being opened / predicted
         self._scope = 0                           # > 0 inside a wrapped fastai_audio function
-        self._patches: list[tuple[Any, str, Any]] = []
-        self._hooks: list[Any] = []
 
     # -- bookkeeping -------------------------------------------------------------------------------
     def record(self, node: Node, stage: str, value: Any) -> None:
@@ -72,11 +71,6 @@ class PredictRecorder:
         if path not in self.made:
             raise RuntimeError(f"fastai_audio loaded {Path(path).name}, which no wrapped step wrote")
         return self.made[path]
-
-    def _patch(self, owner: Any, name: str, make: Callable[[Any], Any]) -> None:
-        original = vars(owner)[name] if isinstance(owner, type) and name in vars(owner) else getattr(owner, name)
-        self._patches.append((owner, name, original))
-        setattr(owner, name, make(original))
 
     # -- install -----------------------------------------------------------------------------------
     def install(self, learn: Any) -> None:
@@ -145,31 +139,15 @@ class PredictRecorder:
                 return out
             return create_spectro
 
-        def recording_function(orig: Any, stage: str) -> Any:
-            def fn(*a: Any, **k: Any) -> Any:
-                y = orig(*a, **k)
-                rec.record(rec.current, stage, y)
-                return y
-            return fn
-
-        def recording_transform(cls: Any, stage: str) -> Any:
-            class Recording(cls):  # type: ignore[misc, valid-type]
-                def forward(self_: Any, x: torch.Tensor) -> torch.Tensor:
-                    y = super().forward(x)
-                    rec.record(rec.current, stage, y)
-                    return y
-            Recording.__name__ = cls.__name__
-            return Recording
+        def record(stage: str, y: Any) -> None:
+            rec.record(rec.current, stage, y)
 
         self._patch(torchaudio, "load", wrap_load)
         for name, stage, fans in PREPROCESS:
             self._patch(ad, name, lambda o, s=stage, f=fans: wrap_preprocess(o, s, f))
         self._patch(ad.AudioList, "open", wrap_open)
         self._patch(ad.AudioList, "create_spectro", wrap_create_spectro)
-        self._patch(ad, "MelSpectrogram", lambda o: recording_transform(o, "mel"))
-        self._patch(ad, "AmplitudeToDB", lambda o: recording_transform(o, "db"))
-        self._patch(ad, "MFCC", lambda o: recording_transform(o, "mfcc"))
-        self._patch(ad, "standardize", lambda o: recording_function(o, "standardize"))
+        self._patch_spectrogram_steps(ad, record)
 
         def pre_hook(_m: Any, inputs: tuple[torch.Tensor, ...]) -> None:
             rec.record(rec.current, "input", inputs[0][0])
@@ -179,14 +157,6 @@ class PredictRecorder:
 
         self._hooks += [learn.model.register_forward_pre_hook(pre_hook),
                         learn.model.register_forward_hook(logits_hook)]
-
-    def uninstall(self) -> None:
-        for owner, name, original in reversed(self._patches):
-            setattr(owner, name, original)
-        for h in self._hooks:
-            h.remove()
-        self._patches.clear()
-        self._hooks.clear()
 
     # -- naming --------------------------------------------------------------------------------
     def storage_key(self, node: Node, items: list[Node]) -> str:
