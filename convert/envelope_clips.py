@@ -10,8 +10,12 @@ load, so each variant is its own process; convert/envelope.py starts them). For 
 references' manifest: the same recording (a non-WAV converted with production's ffmpeg step, as
 references do), production inference on those windows only (convert/references.run_file: the same
 capture hooks), and OUT/<tensor file> with the references' own keys for those clips --
-clips/NN/{clip,load,downmix,resample,mel,db,input,logits,probs}, clips/NN/pooled, and
-clips/NN/activations/<layer> for the clip the references keep activations of. A file legacy
+clips/NN/{clip,<the references' chain>,logits,probs}, clips/NN/pooled, and
+clips/NN/activations/<layer> for the clip the references keep activations of. The chain is the
+manifest entry's `stages` (an option learner's: silence, pad_signal, mfcc, standardize, delta ...;
+OrcaHello's load..input when absent), and clips/NN/offsets/<name> keeps the random offsets legacy
+drew for the clip: the capture seeds Python's random per clip name (convert/capture.py), as the
+references did, so a variant draws the references' offsets and the envelope checks it does. A file legacy
 refused in the references is run whole again (it fails early) to see it refused the same way.
 OUT/clips.json lists per file its decode digest, the clips measured or the error. Legacy's output
 goes to --log; the terminal gets one line per file.
@@ -30,7 +34,7 @@ import numpy as np
 import torch
 from safetensors.numpy import save as save_numpy
 
-from convert.legacy import isolated_home, load_trusted_learner
+from convert.legacy import ConvertError, isolated_home, load_trusted_learner
 from convert.legacy_log import Progress, legacy_output, log_path_for
 from convert.references import WAVE_STAGES, run_file, verified_model
 from orcaport.model.config import ModelConfig
@@ -40,7 +44,11 @@ from orcaport.model.stages import ACTIVATION_LAYERS
 from orcaport.parity.audio_manifest import production_input, tensor_file_name
 
 CLIPS_FILE = "clips.json"
-CLIP_KEYS = ("clip",) + WAVE_STAGES + ("logits", "probs")
+
+
+def clip_keys(entry: dict[str, Any]) -> tuple[str, ...]:
+    """The per-clip stages the references hold for a file: its own chain (implied OrcaHello's)."""
+    return ("clip",) + tuple(entry.get("stages", WAVE_STAGES)) + ("logits", "probs")
 
 
 def window_index(key: str, windows: list[list[int]]) -> int:
@@ -52,10 +60,15 @@ def window_index(key: str, windows: list[list[int]]) -> int:
 def clip_tensors(entry: dict[str, Any], clips: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """A file's captured clips under the references' keys (clip index from its window)."""
     windows = entry["clip_windows"]
+    keys = clip_keys(entry)
     out: dict[str, np.ndarray] = {}
     for key, c in clips.items():
         i = window_index(key, windows)
-        for stage in CLIP_KEYS:
+        missing = [s for s in keys if s not in c]
+        if missing:
+            raise ConvertError(f"{entry['name']}: clip {i} has no stage(s) {missing[:3]} that the references "
+                               "hold; re-record them with `make references` on this model")
+        for stage in keys + tuple(k for k in c if k.startswith("offsets/")):
             out[f"clips/{i:02d}/{stage}"] = c[stage]
         out[f"clips/{i:02d}/pooled"] = c["activations/pooled"]
         if i in entry.get("activation_clips", []):

@@ -5,8 +5,11 @@ legacy env) runs legacy again under several kernel paths -- the baseline on ever
 with `compare_sets`; each variant on the references' full-stage clips only, compared with
 `compare_clips` -- and the committed `reference_outputs/envelope.json` holds those comparisons. `derive`
 turns them into `parity/tolerances.json`: per stage, the envelope figure in the metric that fits the
-stage times a stated safety factor (never below the stage's floor). A test recomputes `derive`
-from the committed envelope and fails when the two files disagree.
+stage times a stated safety factor (never below the stage's floor). An option stage of
+fastai_audio (parity/metrics.py OPTION_TOLERANCE: silence, pad_signal, mfcc, standardize, delta ...)
+the envelope measured gets its own entry under its parent stage's policy; parity falls back to
+the parent's entry for one it did not measure. A test recomputes `derive` from the committed
+envelope and fails when the two files disagree.
 
     python -m orcaport.parity.envelope derive --envelope reference_outputs/envelope.json --out parity/tolerances.json
 
@@ -30,6 +33,7 @@ import numpy as np
 
 from orcaport.model.errors import ExitCode, InputError, OrcaportError, report_error
 from orcaport.parity.diffstats import diff_stats
+from orcaport.parity.metrics import OPTION_TOLERANCE
 from orcaport.parity.references import References
 
 POLICY = Path(__file__).with_name("tolerance_policy.json")
@@ -71,12 +75,21 @@ def same_as_baseline(name: str, aten_level: str, cpu_flags: frozenset[str]) -> s
 
 MAX_STATS = ("max_abs", "p99_abs", "p999_abs", "max_rel", "rel_to_max", "max_log_power_db")
 DIGEST_STAGES = ("decode", "clip")
+# the random offsets legacy drew (pad_mode "zeros", crops, max_to_pad), compared exactly: a variant
+# seeds Python's random per clip as the references did, so its draws must be theirs
+OFFSETS = "offsets"
+
+
+def is_offset(key: str) -> bool:
+    return re.match(r"(all|clips/\d+)/offsets/", key) is not None
 
 
 def stage_of(key: str) -> str:
     """Reference tensor key -> stage name (the one vocabulary: model/stages.py)."""
     if key == "all/pooled":
         return "pooled"
+    if is_offset(key):
+        return ""       # compared exactly, as a digest (OFFSETS)
     if key.startswith("all/"):
         return key[4:]
     if key == "aggregate/confidence":
@@ -104,7 +117,7 @@ def compare_sets(base: References, other: References, threshold: float = 0.5) ->
     """Stage statistics of `other` against `base` (max over files and clips; SNR: min), plus the
     decisions: local/global flips and how near base's confidences come to the threshold."""
     stages: dict[str, dict[str, Any]] = {}
-    digests = {s: {"compared": 0, "differ": 0} for s in DIGEST_STAGES}
+    digests = {s: {"compared": 0, "differ": 0} for s in DIGEST_STAGES + (OFFSETS,)}
     decisions = {"seconds": 0, "local_flips": 0, "global_flips": 0, "errors_differ": 0,
                  "flip_distance": None, "min_distance": None}
     by_name = {f.name: f for f in other.files}
@@ -122,6 +135,9 @@ def compare_sets(base: References, other: References, threshold: float = 0.5) ->
             digests["clip"]["compared"] += 1
             digests["clip"]["differ"] += x != y
         for key in sorted(set(b.tensors) & set(o.tensors)):
+            if is_offset(key):
+                digests[OFFSETS]["compared"] += 1
+                digests[OFFSETS]["differ"] += not np.array_equal(b.tensors[key], o.tensors[key])
             stage = stage_of(key)     # "" for the aggregate decisions, compared below
             if stage:
                 fold_stats(stages, stage, diff_stats(b.tensors[key], o.tensors[key]))
@@ -160,7 +176,7 @@ def compare_clips(base: References, files: dict[str, dict[str, Any]], tensors: d
     probabilities, so it moves no more than they do). Decisions: clips whose probability crosses
     the threshold, and how near base's clip probabilities come to it."""
     stages: dict[str, dict[str, Any]] = {}
-    digests = {s: {"compared": 0, "differ": 0} for s in DIGEST_STAGES}
+    digests = {s: {"compared": 0, "differ": 0} for s in DIGEST_STAGES + (OFFSETS,)}
     decisions = {"clips": 0, "clip_flips": 0, "errors_differ": 0, "flip_distance": None, "min_distance": None}
     for b in base.files:
         got = files.get(b.name)
@@ -176,6 +192,9 @@ def compare_clips(base: References, files: dict[str, dict[str, Any]], tensors: d
         for key in sorted(t):
             ref = _reference_of(b, key)
             stage = stage_of(key)
+            if ref is not None and is_offset(key):
+                digests[OFFSETS]["compared"] += 1
+                digests[OFFSETS]["differ"] += not np.array_equal(ref, t[key])
             if ref is None or not stage:
                 continue
             if stage == "clip":
@@ -221,11 +240,32 @@ def round_up(x: float, digits: int = 2) -> float:
     return float(f"{math.ceil(x / 10.0**e - 1e-9)}e{e}")   # via text: 1.3e-06, not 1.2999...e-06
 
 
+def measured_options(envelope: dict[str, Any]) -> list[str]:
+    """The option stages (OPTION_TOLERANCE) some comparison of `envelope` has figures for."""
+    return [s for s in OPTION_TOLERANCE if any(s in c["stages"] for c in envelope["comparisons"])]
+
+
+def check_offsets(envelope: dict[str, Any]) -> None:
+    """Refuse an envelope whose runs drew other random offsets than the references: their option
+    stages would compare different pads and crops, not kernel paths."""
+    for c in envelope["comparisons"]:
+        if c.get("digests", {}).get(OFFSETS, {}).get("differ"):
+            raise ValueError(f"{c['name']}: legacy drew other random offsets than the references "
+                             f"({c['digests'][OFFSETS]['differ']} differ); re-record the references "
+                             "with this checkout's `make references`, then `make envelope`")
+
+
 def derive(envelope: dict[str, Any], policy: dict[str, Any], envelope_sha256: str) -> dict[str, Any]:
-    """The tolerances file for `envelope` under `policy` (see parity/tolerance_policy.json)."""
+    """The tolerances file for `envelope` under `policy` (see parity/tolerance_policy.json); each
+    option stage the envelope measured under its parent stage's policy, on its own figure."""
+    check_offsets(envelope)
     factor = float(policy["safety_factor"])
     stages: dict[str, Any] = {}
-    for stage, p in policy["stages"].items():
+    rules = [(stage, p, "") for stage, p in policy["stages"].items()]
+    rules += [(s, policy["stages"][OPTION_TOLERANCE[s]],
+               f"option stage {s}, judged by its parent {OPTION_TOLERANCE[s]}'s policy on its own envelope: ")
+              for s in measured_options(envelope)]
+    for stage, p, option in rules:
         entry: dict[str, Any] = {}
         for regime in ("same_machine", "cross_machine"):
             crit = {k: v for k, v in p.items() if k not in ("metric", "floor", "why")}
@@ -239,7 +279,7 @@ def derive(envelope: dict[str, Any], policy: dict[str, Any], envelope_sha256: st
                 scaled = factor * figure
                 value = float(p["floor"]) if scaled <= float(p["floor"]) else round_up(scaled)
                 crit["atol"] = value
-                crit["why"] = (f"{p['why']}; envelope {p['metric']} = {figure:.3g} ({source}) x "
+                crit["why"] = (f"{option}{p['why']}; envelope {p['metric']} = {figure:.3g} ({source}) x "
                                f"{factor:g} = {factor * figure:.3g}, floor {p['floor']:g} -> {value:.3g}")
                 crit["derived"] = {"metric": p["metric"], "envelope": figure, "from": source,
                                    "factor": factor, "floor": float(p["floor"])}

@@ -23,7 +23,7 @@ from orcaport.model.artifact import load_artifact
 from orcaport.parity.engine_check import detector_outputs
 from orcaport.parity.envelope import fold_stats
 from orcaport.parity.fingerprint import fingerprint
-from orcaport.parity.metrics import tolerance_stage
+from orcaport.parity.metrics import envelope_stage
 from orcaport.parity.references import load_references
 from orcaport.parity.replay import FileReplay
 from orcaport.parity.run import DEFAULT_TOLERANCES, load_tolerances
@@ -43,7 +43,7 @@ def chained_comparison(model: Path, refs_dir: Path, corpus: Path, names: list[st
         for c in replay.checks:
             if c.mode != "chained" or c.metrics.get("max_abs") is None:
                 continue
-            fold_stats(stages, tolerance_stage(c.stage, c.layer), c.metrics)
+            fold_stats(stages, envelope_stage(c.stage, c.layer), c.metrics)   # option stages: own rows
             flips += len(c.decisions.local_flips) if c.decisions else 0
     return {"stages": dict(sorted(stages.items())), "digests": {}, "decisions": {"local_flips": flips}}
 

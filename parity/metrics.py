@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Container, Sequence
 
 import numpy as np
 
@@ -38,7 +38,8 @@ DOMAINS = ("linear", "log_power")
 DEFAULT_TOLERANCES = Path(__file__).with_name("tolerances.json")
 
 
-# fastai_audio's option stages (model/frontend/) have no envelope of their own yet: each is checked
+# fastai_audio's option stages (model/frontend/): each is checked under its own entry when the
+# tolerances file has one (`make envelope` on an option learner measures it, windowed mode), else
 # under the criterion of the stage its arithmetic comes from. silence / segment / pad_signal only
 # select, zero and re-cache samples of the resampled signal; standardize rescales dB into [0, 1]
 # and delta's Savitzky-Golay filters have L1 norms below 1 (its first channel is the dB itself), so
@@ -48,9 +49,17 @@ OPTION_TOLERANCE = {"silence": "resample", "segment": "resample", "pad_signal": 
                     "standardize": "db", "delta": "db", "mfcc": "input"}
 
 
-def tolerance_stage(stage: str, layer: str | None) -> str:
-    """The tolerances entry a check runs under: the pooled features have their own."""
-    return "pooled" if layer == "pooled" else OPTION_TOLERANCE.get(stage, stage)
+def tolerance_stage(stage: str, layer: str | None, own: Container[str] = ()) -> str:
+    """The tolerances entry a check runs under: the pooled features have their own; an option
+    stage its own when `own` (the tolerances file's entries) has it, else its parent's."""
+    if layer == "pooled":
+        return "pooled"
+    return stage if stage in own else OPTION_TOLERANCE.get(stage, stage)
+
+
+def envelope_stage(stage: str, layer: str | None) -> str:
+    """The envelope row a check's figures fold into: its own stage (option stages included)."""
+    return "pooled" if layer == "pooled" else stage
 
 SCALES = ("abs", "max")
 

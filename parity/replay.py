@@ -52,10 +52,9 @@ class FileReplay:
     # -- bookkeeping -------------------------------------------------------------------------
     def check(self, mode: str, stage: str, ref: np.ndarray, got: Any, clip: int | None = None,
               layer: str | None = None) -> Check:
-        key = tolerance_stage(stage, layer)
-        tol = self.tols[key]
+        tol = self.tols[tolerance_stage(stage, layer, self.tols)]
         got = got.detach().cpu().numpy() if isinstance(got, torch.Tensor) else np.asarray(got)
-        metrics = compare(ref, got, tol, AXES.get(key, ()))
+        metrics = compare(ref, got, tol, AXES.get(tolerance_stage(stage, layer), ()))
         item = Check(mode=mode, stage=stage, clip=clip, layer=layer,
                      passed=bool(metrics.pop("passed")), tolerance=tol.to_dict(), metrics=metrics)
         self.checks.append(item)
