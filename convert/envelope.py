@@ -24,30 +24,26 @@ parity/tolerances.json.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from convert.envelope_clips import CLIPS_FILE
-from convert.legacy import ConvertError
-from convert.legacy_log import log_path_for
+from convert.envelope_jobs import Job, run_jobs
 from convert import preloaded
-from convert.preloaded import run_forked
+from convert.legacy_log import log_path_for
+from orcaport.model.arithmetic import read_cpu_flags
 from orcaport.model.cpus import available_cpus
 from orcaport.model.errors import ExitCode, InputError, OrcaportError, UsageError, report_error
 from orcaport.model.fileio import scratch_prefix, sha256_file, write_output_file
 from orcaport.parity.audio_manifest import scan, tensor_file_name, verify
 from orcaport.parity.diffstats import diff_stats
-from orcaport.model.arithmetic import read_cpu_flags
 from orcaport.parity.envelope import VARIANTS, compare_clips, compare_sets, fold_stats, same_as_baseline
 from orcaport.parity.fingerprint import default_kernel_environ, fingerprint, same_machine
 from orcaport.parity.references import References, load_references
@@ -101,28 +97,6 @@ def detector_comparison(base: References, got: dict[str, Any], pos: int) -> dict
             **({"left_out_random_offsets": drawn} if drawn else {})}
 
 
-@dataclasses.dataclass
-class Job:
-    """One child process of the envelope: a legacy run (a variant, or the baseline's references)
-    or the clean replay; `cpus` it occupies while it runs."""
-    name: str
-    cmd: list[str]
-    env: dict[str, str]
-    cpus: int = 1
-    ok_codes: tuple[int, ...] = (0,)
-    after: str | None = None          # starts once this job is done
-    forked: bool = False              # from the preloaded legacy interpreter (convert/preloaded.py)
-    seconds: float | None = None
-    stdout: str = ""
-
-    def run(self, logs: Path) -> tuple[int, str, str]:
-        """-> (exit code, stdout, stderr)."""
-        if self.forked:
-            return run_forked(self.env, self.cmd[2], self.cmd[3:], logs, logs.parent / "home")
-        done = subprocess.run(self.cmd, cwd=ROOT, env=self.env, capture_output=True, text=True)
-        return done.returncode, done.stdout, done.stderr
-
-
 def variant_job(name: str, model: Path, refs: Path, audio: Path, work: Path, sha256: str | None,
                 forked: bool = True) -> Job:
     env_vars, threads = VARIANTS[name]
@@ -140,49 +114,6 @@ def baseline_job(model: Path, audio: list[Path], work: Path, sha256: str | None)
            "--out", str(work / "baseline"), "--threads", "1", "--log", str(work / "logs" / "baseline.log")]
     env = default_kernel_environ({"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
     return Job("baseline", cmd + (["--sha256", sha256] if sha256 else []), env)
-
-
-def run_jobs(jobs: list[Job], cpus: int, progress: Callable[[Job, int], None], logs: Path) -> None:
-    """Run `jobs` side by side, as many at once as `cpus` allow (a 2-thread job counts 2), in
-    order; ConvertError naming the first that failed (after the running ones finished)."""
-    free, lock = cpus, threading.Condition()
-    done: list[Job] = []
-    failed: list[tuple[Job, str]] = []
-
-    def one(job: Job) -> None:
-        nonlocal free
-        need = min(job.cpus, cpus)
-        with lock:
-            lock.wait_for(lambda: failed or (free >= need and (job.after is None or
-                                                               any(d.name == job.after for d in done))))
-            if failed:
-                return
-            free -= need
-        start = time.monotonic()
-        try:
-            code, stdout, stderr = job.run(logs)
-        finally:
-            with lock:
-                free += need
-                lock.notify_all()
-        job.seconds, job.stdout = time.monotonic() - start, stdout
-        with lock:
-            if code not in job.ok_codes:
-                failed.append((job, stderr.strip()))
-            else:
-                done.append(job)
-                progress(job, len(done))
-
-    with ThreadPoolExecutor(max_workers=len(jobs) or 1) as pool:
-        for f in [pool.submit(one, j) for j in jobs]:
-            f.result()
-    if failed:
-        job, err = failed[0]
-        lines = err.splitlines()
-        for line in lines[-12:]:
-            print(f"  | {line}", file=sys.stderr)
-        first = next((ln for ln in lines if ln.startswith("error:")), lines[-1] if lines else "?")
-        raise ConvertError(f"{job.name}: its run failed: {first.removeprefix('error: ')}")
 
 
 def baseline_reusable(refs: References, model: Path) -> bool:
