@@ -61,6 +61,7 @@ def envelope_stage(stage: str, layer: str | None) -> str:
     """The envelope row a check's figures fold into: its own stage (option stages included)."""
     return "pooled" if layer == "pooled" else stage
 
+
 SCALES = ("abs", "max")
 
 
