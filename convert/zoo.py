@@ -1,19 +1,24 @@
-"""`make zoo`: one tiny learner per body family of fastai's model_meta, converted and referenced.
+"""`make zoo`: one tiny learner per body family of fastai's model_meta and one per fastai_audio
+option, converted and referenced.
 
-    python -m convert.zoo --out reference_outputs/zoo [--only resnet18 ...] [--work DIR]
+    python -m convert.zoo --out reference_outputs/zoo [--only resnet18 opt_mfcc ...] [--work DIR]
 
-Each entry is a real `audio_learner(models.<body>, pretrained=False)` on synthetic call-vs-noise
-clips at 8 kHz through a small frontend (ZOO_FRONTEND: 64 mels x 187 frames, every body's strides
-fit), its body convs fixed to convert/zoo_weights.py's pattern (so the checkout holds ~1 % of each
-model), BatchNorms and head trained for one short epoch. Then exactly what a user runs: `make
-convert` (convert/cli.py) and `make references` (convert/references.py) on ZOO_AUDIO. Committed per
-entry: config.json, residual.safetensors, stages/ (references); the model.pkl stays in --work.
+Each entry is a real `audio_learner(models.<body>, pretrained=False)` trained, with its entry's
+AudioConfig options, on synthetic call-vs-noise clips at 8 kHz through a small frontend
+(ZOO_FRONTEND: 64 mels x 93 frames, every body's strides fit), its body convs fixed to
+convert/zoo_weights.py's pattern (so the checkout holds ~1 % of each model), BatchNorms and head
+trained for one short epoch. Then exactly what a user runs: `make convert` (convert/cli.py), `make
+references` (windowed mode, convert/references.py) and, for option entries, `make
+predict-references` (fastai_audio's own predict, convert/predict_references.py) on the entry's
+recording. Committed per entry: config.json, residual.safetensors, stages/ (windowed references),
+predict/ (predict references), zoo.json; the model.pkl stays in --work.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+from dataclasses import dataclass, field
 import hashlib
 import json
 import shutil
@@ -34,15 +39,42 @@ from orcaport.model.config import SUPPORTED_BODIES, FrontendConfig
 from orcaport.model.fileio import replace_folder, sha256_file
 from orcaport.parity.testaudio.training import make_training_set
 
-# name: (fastai models.<arch>, frontend changes). One per family; `delta` gives the 3-channel stem.
-ZOO: dict[str, tuple[str, dict[str, Any]]] = {
-    "resnet18": ("resnet18", {}),
-    "densenet121": ("densenet121", {}),
-    "vgg11_bn": ("vgg11_bn", {}),
-    "squeezenet1_1": ("squeezenet1_1", {}),
-    "alexnet": ("alexnet", {}),
-    "mobilenet_v2": ("mobilenet_v2", {}),
-    "squeezenet1_1_delta": ("squeezenet1_1", {"delta": True}),
+ZOO_AUDIO = "zoo_call_8k_3s.wav"         # 2 windows: noise, then a call
+GAPS_AUDIO = "zoo_gaps_8k_3s.wav"        # two calls apart, in near-silence: what silence options cut
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    arch: str                            # fastai models.<arch>
+    changes: dict[str, Any] = field(default_factory=dict)    # AudioConfig options over ZOO_FRONTEND
+    audio: str = "audio"                 # the entry's recordings, a folder of the zoo
+    modes: tuple[str, ...] = ("windowed",)   # windowed: `make references`; predict: fastai_audio's
+
+
+def _option(changes: dict[str, Any], modes: tuple[str, ...] = ("windowed", "predict")) -> ZooEntry:
+    # squeezenet1_1: the smallest residual, and its strides take 40 MFCC rows
+    return ZooEntry("squeezenet1_1", changes, "audio_options", modes)
+
+
+# One per body family (`delta` also gives the 3-channel stem), one per fastai_audio option.
+ZOO: dict[str, ZooEntry] = {
+    "resnet18": ZooEntry("resnet18"),
+    "densenet121": ZooEntry("densenet121"),
+    "vgg11_bn": ZooEntry("vgg11_bn"),
+    "squeezenet1_1": ZooEntry("squeezenet1_1"),
+    "alexnet": ZooEntry("alexnet"),
+    "mobilenet_v2": ZooEntry("mobilenet_v2"),
+    "squeezenet1_1_delta": ZooEntry("squeezenet1_1", {"delta": True}),
+    "opt_mfcc": _option({"mfcc": True, "n_mfcc": 40}),
+    "opt_standardize": _option({"standardize": True}),
+    # a 2 s window (63 frames) padded to 79 at a random front, the 3 s file (94) cropped at a random offset
+    "opt_zeros": _option({"pad_mode": "zeros", "duration": 2500}),
+    "opt_trim": _option({"remove_silence": "trim"}),
+    "opt_all": _option({"remove_silence": "all"}),
+    "opt_max_to_pad": _option({"max_to_pad": 1500.0}),
+    # several items per file: fastai_audio's predict only (windowed detection refuses them)
+    "opt_split": _option({"remove_silence": "split"}, ("predict",)),
+    "opt_segment_size": _option({"segment_size": 1000}, ("predict",)),
 }
 # 8 kHz, 64 mels, 3 s target width (93 frames; a 2 s clip's 63 frames padded after with 0.0 dB):
 # small tensors, and AlexNet's stride-4 stem still leaves its three max pools something to pool.
@@ -52,7 +84,6 @@ SEED = 20261203
 CLIPS_PER_CLASS = {"train": 8, "valid": 4}
 LIN_FTRS = [32]             # a small head: the residual stays small
 EPOCHS, MAX_LR, BATCH = 1, 1e-2, 4
-ZOO_AUDIO = "zoo_call_8k_3s.wav"         # 2 windows: noise, then a call
 
 
 def frontend(changes: dict[str, Any]) -> FrontendConfig:
@@ -66,6 +97,23 @@ def write_audio(path: Path) -> None:
     x = np.concatenate([noise[:SAMPLE_RATE], call])
     pcm = np.clip(np.round(x * 32767.0), -32768, 32767).astype(np.int16)
     sf.write(str(path), pcm, SAMPLE_RATE, subtype="PCM_16")
+
+
+def write_gaps_audio(path: Path) -> None:
+    """3 s at 8 kHz: calls at 0.1-0.9 s and 1.6-2.5 s over a -60 dBFS floor, so silence is cut:
+    "trim" keeps 0.1-2.5 s, "split" two pieces, "all" both joined."""
+    from orcaport.parity.testaudio.synth import pulsed_call
+
+    rng = np.random.default_rng(SEED + 11)
+    x = 1e-3 * rng.standard_normal(3 * SAMPLE_RATE)
+    for start, seconds in ((0.1, 0.8), (1.6, 0.9)):
+        call = 0.25 * pulsed_call(rng, seconds, SAMPLE_RATE)
+        x[int(start * SAMPLE_RATE):int(start * SAMPLE_RATE) + len(call)] += call
+    pcm = np.clip(np.round(x * 32767.0), -32768, 32767).astype(np.int16)
+    sf.write(str(path), pcm, SAMPLE_RATE, subtype="PCM_16")
+
+
+AUDIO_WRITERS = {("audio", ZOO_AUDIO): write_audio, ("audio_options", GAPS_AUDIO): write_gaps_audio}
 
 
 def write_data(root: Path) -> None:
@@ -111,34 +159,39 @@ def train(arch: str, fe: FrontendConfig, data_root: Path) -> tuple[Any, float]:
     return learn, time.time() - t0
 
 
-def build_entry(name: str, work: Path, audio: Path) -> dict[str, bytes]:
+def build_entry(name: str, work: Path, audio_root: Path) -> dict[str, bytes]:
     """Train, export, convert, reference one zoo entry -> its committed files (relative name: bytes)."""
     from safetensors.numpy import load_file, save_file
 
     from convert.cli import convert
     from convert.zoo_weights import split
 
-    arch, changes = ZOO.get(name, (name, {}))     # any other model_meta body: 1 channel
-    fe = frontend(changes)
+    spec = ZOO.get(name, ZooEntry(name))          # any other model_meta body: 1 channel
+    fe = frontend(spec.changes)
     entry = work / name
-    learn, seconds = train(arch, fe, work / "data")
+    learn, seconds = train(spec.arch, fe, work / "data")
     model = entry / "model"
     model.mkdir(parents=True)
     learn.export(model / "model.pkl")
     fe_json = entry / "frontend.json"
     fe_json.write_text(json.dumps(dataclasses.asdict(fe), indent=2, sort_keys=True))
     summary = convert(model / "model.pkl", model, sha256_file(model / "model.pkl"), str(fe_json))
-    stages = entry / "stages"
-    subprocess.run([sys.executable, "-m", "convert.references", "--model", str(model), "--audio", str(audio),
-                    "--out", str(stages), "--near-threshold", "0"], check=True)
+    recorders = {"windowed": ("stages", "convert.references", ["--near-threshold", "0"]),
+                 "predict": ("predict", "convert.predict_references", [])}
+    files: dict[str, bytes] = {}
+    for mode in spec.modes:
+        folder, module, extra = recorders[mode]
+        subprocess.run([sys.executable, "-m", module, "--model", str(model), "--audio",
+                        str(audio_root / spec.audio), "--out", str(entry / folder), *extra], check=True)
+        for f in sorted((entry / folder).iterdir()):
+            files[f"{name}/{folder}/{f.name}"] = f.read_bytes()
     residual = split(load_file(str(model / "model.safetensors")))
     save_file(residual, str(entry / "residual.safetensors"))
-    files = {f"{name}/config.json": (model / "config.json").read_bytes(),
-             f"{name}/residual.safetensors": (entry / "residual.safetensors").read_bytes()}
-    for f in sorted(stages.iterdir()):
-        files[f"{name}/stages/{f.name}"] = f.read_bytes()
+    files[f"{name}/config.json"] = (model / "config.json").read_bytes()
+    files[f"{name}/residual.safetensors"] = (entry / "residual.safetensors").read_bytes()
     files[f"{name}/zoo.json"] = (json.dumps({
-        "arch": arch, "frontend_changes": changes, "train_seconds": round(seconds, 1),
+        "arch": spec.arch, "frontend_changes": spec.changes, "audio": spec.audio, "modes": list(spec.modes),
+        "train_seconds": round(seconds, 1),
         "valid_accuracy": float(learn.validate()[1]), "convert": {k: summary[k] for k in (
             "body", "tensors", "max_logit_diff", "weights_sha256")},
         "legacy_versions": legacy_versions()}, indent=2, sort_keys=True) + "\n").encode()
@@ -164,15 +217,16 @@ def main(argv: list[str] | None = None) -> int:
     patch_torchaudio_io()
     try:
         with isolated_home(work / "home"):
-            (work / "audio").mkdir(parents=True, exist_ok=True)
-            audio = work / "audio" / ZOO_AUDIO
-            write_audio(audio)
+            files = {}
+            for (folder, recording), write in AUDIO_WRITERS.items():
+                (work / folder).mkdir(parents=True, exist_ok=True)
+                write(work / folder / recording)
+                files[f"{folder}/{recording}"] = (work / folder / recording).read_bytes()
             if not (work / "data").is_dir():
                 write_data(work / "data")
-            files = {f"audio/{ZOO_AUDIO}": audio.read_bytes()}
             for name in args.only or list(ZOO):
                 shutil.rmtree(work / name, ignore_errors=True)
-                files.update(build_entry(name, work, audio))
+                files.update(build_entry(name, work, work))
                 print(f"zoo: {name} built", flush=True)
         for folder in sorted({rel.split("/")[0] for rel in files}):    # each entry replaced whole
             replace_folder(args.out / folder, lambda tmp, folder=folder: _fill(tmp, folder, files))

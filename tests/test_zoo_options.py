@@ -1,0 +1,173 @@
+"""The zoo's option learners (convert/zoo.py `opt_*`, and `squeezenet1_1_delta`): each a real
+`audio_learner` trained with one fastai_audio option, converted, referenced by legacy in windowed
+mode (`make references`, where that mode runs the option) and in fastai_audio's own predict mode
+(`make predict-references`), replayed here in the clean env. Per entry: predict parity PASSED with
+the option's stage checked isolated and chained, `orcaport predict` gives legacy's items, and the
+option ablated in the clean runtime fails first at its own stage, in every mode it was recorded for
+(its negative control; the margins are what tests/test_zoo_options.py::margins prints).
+(Windowed parity, the detector and a swapped weight run for every entry in tests/test_zoo.py.)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+import torch
+from safetensors.numpy import load_file
+
+import orcaport.model.frontend.features
+import orcaport.model.pipeline as pipeline
+import orcaport.parity.predict_parity as pp
+import orcaport.parity.replay
+from convert.zoo_weights import rebuild
+from orcaport.model.config import ModelConfig
+from orcaport.model.detector import Detector
+from orcaport.model.spectrogram import FrontendError
+from orcaport.parity.controls import margin
+from orcaport.parity.predict_replay import item_offsets
+from orcaport.parity.run import run_parity
+from tests.paths import ROOT
+
+ZOO = ROOT / "reference_outputs" / "zoo"
+# entry: (the option it trains with, the stage where that option first acts)
+OPTIONS = {
+    "opt_mfcc": ("mfcc", "mfcc"),
+    "opt_standardize": ("standardize", "standardize"),
+    "opt_zeros": ("pad_mode", "input"),
+    "opt_trim": ("remove_silence", "silence"),
+    "opt_all": ("remove_silence", "silence"),
+    "opt_split": ("remove_silence", "silence"),
+    "opt_max_to_pad": ("max_to_pad", "pad_signal"),
+    "opt_segment_size": ("segment_size", "segment"),
+    "squeezenet1_1_delta": ("delta", "delta"),
+}
+PREDICT = [e for e in OPTIONS if (ZOO / e / "predict").is_dir()]
+WINDOWED = [e for e in OPTIONS if (ZOO / e / "stages").is_dir()]
+
+
+def _without(offset: str) -> Callable[..., Any]:
+    """FileReplay.clip_frontend with the runtime's own `offset` instead of the one legacy drew."""
+    real = orcaport.parity.replay.FileReplay.clip_frontend
+    return lambda self, clip: dataclasses.replace(real(self, clip), **{offset: None})
+
+
+ABLATIONS: dict[str, list[tuple[Any, str, Any]]] = {   # entry: what is ablated (owner, name, replacement)
+    # MFCC's filterbank at the plain mel path's 16 kHz instead of the signal's 8 kHz
+    "opt_mfcc": [(orcaport.model.frontend.features, "mel_spectrogram",
+                  lambda wave, cfg, real=orcaport.model.frontend.features.mel_spectrogram:
+                  real(wave, dataclasses.replace(cfg, filterbank_sample_rate=16000)))],
+    "opt_standardize": [(pipeline, "standardize", lambda x: x)],
+    # legacy's random offsets not replayed: the runtime's middle ones
+    "opt_zeros": [(orcaport.parity.replay.FileReplay, "clip_frontend", _without("zeros_front")),
+                  (pp, "item_offsets", lambda t, n: [{}] * n)],
+    "opt_trim": [(pipeline, "remove_silence", lambda sig, *a: [sig])],
+    "opt_all": [(pipeline, "remove_silence", lambda sig, *a: [sig])],
+    "opt_split": [(pipeline, "remove_silence", lambda sig, *a: [sig])],
+    # trimming keeps the signal's end instead of legacy's drawn start
+    "opt_max_to_pad": [(pipeline, "pad_or_trim_signal",
+                        lambda sig, width, front=None, real=pipeline.pad_or_trim_signal:
+                        real(sig[:, -width:], width, front))],
+    "opt_segment_size": [(pipeline, "segment_signal", lambda sig, rate, ms: [sig])],
+    # the spectrogram stacked three times instead of with its first and second deltas
+    "squeezenet1_1_delta": [(pipeline, "deltas", lambda x: torch.cat([x, x, x]))],
+}
+
+
+def audio_of(entry: str) -> Path:
+    return ZOO / json.loads((ZOO / entry / "zoo.json").read_text()).get("audio", "audio")
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("zoo-options")
+    return {e: root / e for e in OPTIONS if rebuild(ZOO / e, root / e)}
+
+
+def predict_replay(models: dict[str, Path], entry: str) -> dict[str, Any]:
+    return pp.replay(models[entry], ZOO / entry / "predict", audio_of(entry))
+
+
+def test_every_option_has_its_own_trained_learner() -> None:
+    every = {"mfcc", "standardize", "pad_mode", "remove_silence", "max_to_pad", "segment_size", "delta"}
+    assert {option for option, _ in OPTIONS.values()} == every
+    modes = {json.loads((ZOO / e / "config.json").read_text())["frontend"]["remove_silence"] for e in OPTIONS}
+    assert {"trim", "split", "all"} <= modes
+    for entry, (option, _) in OPTIONS.items():
+        zoo = json.loads((ZOO / entry / "zoo.json").read_text())
+        assert option in zoo["frontend_changes"], entry          # trained with it, not converted with it
+        assert getattr(ModelConfig.load(ZOO / entry / "config.json").frontend, option) == \
+            zoo["frontend_changes"][option]
+
+
+@pytest.mark.parametrize("entry", PREDICT)
+def test_predict_parity_passes_with_the_options_stage_both_ways(models: dict[str, Path], entry: str) -> None:
+    result = predict_replay(models, entry)
+    assert result["passed"], result["first_failure"]
+    stage = OPTIONS[entry][1]
+    checked = {(c["stage"], c["mode"]) for f in result["files"] for c in f["checks"] if c["passed"]}
+    assert {(stage, "isolated"), (stage, "chained"), ("probs", "chained"), ("items", "chained")} <= checked
+
+
+@pytest.mark.parametrize("entry", WINDOWED)
+def test_windowed_parity_checks_the_options_stage_both_ways(models: dict[str, Path], entry: str) -> None:
+    result, _ = run_parity(models[entry], ZOO / entry / "stages", audio_of(entry))
+    assert result.passed, result.first_failure
+    stage = OPTIONS[entry][1]
+    checked = {(c.stage, c.mode) for f in result.files for c in f.checks if c.passed}
+    assert {(stage, "isolated"), (stage, "chained")} <= checked
+
+
+@pytest.mark.parametrize("entry", PREDICT)
+def test_orcaport_predict_gives_legacys_items(models: dict[str, Path], entry: str) -> None:
+    detector = Detector.from_folder(models[entry], mode="predict")
+    for path in sorted(audio_of(entry).glob("*.wav")):
+        ref = load_file(str(ZOO / entry / "predict" / f"{path.name}.safetensors"))
+        n = len(ref["all/index"])
+        replayed = detector.predict(path, item_offsets(ref, n))     # legacy's draws
+        assert len(replayed) == n
+        np.testing.assert_allclose(np.stack([p.probabilities for p in replayed]), ref["all/probs"], atol=1e-4)
+        assert [p.index for p in replayed] == ref["all/index"].tolist()
+        runtime = detector.predict(path)         # the runtime's own offsets: same items
+        assert len(runtime) == n and all(np.isclose(sum(p.probabilities), 1.0, atol=1e-5) for p in runtime)
+
+
+def test_windowed_detection_refuses_options_that_make_several_items(models: dict[str, Path]) -> None:
+    for entry in ("opt_split", "opt_segment_size"):
+        with pytest.raises(FrontendError, match="orcaport predict"):
+            Detector.from_folder(models[entry])          # windowed, the default mode
+
+
+def predict_margin(result: dict[str, Any]) -> str:
+    ff = result["first_failure"]
+    c = next(c for f in result["files"] for c in f["checks"] if not c["passed"]
+             and (c["stage"], c["mode"], c["key"]) == (ff["stage"], ff["mode"], ff["key"]))
+    m = c["metrics"]
+    if m.get("shape_mismatch"):
+        return f"shape {m['shape_mismatch'][1]} instead of {m['shape_mismatch'][0]}"
+    if c["figure"] == "count":
+        return f"{c['value']} pieces, legacy {c['metrics'].get('legacy')}"
+    return f"{m['excess']:.3g}x over tolerance" if m.get("excess") is not None else f"{c['figure']} {c['value']}"
+
+
+@pytest.mark.parametrize("entry", sorted(ABLATIONS))
+def test_each_option_ablated_fails_at_its_own_stage_in_every_mode(models: dict[str, Path], entry: str,
+                                                                  monkeypatch, capsys) -> None:
+    for owner, name, value in ABLATIONS[entry]:
+        monkeypatch.setattr(owner, name, value)
+    stage, seen = OPTIONS[entry][1], []
+    if entry in WINDOWED:
+        result, _ = run_parity(models[entry], ZOO / entry / "stages", audio_of(entry))
+        assert not result.passed and result.first_failure.stage == stage, result.first_failure
+        seen.append(f"windowed {margin(result)[1]}")
+    if entry in PREDICT:
+        result = predict_replay(models, entry)
+        assert not result["passed"] and result["first_failure"]["stage"] == stage, result["first_failure"]
+        seen.append(f"predict {predict_margin(result)}")
+    assert seen
+    with capsys.disabled():
+        print(f"\nMARGIN {entry} at {stage}: " + "; ".join(seen))
