@@ -27,7 +27,6 @@ import argparse
 import json
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -156,7 +155,7 @@ def measure(model: Path, audio: list[Path], committed: Path, work: Path, names: 
     """Run the baseline (unless the references are it) and every variant, `cpus` at a time;
     compare each with the baseline and the committed references. -> the envelope."""
     if not fresh:   # the preloaded interpreter imports while the inputs are checked (variants wait for it)
-        threading.Thread(target=preloaded.start, args=(work / "home",), daemon=True).start()
+        preloaded.start_in_background(work / "home")
     ref = load_references(committed)
     root, found = scan(audio)
     verify(root, [f.entry for f in ref.files])

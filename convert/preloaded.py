@@ -8,7 +8,8 @@ state. The switches still take effect per child because each is read when its li
 *computes*, not when it is imported: ATen's dispatch level at a DispatchStub's first call, MKL's
 instruction set and reproducibility mode at its first call, oneDNN's ISA at its first primitive,
 OpenMP's pool at its first parallel region. The forkserver only imports, with HOME pointing at a
-scratch folder (imports that read HOME never see the user's). fastai_audio itself is imported again
+scratch folder (imports that read HOME never see the user's; convert/preload_home.py sets it there,
+the parent's HOME untouched). fastai_audio itself is imported again
 in each child, under the child's own isolated HOME: its cache folder is a class default evaluated at
 import (`AudioConfig.cache_dir = Path.home()/...`), and children sharing one cache would skip the very
 stages they must capture (a concurrent variant's cache hit skips the load). A child checks that its
@@ -26,11 +27,12 @@ import sys
 import threading
 from pathlib import Path
 
+from convert.preload_home import PRELOAD_HOME
 from orcaport.model.errors import ExitCode
 
 # What unpickling a fastai_audio learner and running it import (pandas and matplotlib come with them;
 # librosa's audio module is imported lazily, through inspect.stack, on first use: ~1 s a child).
-PRELOAD = ["fastai.vision", "audio.data", "audio.learner", "librosa.core.audio", "convert.envelope_clips"]
+PRELOAD = ["convert.preload_home", "fastai.vision", "audio.data", "audio.learner", "librosa.core.audio", "convert.envelope_clips"]
 _CONTEXT: multiprocessing.context.BaseContext | None = None
 _STARTED = threading.Lock()      # held while the forkserver starts: the other children wait
 _started = False
@@ -50,22 +52,20 @@ def start(home: Path) -> None:
     global _started
     with _STARTED:
         if not _started:
-            _start(home)
+            if os.environ.get(PRELOAD_HOME) != str(home):
+                os.environ[PRELOAD_HOME] = str(home)
+            proc = context().Process(target=_noop)
+            proc.start()
+            proc.join()
             _started = True
 
 
-def _start(home: Path) -> None:
-    old = os.environ.get("HOME")
-    os.environ["HOME"] = str(home)
-    try:
-        proc = context().Process(target=_noop)
-        proc.start()
-        proc.join()
-    finally:
-        if old is None:
-            os.environ.pop("HOME", None)
-        else:
-            os.environ["HOME"] = old
+def start_in_background(home: Path) -> None:
+    """`start` on a thread, so the imports overlap the caller's work. The one environment change
+    (PRELOAD_HOME) is made here, before the thread exists: environments the caller copies from
+    os.environ meanwhile are never copied mid-change."""
+    os.environ[PRELOAD_HOME] = str(home)
+    threading.Thread(target=start, args=(home,), daemon=True).start()
 
 
 def _noop() -> None:
