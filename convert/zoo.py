@@ -72,6 +72,7 @@ ZOO: dict[str, ZooEntry] = {
     "opt_trim": _option({"remove_silence": "trim"}),
     "opt_all": _option({"remove_silence": "all"}),
     "opt_max_to_pad": _option({"max_to_pad": 1500.0}),
+    "opt_delta": _option({"delta": True}),           # the 3-channel stem, both modes
     # several items per file: fastai_audio's predict only (windowed detection refuses them)
     "opt_split": _option({"remove_silence": "split"}, ("predict",)),
     "opt_segment_size": _option({"segment_size": 1000}, ("predict",)),

@@ -1,4 +1,4 @@
-"""The zoo's option learners (convert/zoo.py `opt_*`, and `squeezenet1_1_delta`): each a real
+"""The zoo's option learners (convert/zoo.py `opt_*`, and the body zoo's `squeezenet1_1_delta`): each a real
 `audio_learner` trained with one fastai_audio option, converted, referenced by legacy in windowed
 mode (`make references`, where that mode runs the option) and in fastai_audio's own predict mode
 (`make predict-references`), replayed here in the clean env. Per entry: predict parity PASSED with
@@ -44,6 +44,7 @@ OPTIONS = {
     "opt_split": ("remove_silence", "silence"),
     "opt_max_to_pad": ("max_to_pad", "pad_signal"),
     "opt_segment_size": ("segment_size", "segment"),
+    "opt_delta": ("delta", "delta"),
     "squeezenet1_1_delta": ("delta", "delta"),
 }
 PREDICT = [e for e in OPTIONS if (ZOO / e / "predict").is_dir()]
@@ -74,6 +75,7 @@ ABLATIONS: dict[str, list[tuple[Any, str, Any]]] = {   # entry: what is ablated 
                         real(sig[:, -width:], width, front))],
     "opt_segment_size": [(pipeline, "segment_signal", lambda sig, rate, ms: [sig])],
     # the spectrogram stacked three times instead of with its first and second deltas
+    "opt_delta": [(pipeline, "deltas", lambda x: torch.cat([x, x, x]))],
     "squeezenet1_1_delta": [(pipeline, "deltas", lambda x: torch.cat([x, x, x]))],
 }
 
