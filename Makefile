@@ -32,6 +32,9 @@ DRY_RUN ?=
 # your MODEL= / AUDIO= / REFERENCES= measures your model's own (VARIANTS= a comma list to measure fewer).
 ENVELOPE ?= reference_outputs/envelope.json
 TOLERANCES ?= parity/tolerances.json
+# predict mode's own: `make predict-envelope` measures them; `make predict-parity TOLERANCES=$(PREDICT_TOLERANCES)`
+PREDICT_ENVELOPE ?= $(REPORTS)/predict_envelope.json
+PREDICT_TOLERANCES ?= $(REPORTS)/predict_tolerances.json
 VARIANTS ?=
 MODEL_DIR = $(if $(filter %.pkl,$(MODEL)),$(patsubst %/,%,$(dir $(MODEL))),$(MODEL))
 # `make verify` records its own references and writes its own report, never over REFERENCES/REPORTS
@@ -40,7 +43,7 @@ VERIFY_REPORTS ?= $(patsubst %/,%,$(dir $(patsubst %/,%,$(VERIFY_REFERENCES))))/
 # upstream's real-data mel reference for parity's real-data check (beside the checkout when present)
 UPSTREAM ?= $(wildcard ../shared/data/upstream_sunset_bay_mel_reference.safetensors)
 
-.PHONY: help envs env-clean env-legacy fixture convert corpus references predict-references predict-parity envelope tolerances controls controls-refs parity zoo zoo-parity variants verify test test-legacy bench bench-bodies bench-envelope bench-cuda publish env-evaluate evaluate calibrate
+.PHONY: help envs env-clean env-legacy fixture convert corpus references predict-references predict-parity predict-envelope envelope tolerances controls controls-refs parity zoo zoo-parity variants verify test test-legacy bench bench-bodies bench-envelope bench-cuda publish env-evaluate evaluate calibrate
 
 help:  ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -78,6 +81,11 @@ envelope: env-legacy env-clean  ## [legacy] legacy's own spread under every kern
 	$(LEGACY) -m convert.envelope --model "$(MODEL_DIR)" --corpus $(AUDIO) --references "$(REFERENCES)" \
 	  --out "$(ENVELOPE)" $(if $(VARIANTS),--variants "$(VARIANTS)") $(if $(SHA256),--sha256 "$(SHA256)")
 	$(CLEAN) -m orcaport.parity.envelope derive --envelope "$(ENVELOPE)" --out "$(TOLERANCES)"
+
+predict-envelope: env-legacy env-clean  ## [legacy] fastai_audio predict's own spread per stage -> PREDICT_ENVELOPE, then PREDICT_TOLERANCES  (MODEL= AUDIO= PREDICT_REFERENCES= VARIANTS=)
+	$(LEGACY) -m convert.predict_envelope --model "$(MODEL_DIR)" --audio $(AUDIO) --references "$(PREDICT_REFERENCES)" \
+	  --out "$(PREDICT_ENVELOPE)" $(if $(VARIANTS),--variants "$(VARIANTS)") $(if $(SHA256),--sha256 "$(SHA256)")
+	$(CLEAN) -m orcaport.parity.envelope derive --envelope "$(PREDICT_ENVELOPE)" --out "$(PREDICT_TOLERANCES)"
 
 tolerances: env-clean  ## derive TOLERANCES from ENVELOPE (policy: parity/tolerance_policy.json)
 	$(CLEAN) -m orcaport.parity.envelope derive --envelope "$(ENVELOPE)" --out "$(TOLERANCES)"

@@ -99,8 +99,12 @@ def record_recording(learn: Any, path: Path, fe: FrontendConfig, work: Path
     return tensors, entry
 
 
-def build(model_dir: Path, audio: Path, out: Path, sha256: str | None = None) -> dict[str, Any]:
+def build(model_dir: Path, audio: Path, out: Path, sha256: str | None = None,
+          threads: int | None = None) -> dict[str, Any]:
     cfg = verified_model(model_dir)
+    if threads is not None:         # the envelope's baseline and variants: a fixed thread count
+        import torch
+        torch.set_num_threads(threads)
     patch_torchaudio_io()
     files = sorted(p for p in audio.iterdir() if p.suffix.lower() in SUFFIXES and p.stat().st_size > 0)
     if not files:
@@ -114,7 +118,7 @@ def build(model_dir: Path, audio: Path, out: Path, sha256: str | None = None) ->
             outputs[f"{path.name}.safetensors"] = save_numpy({k: np.ascontiguousarray(v) for k, v in tensors.items()})
             entries.append(entry)
             print(f"{path.name}: {entry['items']} item(s), stages {entry['stages']}", file=sys.stderr, flush=True)
-    manifest = {"mode": "predict", "schema": 2, "machine": fingerprint(),
+    manifest = {"mode": "predict", "schema": 2, "machine": fingerprint(), "torch_threads": threads,
                 "model": {"weights_sha256": cfg.provenance.get("weights_sha256"),
                           "config_sha256": sha256_file(model_dir / "config.json")},
                 "files": entries}
@@ -129,9 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--audio", type=Path, required=True, help="folder of recordings")
     ap.add_argument("--out", type=Path, required=True, help="references folder to write")
     ap.add_argument("--sha256", default=None, help="expected sha256 of model.pkl (else its .sha256 record)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     args = ap.parse_args(argv)
     try:
-        print(json.dumps(build(args.model, args.audio, args.out, args.sha256)))
+        print(json.dumps(build(args.model, args.audio, args.out, args.sha256, args.threads)))
     except OrcaportError as e:
         return report_error("predict references", e)
     return ExitCode.OK

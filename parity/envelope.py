@@ -261,7 +261,11 @@ def derive(envelope: dict[str, Any], policy: dict[str, Any], envelope_sha256: st
     check_offsets(envelope)
     factor = float(policy["safety_factor"])
     stages: dict[str, Any] = {}
-    rules = [(stage, p, "") for stage, p in policy["stages"].items()]
+    # a predict envelope (convert/predict_envelope.py) measures predict's stages only: no clips, no
+    # activations, no aggregate -- its file holds the stages it measured and serves predict parity
+    mode = envelope.get("mode", "windowed")
+    measured = {s for c in envelope["comparisons"] for s in c["stages"]}
+    rules = [(stage, p, "") for stage, p in policy["stages"].items() if mode == "windowed" or stage in measured]
     rules += [(s, policy["stages"][OPTION_TOLERANCE[s]],
                f"option stage {s}, judged by its parent {OPTION_TOLERANCE[s]}'s policy on its own envelope: ")
               for s in measured_options(envelope)]
@@ -286,7 +290,7 @@ def derive(envelope: dict[str, Any], policy: dict[str, Any], envelope_sha256: st
             entry[regime] = crit
         stages[stage] = entry
     return {"version": 2, "comment": policy["comment"], "safety_factor": factor,
-            "envelope_sha256": envelope_sha256, "stages": stages}
+            "envelope_sha256": envelope_sha256, **({"mode": mode} if mode != "windowed" else {}), "stages": stages}
 
 
 def derive_files(envelope_path: Path, policy_path: Path = POLICY) -> dict[str, Any]:

@@ -85,7 +85,7 @@ def replay(model: Path, refs: Path, audio: Path, tolerances: Path = DEFAULT_TOLE
         raise InputError(f"{refs} were recorded for other weights; record them for {model}")
     here = fingerprint()
     crit = criteria(manifest.get("machine"), here)
-    _, tols = load_tolerances(tolerances, regime=crit.regime)
+    _, tols = load_tolerances(tolerances, regime=crit.regime, mode="predict")
     fe = Frontend(art.config.frontend, art.config.normalization)
     net = art.network.eval()
     files = []

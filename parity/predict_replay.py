@@ -6,9 +6,10 @@
   segment -- once per legacy piece it cuts, its pieces compared one by one, their count too), so a
   failure blames that step alone; the network fed legacy's input, softmax fed legacy's logits.
 
-Each stage runs under its own criterion (parity/metrics.py `tolerance_stage`: an option stage
-takes the criterion of the stage its arithmetic comes from -- silence/segment/pad_signal that of
-resample, standardize/delta that of db, mfcc that of input -- until an envelope measures its own).
+Each stage runs under its own criterion (parity/metrics.py `tolerance_stage`): an option stage
+under its own entry when the tolerances file is a predict envelope's (`make predict-envelope`), else
+under the stage its arithmetic comes from -- silence/segment/pad_signal that of resample,
+standardize/delta that of db, mfcc that of input (parity/run.py `load_tolerances`).
 Stage tensors are found where convert/predict_references.py stored them (`file/`, `items/NN/`, a
 fan-out's `<stage>/JJ/`).
 """
@@ -84,7 +85,7 @@ class PredictFileReplay:
 
     # -- checks --------------------------------------------------------------------------------
     def check(self, mode: str, stage: str, item: int | None, key: str, ref: np.ndarray, got: Any) -> None:
-        criterion = tolerance_stage(stage, None)
+        criterion = tolerance_stage(stage, None, self.tols)   # own entries: a predict envelope's only
         tol = self.tols[criterion]
         got = got.detach().cpu().numpy() if isinstance(got, torch.Tensor) else np.asarray(got)
         metrics = compare(np.asarray(ref), got, tol, AXES.get(criterion, ()))

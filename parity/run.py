@@ -20,7 +20,7 @@ from orcaport.model.errors import InputError
 from orcaport.model.stages import STAGE_ORDER, STAGES
 from orcaport.parity.audio_manifest import AudioFolderError, verify
 from orcaport.parity.fingerprint import describe, fingerprint, same_machine
-from orcaport.parity.metrics import DEFAULT_TOLERANCES, Tolerance
+from orcaport.parity.metrics import DEFAULT_TOLERANCES, OPTION_TOLERANCE, Tolerance
 from orcaport.parity.references import FileReference, ReferencesError, load_references
 from orcaport.parity.replay import Heatmaps, replay_file
 from orcaport.parity.result import (SCHEMA_VERSION, Criteria, FileResult, Location, ParityResult, SummaryRow,
@@ -38,10 +38,12 @@ class ToleranceError(InputError):
 REGIMES = ("same_machine", "cross_machine")
 
 
-def load_tolerances(path: Path = DEFAULT_TOLERANCES, regime: str = "cross_machine"
+def load_tolerances(path: Path = DEFAULT_TOLERANCES, regime: str = "cross_machine", mode: str = "windowed"
                     ) -> tuple[ToleranceInfo, dict[str, Tolerance]]:
     """The `regime` criteria of a tolerances file (version 2: derived from the envelope by
-    `python -m orcaport.parity.envelope derive`)."""
+    `python -m orcaport.parity.envelope derive`) for parity of `mode`. A predict-mode file (derived
+    from `make predict-envelope`) serves predict parity only; a windowed file's own option-stage
+    entries serve windowed parity only (predict runs those stages under their parents' entries)."""
     fix = "restore parity/tolerances.json from git or run `python -m orcaport.parity.envelope derive`"
     if regime not in REGIMES:
         raise ToleranceError(f"unknown criteria {regime!r}; one of {', '.join(REGIMES)}")
@@ -51,6 +53,7 @@ def load_tolerances(path: Path = DEFAULT_TOLERANCES, regime: str = "cross_machin
         if data["version"] != 2:
             raise ValueError(f"version {data['version']} is not 2")
         tols = {name: Tolerance.from_dict(d[regime]) for name, d in data["stages"].items()}
+        file_mode = data.get("mode", "windowed")
         info = ToleranceInfo(version=data["version"], sha256=hashlib.sha256(raw).hexdigest(),
                              regime=regime, safety_factor=data["safety_factor"],
                              envelope_sha256=data["envelope_sha256"])
@@ -58,9 +61,16 @@ def load_tolerances(path: Path = DEFAULT_TOLERANCES, regime: str = "cross_machin
         raise ToleranceError(f"cannot read tolerances {path} ({e.strerror or e}); {fix}") from None
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise ToleranceError(f"{path} is not a tolerances file ({type(e).__name__}: {e}); {fix}") from None
+    if file_mode == "predict":      # the stages its envelope measured: predict parity checks each
+        if mode != "predict":
+            raise ToleranceError(f"{path} holds predict-mode tolerances (`make predict-envelope`); windowed "
+                                 "parity takes parity/tolerances.json or the file `make tolerances` derives")
+        return info, tols
     missing = [s for s in STAGES + ("pooled",) if s not in tols]
     if missing:
         raise ToleranceError(f"{path} has no tolerance for stage(s) {missing}; {fix}")
+    if mode == "predict":
+        tols = {name: t for name, t in tols.items() if name not in OPTION_TOLERANCE}
     return info, tols
 
 
