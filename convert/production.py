@@ -10,7 +10,10 @@ differences from upstream, none of which changes a number:
 - upstream hard-codes class index 1 (OrcaHello's "positive" of two classes); a converted model's
   config names its detection class (`positive_index`, 1 for OrcaHello), and that is used;
 - `windows` can restrict a run to some of the file's windows (the references' second, full capture
-  of a few sampled clips): each window is cut, cached and predicted on its own, as in a full run.
+  of a few sampled clips): each window is cut, cached and predicted on its own, as in a full run;
+- a config's `windowing` other than production's 2 s clips every 1 s (config.json) cuts those
+  clips instead, by production's rule generalised (`clip_windows`), and places the aggregate's rows
+  on the hop grid (start_time_s = row x hop); at 2 s / 1 s both are production's own.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
-from orcaport.model.config import AggregationConfig, FrontendConfig
+from orcaport.model.config import AggregationConfig, FrontendConfig, WindowingConfig
 
 
 def legacy_audio_config(fe: FrontendConfig) -> Any:
@@ -46,10 +49,13 @@ def legacy_audio_config(fe: FrontendConfig) -> Any:
     return config
 
 
-def two_second_windows(max_length: float) -> list[list[int]]:
+def clip_windows(max_length: float, windowing: WindowingConfig | None = None) -> list[list[int]]:
+    """Production's `[[i, i + 2] for i in range(int(floor(max_length) - 1))]`, for any whole-second
+    clip and hop: [s, s + clip] for s = 0, hop, ... while s + clip <= floor(max_length)."""
     from numpy import floor
 
-    return [[i, i + 2] for i in range(int(floor(max_length) - 1))]
+    w = windowing or WindowingConfig()
+    return [[i, i + w.clip_seconds] for i in range(0, int(floor(max_length)) - w.clip_seconds + 1, w.hop_seconds)]
 
 
 def extract_segments(wav_path: Path, windows: list[list[int]], dest: str) -> None:
@@ -62,8 +68,8 @@ def extract_segments(wav_path: Path, windows: list[list[int]], dest: str) -> Non
 
 
 def aggregate(wav_name: str, path_list: list[str], predictions: list[float],
-              agg: AggregationConfig) -> dict[str, Any]:
-    """Production's pandas aggregation, verbatim in behaviour."""
+              agg: AggregationConfig, hop_seconds: int = 1) -> dict[str, Any]:
+    """Production's pandas aggregation, verbatim in behaviour; rows placed every `hop_seconds`."""
     import pandas as pd
 
     prediction = pd.DataFrame({"FilePath": path_list, "confidence": predictions})
@@ -84,7 +90,7 @@ def aggregate(wav_name: str, path_list: list[str], predictions: list[float],
     global_conf = submission.loc[(submission["confidence"] > agg.threshold), "confidence"].mean() * 100
     if pd.isnull(global_conf):
         global_conf = 0
-    return {"start_time_s": [int(v) for v in submission.start_time_s],
+    return {"start_time_s": [int(v) * hop_seconds for v in submission.start_time_s],
             "confidence": [float(v) for v in submission.confidence],
             "local_prediction": [int(v) for v in local],
             "global_prediction": int(sum(local) >= agg.min_positive),
@@ -94,7 +100,8 @@ def aggregate(wav_name: str, path_list: list[str], predictions: list[float],
 
 def predict_file(learn: Any, wav_path: Path, scratch: Path, fe: FrontendConfig,
                  agg: AggregationConfig, on_item: Callable[[Any, Any], None] | None = None,
-                 windows: list[list[int]] | None = None, positive_index: int = 1) -> dict[str, Any]:
+                 windows: list[list[int]] | None = None, positive_index: int = 1,
+                 windowing: WindowingConfig | None = None) -> dict[str, Any]:
     """FastAIModel.predict for one file. `on_item(item, predict_output)` sees each clip's result."""
     import pandas as pd
     from audio.data import AudioList
@@ -106,7 +113,7 @@ def predict_file(learn: Any, wav_path: Path, scratch: Path, fe: FrontendConfig,
     os.makedirs(local_dir)
     try:
         max_length = get_duration(path=str(wav_path))
-        all_windows = two_second_windows(max_length)
+        all_windows = clip_windows(max_length, windowing)
         if windows is not None and any(w not in all_windows for w in windows):
             raise ValueError(f"windows {windows} are not all windows of {wav_path.name}")
         extract_segments(wav_path, all_windows if windows is None else windows, local_dir)
@@ -121,6 +128,6 @@ def predict_file(learn: Any, wav_path: Path, scratch: Path, fe: FrontendConfig,
             if on_item is not None:
                 on_item(item, out)
             predictions.append(out[2][positive_index])
-        return aggregate(wav_path.name, path_list, predictions, agg)
+        return aggregate(wav_path.name, path_list, predictions, agg, (windowing or WindowingConfig()).hop_seconds)
     finally:
         shutil.rmtree(local_dir, ignore_errors=True)

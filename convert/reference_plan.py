@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from orcaport.model.bodies import stage_shapes
-from orcaport.model.config import CLIP_SECONDS, ModelConfig
+from orcaport.model.config import ModelConfig, WindowingConfig
 from orcaport.model.spectrogram import input_width
 from orcaport.parity.audio_manifest import legacy_input
 
@@ -42,14 +42,16 @@ def activation_owner(names_with_clips: list[str]) -> str | None:
     return names_with_clips[0] if names_with_clips else None
 
 
-def clips_of(duration_s: float | None) -> int:
-    return max(0, int(math.floor(duration_s)) - 1) if duration_s else 0
+def clips_of(duration_s: float | None, windowing: WindowingConfig | None = None) -> int:
+    """How many windows legacy cuts of a file (convert/production.py clip_windows)."""
+    w = windowing or WindowingConfig()
+    return len(range(0, int(math.floor(duration_s)) - w.clip_seconds + 1, w.hop_seconds)) if duration_s else 0
 
 
 def _input_shape(cfg: ModelConfig) -> tuple[int, int]:
     fe = cfg.frontend
     rate = fe.resample_to or 48000
-    frames = 1 + CLIP_SECONDS * rate // (fe.hop_length or 256)
+    frames = 1 + cfg.windowing.clip_seconds * rate // (fe.hop_length or 256)
     width = input_width(fe, rate) or frames
     return fe.n_mels, max(width, frames)
 
@@ -57,12 +59,13 @@ def _input_shape(cfg: ModelConfig) -> tuple[int, int]:
 def bytes_per_full_clip(entry: dict[str, Any], cfg: ModelConfig) -> int:
     """clip samples + load + downmix + resample + mel + db + input (float32/int32 upper bound)."""
     rate, ch = entry.get("sample_rate") or 48000, entry.get("channels") or 1
-    wave = CLIP_SECONDS * rate * 4
+    seconds = cfg.windowing.clip_seconds
+    wave = seconds * rate * 4
     fe = cfg.frontend
     out_rate = fe.resample_to or rate
     mels, width = _input_shape(cfg)
-    frames = 1 + CLIP_SECONDS * out_rate // (fe.hop_length or 256)
-    return 2 * wave * ch + wave + CLIP_SECONDS * out_rate * 4 + 2 * mels * frames * 4 + mels * width * 4 \
+    frames = 1 + seconds * out_rate // (fe.hop_length or 256)
+    return 2 * wave * ch + wave + seconds * out_rate * 4 + 2 * mels * frames * 4 + mels * width * 4 \
         + 8 * cfg.num_classes
 
 
@@ -82,7 +85,7 @@ def activation_bytes(cfg: ModelConfig) -> int:
 def estimate(entries: list[dict[str, Any]], cfg: ModelConfig, near: int) -> dict[str, Any]:
     """-> {'clips', 'bytes', 'full_clips'} for the reference set of `entries` (upper bound)."""
     entries = [legacy_input(e) for e in entries]    # a converted file: the WAV legacy reads
-    clips = [clips_of(e.get("duration_s")) for e in entries]
+    clips = [clips_of(e.get("duration_s"), cfg.windowing) for e in entries]
     full = [min(n, 3 + near) for n in clips]
     total = sum(n * bytes_per_clip(cfg) + f * bytes_per_full_clip(e, cfg) + 16 * (n + 1)
                 for n, f, e in zip(clips, full, entries))

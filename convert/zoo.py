@@ -10,8 +10,10 @@ convert/zoo_weights.py's pattern (so the checkout holds ~1 % of each model), Bat
 trained for one short epoch. Then exactly what a user runs: `make convert` (convert/cli.py), `make
 references` (windowed mode, convert/references.py) and, for option entries, `make
 predict-references` (fastai_audio's own predict, convert/predict_references.py) on the entry's
-recording. Committed per entry: config.json, residual.safetensors, stages/ (windowed references),
-predict/ (predict references), zoo.json; the model.pkl stays in --work.
+recording, then `make predict-envelope` (convert/predict_envelope.py: predict mode's own tolerances).
+Committed per entry: config.json, residual.safetensors, stages/ (windowed references), predict/
+(predict references), predict_envelope.json + predict_tolerances.json, zoo.json; the model.pkl
+stays in --work.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from orcaport.model.fileio import replace_folder, sha256_file
 from orcaport.parity.testaudio.training import make_training_set
 
 ZOO_AUDIO = "zoo_call_8k_3s.wav"         # 2 windows: noise, then a call
+PREDICT_ENVELOPE, PREDICT_TOLERANCES = "predict_envelope.json", "predict_tolerances.json"
 GAPS_AUDIO = "zoo_gaps_8k_3s.wav"        # two calls apart, in near-silence: what silence options cut
 
 
@@ -49,6 +52,7 @@ class ZooEntry:
     changes: dict[str, Any] = field(default_factory=dict)    # AudioConfig options over ZOO_FRONTEND
     audio: str = "audio"                 # the entry's recordings, a folder of the zoo
     modes: tuple[str, ...] = ("windowed",)   # windowed: `make references`; predict: fastai_audio's
+    windowing: dict[str, int] = field(default_factory=dict)  # config.json's, edited as a user would
 
 
 def _option(changes: dict[str, Any], modes: tuple[str, ...] = ("windowed", "predict")) -> ZooEntry:
@@ -76,6 +80,9 @@ ZOO: dict[str, ZooEntry] = {
     # several items per file: fastai_audio's predict only (windowed detection refuses them)
     "opt_split": _option({"remove_silence": "split"}, ("predict",)),
     "opt_segment_size": _option({"segment_size": 1000}, ("predict",)),
+    # windowed detection's other clips: 1 s clips every 2 s (windows at 0 and 2 s; rows every 2 s)
+    "opt_windows": ZooEntry("squeezenet1_1", {}, "audio_options", ("windowed",),
+                            {"clip_seconds": 1, "hop_seconds": 2}),
 }
 # 8 kHz, 64 mels, 3 s target width (93 frames; a 2 s clip's 63 frames padded after with 0.0 dB):
 # small tensors, and AlexNet's stride-4 stem still leaves its three max pools something to pool.
@@ -177,6 +184,10 @@ def build_entry(name: str, work: Path, audio_root: Path) -> dict[str, bytes]:
     fe_json = entry / "frontend.json"
     fe_json.write_text(json.dumps(dataclasses.asdict(fe), indent=2, sort_keys=True))
     summary = convert(model / "model.pkl", model, sha256_file(model / "model.pkl"), str(fe_json))
+    if spec.windowing:
+        config = json.loads((model / "config.json").read_text())
+        config["windowing"] = {**config["windowing"], **spec.windowing}
+        (model / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     recorders = {"windowed": ("stages", "convert.references", ["--near-threshold", "0"]),
                  "predict": ("predict", "convert.predict_references", [])}
     files: dict[str, bytes] = {}
@@ -186,17 +197,31 @@ def build_entry(name: str, work: Path, audio_root: Path) -> dict[str, bytes]:
                         str(audio_root / spec.audio), "--out", str(entry / folder), *extra], check=True)
         for f in sorted((entry / folder).iterdir()):
             files[f"{name}/{folder}/{f.name}"] = f.read_bytes()
+    if "predict" in spec.modes:     # predict mode's own tolerances: `make predict-envelope`
+        files.update(predict_envelope(name, model, audio_root / spec.audio, entry))
     residual = split(load_file(str(model / "model.safetensors")))
     save_file(residual, str(entry / "residual.safetensors"))
     files[f"{name}/config.json"] = (model / "config.json").read_bytes()
     files[f"{name}/residual.safetensors"] = (entry / "residual.safetensors").read_bytes()
     files[f"{name}/zoo.json"] = (json.dumps({
         "arch": spec.arch, "frontend_changes": spec.changes, "audio": spec.audio, "modes": list(spec.modes),
+        **({"windowing": spec.windowing} if spec.windowing else {}),
         "train_seconds": round(seconds, 1),
         "valid_accuracy": float(learn.validate()[1]), "convert": {k: summary[k] for k in (
             "body", "tensors", "max_logit_diff", "weights_sha256")},
         "legacy_versions": legacy_versions()}, indent=2, sort_keys=True) + "\n").encode()
     return files
+
+
+def predict_envelope(name: str, model: Path, audio: Path, entry: Path) -> dict[str, bytes]:
+    """`make predict-envelope` on the entry -> its predict_envelope.json + predict_tolerances.json."""
+    from orcaport.parity.envelope import derive_files, render
+
+    out = entry / PREDICT_ENVELOPE
+    subprocess.run([sys.executable, "-m", "convert.predict_envelope", "--model", str(model), "--audio", str(audio),
+                    "--references", str(entry / "predict"), "--out", str(out)], check=True)
+    return {f"{name}/{PREDICT_ENVELOPE}": out.read_bytes(),
+            f"{name}/{PREDICT_TOLERANCES}": render(derive_files(out))}
 
 
 def _fill(tmp: Path, folder: str, files: dict[str, bytes]) -> None:

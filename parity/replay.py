@@ -98,7 +98,7 @@ class FileReplay:
                 and d["dtype"] == str(pcm.samples.dtype)
             self.digest_check("chained", "decode", [d["sha256"]], [_digest(pcm.samples) if ok else "differs"])
         self.stage = "clip"
-        windows = windows_of(pcm.duration_s, self.audio.name)
+        windows = windows_of(pcm.duration_s, self.audio.name, art.config.windowing)
         clips = [slice_ms(pcm, b * 1000, e * 1000) for b, e in windows]
         self.digest_check("chained", "clip", ref.entry["clip_sha256"], [_digest(c.samples) for c in clips])
         inputs = []

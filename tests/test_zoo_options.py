@@ -87,11 +87,12 @@ def audio_of(entry: str) -> Path:
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("zoo-options")
-    return {e: root / e for e in OPTIONS if rebuild(ZOO / e, root / e)}
+    return {e: root / e for e in [*OPTIONS, "opt_windows"] if rebuild(ZOO / e, root / e)}
 
 
 def predict_replay(models: dict[str, Path], entry: str) -> dict[str, Any]:
-    return pp.replay(models[entry], ZOO / entry / "predict", audio_of(entry))
+    """make predict-parity under the entry's own predict tolerances (its `make predict-envelope`)."""
+    return pp.replay(models[entry], ZOO / entry / "predict", audio_of(entry), ZOO / entry / "predict_tolerances.json")
 
 
 def test_every_option_has_its_own_trained_learner() -> None:
@@ -113,6 +114,19 @@ def test_predict_parity_passes_with_the_options_stage_both_ways(models: dict[str
     stage = OPTIONS[entry][1]
     checked = {(c["stage"], c["mode"]) for f in result["files"] for c in f["checks"] if c["passed"]}
     assert {(stage, "isolated"), (stage, "chained"), ("probs", "chained"), ("items", "chained")} <= checked
+    # judged by predict mode's own envelope: the option stage by an entry of its own
+    assert {c["criterion"] for f in result["files"] for c in f["checks"]
+            if c["stage"] == stage and c["figure"] != "count"} == {stage}
+
+
+@pytest.mark.parametrize("entry", PREDICT)
+def test_predict_tolerances_are_derived_from_the_entrys_own_envelope(entry: str) -> None:
+    from orcaport.parity.envelope import derive_files, render
+
+    envelope = json.loads((ZOO / entry / "predict_envelope.json").read_text())
+    assert envelope["mode"] == "predict" and any(c["name"] == "clean vs baseline" for c in envelope["comparisons"])
+    assert render(derive_files(ZOO / entry / "predict_envelope.json")) == \
+        (ZOO / entry / "predict_tolerances.json").read_bytes()
 
 
 @pytest.mark.parametrize("entry", WINDOWED)
@@ -136,6 +150,20 @@ def test_orcaport_predict_gives_legacys_items(models: dict[str, Path], entry: st
         assert [p.index for p in replayed] == ref["all/index"].tolist()
         runtime = detector.predict(path)         # the runtime's own offsets: same items
         assert len(runtime) == n and all(np.isclose(sum(p.probabilities), 1.0, atol=1e-5) for p in runtime)
+
+
+def test_other_windows_cut_and_aggregate_as_legacy(models: dict[str, Path]) -> None:
+    """opt_windows: 1 s clips every 2 s (config.json's windowing), referenced by legacy's production
+    loop cutting those windows: the detector's clips and rows are legacy's, on the hop grid."""
+    path = next(audio_of("opt_windows").glob("*.wav"))
+    manifest = json.loads((ZOO / "opt_windows" / "stages" / "manifest.json").read_text())
+    assert manifest["files"][0]["clip_windows"] == [[0, 1], [2, 3]]
+    ref = load_file(str(ZOO / "opt_windows" / "stages" / f"{path.name}.safetensors"))
+    d = Detector.from_folder(models["opt_windows"]).detect(path)
+    assert d.clips == 2 and d.hop_s == 2.0
+    assert d.start_time_s.tolist() == ref["aggregate/start_time_s"].tolist() == [0, 2, 4]
+    np.testing.assert_allclose(d.confidence, ref["aggregate/confidence"], atol=1e-6)
+    assert d.local_prediction.tolist() == ref["aggregate/local_prediction"].tolist()
 
 
 def test_windowed_detection_refuses_options_that_make_several_items(models: dict[str, Path]) -> None:
