@@ -255,6 +255,25 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
+def add_run_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options `make envelope` and `make predict-envelope` share."""
+    ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset")
+    ap.add_argument("--sha256", help="the model.pkl sha256 you trust (else <model.pkl>.sha256)")
+    ap.add_argument("--jobs", type=int, default=0, help="legacy runs at once (default: the usable CPUs)")
+    ap.add_argument("--log", type=Path, help="legacy's own output (default: <out>.log beside --out)")
+
+
+def checked_variants(args: argparse.Namespace) -> list[str]:
+    """The baseline + --variants, each known, and a usable --jobs (else UsageError)."""
+    names = ["baseline"] + [n for n in args.variants.split(",") if n and n != "baseline"]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise UsageError(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
+    if args.jobs < 0:
+        raise UsageError(f"--jobs {args.jobs}: pass a positive number of legacy runs at once (0: the usable CPUs)")
+    return names
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m convert.envelope", description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, required=True)
@@ -262,20 +281,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="the recordings the references were made from (a folder or files of one folder)")
     ap.add_argument("--references", type=Path, required=True, help="the references (make references)")
     ap.add_argument("--out", type=Path, required=True, help="envelope JSON to write")
-    ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset")
-    ap.add_argument("--sha256", help="the model.pkl sha256 you trust (else <model.pkl>.sha256)")
-    ap.add_argument("--jobs", type=int, default=0, help="legacy runs at once (default: the usable CPUs)")
-    ap.add_argument("--log", type=Path, help="legacy's own output (default: <out>.log beside --out)")
+    add_run_arguments(ap)
     ap.add_argument("--fresh-processes", action="store_true",
                     help="start each variant as a fresh python (default: forked from one preloaded interpreter)")
     args = ap.parse_args(argv)
-    names = ["baseline"] + [n for n in args.variants.split(",") if n and n != "baseline"]
-    unknown = [n for n in names if n not in VARIANTS]
     try:
-        if unknown:
-            raise UsageError(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
-        if args.jobs < 0:
-            raise UsageError(f"--jobs {args.jobs}: pass a positive number of legacy runs at once (0: the usable CPUs)")
+        names = checked_variants(args)
         with tempfile.TemporaryDirectory(prefix=scratch_prefix("orcaport-envelope")) as tmp:
             envelope = measure(args.model, args.audio, args.references, Path(tmp), names,
                                args.log or log_path_for(args.out), args.sha256, args.jobs or available_cpus(),

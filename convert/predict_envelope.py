@@ -32,12 +32,12 @@ import numpy as np
 from safetensors.numpy import load_file
 
 from convert import preloaded
-from convert.envelope import CLEAN_PYTHON, ROOT, gather_logs, identical_variants
+from convert.envelope import CLEAN_PYTHON, ROOT, add_run_arguments, checked_variants, gather_logs, identical_variants
 from convert.envelope_jobs import Job, run_jobs
 from convert.legacy_log import log_path_for
 from orcaport.model.cpus import available_cpus
-from orcaport.model.errors import ExitCode, InputError, OrcaportError, UsageError, report_error
-from orcaport.model.fileio import scratch_prefix, write_output_file
+from orcaport.model.errors import ExitCode, InputError, OrcaportError, report_error
+from orcaport.model.fileio import scratch_prefix, sha256_file, write_output_file
 from orcaport.parity.diffstats import diff_stats
 from orcaport.parity.envelope import VARIANTS, fold_stats
 from orcaport.parity.fingerprint import default_kernel_environ, fingerprint, same_machine
@@ -113,10 +113,13 @@ def measure(model: Path, audio: Path, committed: Path, work: Path, names: list[s
             sha256: str | None = None, cpus: int = 1) -> dict[str, Any]:
     """The baseline and every variant, `cpus` at a time, each compared with the baseline (and the
     baseline with the committed references). -> the predict-mode envelope."""
-    preloaded.start_in_background(work / "home")
     manifest = json.loads((committed / MANIFEST).read_text()) if (committed / MANIFEST).is_file() else {}
     if manifest.get("mode") != "predict":
         raise InputError(f"{committed} holds no predict references; run `make predict-references` first")
+    if manifest["model"]["weights_sha256"] != sha256_file(model / "model.safetensors"):
+        raise InputError(f"{committed} were recorded for other weights than {model}; run "
+                         "`make predict-references` with this MODEL= first")
+    preloaded.start_in_background(work / "home")
     skipped = identical_variants(names)
     names = [n for n in names if n not in skipped]
     (work / "logs").mkdir(parents=True)
@@ -158,18 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--audio", type=Path, required=True, help="the folder the predict references were made from")
     ap.add_argument("--references", type=Path, required=True, help="the predict references (make predict-references)")
     ap.add_argument("--out", type=Path, required=True, help="envelope JSON to write")
-    ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset")
-    ap.add_argument("--sha256", help="the model.pkl sha256 you trust (else <model.pkl>.sha256)")
-    ap.add_argument("--jobs", type=int, default=0, help="legacy runs at once (default: the usable CPUs)")
-    ap.add_argument("--log", type=Path, help="legacy's own output (default: <out>.log beside --out)")
+    add_run_arguments(ap)
     args = ap.parse_args(argv)
-    names = ["baseline"] + [n for n in args.variants.split(",") if n and n != "baseline"]
     try:
-        unknown = [n for n in names if n not in VARIANTS]
-        if unknown:
-            raise UsageError(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
-        if args.jobs < 0:
-            raise UsageError(f"--jobs {args.jobs}: pass a positive number of legacy runs at once (0: the usable CPUs)")
+        names = checked_variants(args)
         with tempfile.TemporaryDirectory(prefix=scratch_prefix("orcaport-predict-envelope")) as tmp:
             envelope = measure(args.model, args.audio, args.references, Path(tmp), names,
                                args.log or log_path_for(args.out), args.sha256, args.jobs or available_cpus())

@@ -57,3 +57,18 @@ def test_predict_envelope_derives_own_option_entries_and_predict_parity_applies_
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "criterion standardize" in done.stdout and "PREDICT PARITY PASSED" in done.stdout
     assert not list((work / "home").rglob("*")), "HOME must stay clean"     # fastai_audio's cache included
+
+
+def test_predict_envelope_refuses_references_of_other_weights_or_none(work: Path, tmp_path: Path) -> None:
+    model = work / "w" / ENTRY / "model"
+    other = tmp_path / "other"
+    other.mkdir()
+    manifest = json.loads((work / "w" / ENTRY / "predict" / "manifest.json").read_text())
+    manifest["model"]["weights_sha256"] = "0" * 64
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    for refs, words in ((other, "other weights"), (tmp_path / "none", "make predict-references")):
+        done = subprocess.run([legacy_interpreter(), "-m", "convert.predict_envelope", "--model", str(model),
+                               "--audio", str(work / "w" / "audio_options"), "--references", str(refs),
+                               "--out", str(tmp_path / "e.json")], cwd=ROOT, capture_output=True, text=True,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+        assert done.returncode == 3 and words in done.stderr and not (tmp_path / "e.json").exists()
