@@ -7,12 +7,11 @@ user runs them. Prints one RESULT json line.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import warnings
 from pathlib import Path
 
-from tests.legacy.option_references import record_with_options
+from tests.legacy.option_references import measure_envelope, record_with_options
 
 OPTIONS = {"mfcc": True, "standardize": True, "pad_mode": "zeros"}
 FILES = ("stereo_44k1_16_10s5.wav",)
@@ -25,10 +24,7 @@ def main(work: str) -> int:
     refs = record_with_options(root, OPTIONS, FILES, "convert.references")
     result = {"references": refs.returncode, "stderr": refs.stderr[-2000:], "options": OPTIONS}
     if refs.returncode == 0:
-        env = subprocess.run([sys.executable, "-m", "convert.envelope", "--model", str(root / "model"),
-                              "--corpus", str(root / "audio"), "--references", str(root / "refs"),
-                              "--out", str(root / "envelope.json"), "--variants", VARIANTS],
-                             capture_output=True, text=True)
+        env = measure_envelope(root, VARIANTS)
         result.update({"envelope": env.returncode, "stderr": env.stderr[-2000:]})
     print("RESULT " + json.dumps(result))
     return 0

@@ -2,8 +2,9 @@
 frontend setting fastai_audio options the windowed (OrcaHello) mode can run -- pad_mode "zeros",
 remove_silence "trim" (10 dB: it trims the clipping file's clips to 1.4 and 1.6 s, so max_to_pad's
 1.5 s both pads one, at a random front offset, and trims the other), max_to_pad, mfcc, standardize --
-then `make references` on two corpus files,
-exactly as a user runs them. Prints one RESULT json line.
+then `make references` on two corpus files and `make envelope` (one variant: the learner's own
+same-machine figures, clean vs legacy included, which its parity runs under), exactly as a user runs
+them. Prints one RESULT json line.
     python tests/legacy/option_references.py WORK"""
 
 from __future__ import annotations
@@ -41,9 +42,19 @@ def record_with_options(root: Path, options: dict, files: tuple[str, ...],
                           capture_output=True, text=True)
 
 
+def measure_envelope(root: Path, variants: str) -> subprocess.CompletedProcess:
+    """`make envelope` on root/{model,audio,refs} -> root/envelope.json."""
+    return subprocess.run([sys.executable, "-m", "convert.envelope", "--model", str(root / "model"),
+                           "--corpus", str(root / "audio"), "--references", str(root / "refs"),
+                           "--out", str(root / "envelope.json"), "--variants", variants],
+                          capture_output=True, text=True)
+
+
 def main(work: str) -> int:
     warnings.simplefilter("ignore")
     run = record_with_options(Path(work), OPTIONS, FILES, "convert.references")
+    if run.returncode == 0:
+        run = measure_envelope(Path(work), "threads-2")
     print("RESULT " + json.dumps({"returncode": run.returncode, "stderr": run.stderr[-2000:], "options": OPTIONS}))
     return 0
 
