@@ -111,14 +111,14 @@ verify: env-legacy env-clean  ## [both] strongest proof: fresh references on thi
 
 zoo: env-legacy  ## [legacy] the learner zoo: one tiny learner per body family and per fastai_audio option, converted + referenced (reference_outputs/zoo)
 	$(LEGACY) -m convert.zoo --out reference_outputs/zoo
-zoo-parity: env-clean  ## [clean] make parity (windowed) and make predict-parity (under the entry's predict_tolerances.json) on every zoo learner, its weights rebuilt from the committed residual (REPORTS=)
+zoo-parity: env-clean  ## [clean] make parity (windowed) and make predict-parity on every zoo learner, its weights rebuilt from the committed residual (REPORTS=)
 	@set -e; for cfg in reference_outputs/zoo/*/config.json; do e=$$(dirname $$cfg); n=$$(basename $$e); \
 	  a=reference_outputs/zoo/$$($(CLEAN) -c 'import json, sys; print(json.load(open(sys.argv[1])).get("audio", "audio"))' $$e/zoo.json); \
 	  $(CLEAN) -m convert.zoo_weights --zoo $$e --out build/zoo/$$n >/dev/null; \
 	  if [ -d $$e/stages ]; then $(CLEAN) -m orcaport.parity --model build/zoo/$$n --references $$e/stages --audio $$a \
 	    --reports "$(REPORTS)/zoo/$$n" --tolerances "$(TOLERANCES)"; fi; \
 	  if [ -d $$e/predict ]; then $(CLEAN) -m orcaport.parity.predict_parity --model build/zoo/$$n --references $$e/predict \
-	    --audio $$a --out "$(REPORTS)/zoo/$$n/predict_parity.json" --tolerances $$e/predict_tolerances.json; fi; done
+	    --audio $$a --out "$(REPORTS)/zoo/$$n/predict_parity.json" --tolerances "$(TOLERANCES)"; fi; done
 
 variants: env-clean  ## [clean] make parity under every kernel-path variant of the envelope (reports/variants.json)
 	$(CLEAN) -m orcaport.parity.variants --reports reports -- --model $(FIXTURE) \

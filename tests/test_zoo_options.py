@@ -29,6 +29,8 @@ from orcaport.model.config import ModelConfig
 from orcaport.model.detector import Detector
 from orcaport.model.spectrogram import FrontendError
 from orcaport.parity.controls import margin
+from orcaport.parity.fingerprint import fingerprint, same_machine
+from orcaport.parity.metrics import DEFAULT_TOLERANCES, tolerance_stage
 from orcaport.parity.predict_replay import item_offsets
 from orcaport.parity.run import run_parity
 from tests.paths import ROOT
@@ -90,9 +92,18 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {e: root / e for e in [*OPTIONS, "opt_windows"] if rebuild(ZOO / e, root / e)}
 
 
+def own_tolerances(entry: str) -> bool:
+    """Whether to judge by the entry's own predict tolerances: on the machine its envelope was
+    measured on. Elsewhere the fixture's (an Intel Xeon's envelope, AVX-512 paths included): one
+    AVX2-only machine's variants cannot stand in for another machine's kernels."""
+    manifest = json.loads((ZOO / entry / "predict" / "manifest.json").read_text())
+    return same_machine(manifest.get("machine"), fingerprint())
+
+
 def predict_replay(models: dict[str, Path], entry: str) -> dict[str, Any]:
-    """make predict-parity under the entry's own predict tolerances (its `make predict-envelope`)."""
-    return pp.replay(models[entry], ZOO / entry / "predict", audio_of(entry), ZOO / entry / "predict_tolerances.json")
+    """make predict-parity, under the entry's own predict tolerances where own_tolerances says."""
+    tolerances = ZOO / entry / "predict_tolerances.json" if own_tolerances(entry) else DEFAULT_TOLERANCES
+    return pp.replay(models[entry], ZOO / entry / "predict", audio_of(entry), tolerances)
 
 
 def test_every_option_has_its_own_trained_learner() -> None:
@@ -114,9 +125,11 @@ def test_predict_parity_passes_with_the_options_stage_both_ways(models: dict[str
     stage = OPTIONS[entry][1]
     checked = {(c["stage"], c["mode"]) for f in result["files"] for c in f["checks"] if c["passed"]}
     assert {(stage, "isolated"), (stage, "chained"), ("probs", "chained"), ("items", "chained")} <= checked
-    # judged by predict mode's own envelope: the option stage by an entry of its own
+    # judged by predict mode's own envelope here (the option stage by an entry of its own), by the
+    # stage its arithmetic comes from elsewhere
+    want = stage if own_tolerances(entry) else tolerance_stage(stage, None)
     assert {c["criterion"] for f in result["files"] for c in f["checks"]
-            if c["stage"] == stage and c["figure"] != "count"} == {stage}
+            if c["stage"] == stage and c["figure"] != "count"} == {want}
 
 
 @pytest.mark.parametrize("entry", PREDICT)
