@@ -228,7 +228,8 @@ def build(model_dir: Path, audio: list[Path], out: Path, work: Path, sha256: str
     print(f"references: {len(entries)} file(s), {est['clips']} clips, {est['full_clips']} stored in full; "
           f"expected <= {est['bytes'] / 1e6:.1f} MB (budget {budget_mb:g} MB)", file=terminal, flush=True)
     torch.set_num_threads(threads)
-    owner = activation_owner([e["name"] for e in entries if clips_of(legacy_input(e).get("duration_s"), cfg.windowing)])
+    owner = activation_owner([e["name"] for e in entries
+                              if clips_of(legacy_input(e).get("duration_s"), cfg.windowing)])
     model = {"pkl_sha256": sha256_file(model_dir / "model.pkl"),
              "weights_sha256": sha256_file(model_dir / "model.safetensors"),
              "config_sha256": sha256_file(model_dir / "config.json")}

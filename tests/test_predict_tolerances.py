@@ -65,7 +65,8 @@ def test_predict_parity_judges_an_option_stage_by_its_own_entry(tmp_path: Path) 
     assert rebuild(entry, model)
     audio = ZOO / json.loads((entry / "zoo.json").read_text())["audio"]
     default = pp.replay(model, entry / "predict", audio)
-    check = next(c for f in default["files"] for c in f["checks"] if (c["stage"], c["mode"]) == ("standardize", "isolated"))
+    check = next(c for f in default["files"] for c in f["checks"]
+                 if (c["stage"], c["mode"]) == ("standardize", "isolated"))
     assert default["passed"] and check["criterion"] == "db" and check["value"] > 0
     # its own entry, set below the figure the replay measures: predict parity must now apply it
     tight = derive(envelope({s: 0.0 for s in PREDICT_STAGES}), json.loads(POLICY.read_text()), "0" * 64)
