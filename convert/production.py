@@ -51,7 +51,9 @@ def legacy_audio_config(fe: FrontendConfig) -> Any:
 
 def clip_windows(max_length: float, windowing: WindowingConfig | None = None) -> list[list[int]]:
     """Production's `[[i, i + 2] for i in range(int(floor(max_length) - 1))]`, for any whole-second
-    clip and hop: [s, s + clip] for s = 0, hop, ... while s + clip <= floor(max_length)."""
+    clip and hop: [s, s + clip] for s = 0, hop, ... while s + clip <= floor(max_length). Written
+    here, not imported from the runtime (model/waveform.py): references must not come from the code
+    they check (tests/test_frontend.py holds the two equal)."""
     from numpy import floor
 
     w = windowing or WindowingConfig()

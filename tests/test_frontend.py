@@ -19,7 +19,7 @@ import torch
 from orcaport.model.aggregate import aggregate, rolling_mean_2
 from orcaport.model.audio import AudioDecodeError, PcmAudio, SliceError, decode_pcm, slice_ms
 from orcaport.model.waveform import cache_round_trip, clip_windows, downmix, load_clip, resample
-from orcaport.model.config import FrontendConfig
+from orcaport.model.config import FrontendConfig, WindowingConfig
 from orcaport.model.pipeline import frontend_stages
 from orcaport.model.frontend.offsets import OffsetError
 from orcaport.model.spectrogram import (FrontendError, amplitude_to_db, check_supported, mel_filterbank,
@@ -168,6 +168,21 @@ def test_downmix_resample_and_windows() -> None:
     assert resample(np.zeros((1, 44100), np.float32), 44100, 20000).shape == (1, 20000)
     assert len(clip_windows(60.0)) == 59 and clip_windows(60.0)[-1] == (58, 60)
     assert clip_windows(2.9999) == [(0, 2)] and clip_windows(1.99) == []
+
+
+def test_legacy_cuts_the_runtimes_windows_for_any_windowing() -> None:
+    """convert/production.py's window rule (what `make references` records) is production's own at
+    2 s / 1 s and the runtime's (model/waveform.py) for every other clip and hop."""
+    from convert.production import clip_windows as legacy_windows
+    from convert.reference_plan import clips_of
+
+    for d in (1.99, 2.0, 3.0, 3.5, 10.49, 60.0, 61.7):
+        production = [[i, i + 2] for i in range(int(np.floor(d) - 1))]     # fastai_inference.py
+        assert legacy_windows(d) == production
+        for clip, hop in ((2, 1), (1, 1), (1, 2), (3, 2), (4, 4), (5, 1)):
+            w = WindowingConfig(clip, hop)
+            assert [tuple(x) for x in legacy_windows(d, w)] == clip_windows(d, clip, hop), (d, clip, hop)
+            assert clips_of(d, w) == len(clip_windows(d, clip, hop))
 
 
 # ---------------------------------------------------------------- spectrogram
