@@ -174,7 +174,10 @@ calibrate: env-clean  ## [clean] int8: calibrate MODEL's quantized body on AUDIO
 CARD ?=
 PUBLISH_MODEL = $(MODEL_DIR)
 
-publish: env-clean  ## stage (DRY_RUN=1) or upload to the Hub, gated on $(REPORTS)/parity.json  (REPO_ID= MODEL= REFERENCES= REPORTS= CARD= EVALUATION=)
-	$(CLEAN) -m orcaport.parity.publishing --model "$(PUBLISH_MODEL)" --report "$(REPORTS)/parity.json" \
-	  --references "$(REFERENCES)" --tolerances "$(TOLERANCES)" --repo-id "$(REPO_ID)" $(if $(DRY_RUN),--dry-run) \
+# MODE=predict: a learner only fastai_audio's predict runs, gated on `make predict-parity`'s report
+PUBLISH_REPORT = $(if $(filter predict,$(MODE)),$(REPORTS)/predict_parity.json,$(REPORTS)/parity.json)
+PUBLISH_REFERENCES = $(if $(filter predict,$(MODE)),$(PREDICT_REFERENCES),$(REFERENCES))
+publish: env-clean  ## stage (DRY_RUN=1) or upload to the Hub, gated on $(REPORTS)/parity.json (MODE=predict: predict_parity.json)  (REPO_ID= MODEL= REFERENCES= REPORTS= CARD= EVALUATION=)
+	$(CLEAN) -m orcaport.parity.publishing --model "$(PUBLISH_MODEL)" --report "$(PUBLISH_REPORT)" \
+	  --references "$(PUBLISH_REFERENCES)" --tolerances "$(TOLERANCES)" --repo-id "$(REPO_ID)" $(if $(DRY_RUN),--dry-run) \
 	  $(if $(CARD),--card "$(CARD)") $(if $(EVALUATION),--evaluation "$(EVALUATION)")

@@ -33,8 +33,10 @@ from orcaport.model.stages import STAGE_ORDER
 from orcaport.parity.fingerprint import describe, fingerprint
 from orcaport.parity.metrics import DEFAULT_TOLERANCES
 from orcaport.parity.predict_replay import PredictFileReplay, item_offsets
+from orcaport.parity.result import runtime_files
 from orcaport.parity.run import criteria, load_tolerances
 
+PREDICT_SCHEMA = 1      # the report's layout, as the publish gate reads it (parity/publishing/predict_report.py)
 FIX = "re-record them with `make predict-references` (convert.predict_references)"
 # pipeline order for reports and the first failure: the item count after the fan-outs, the
 # class index after probs, a clean-side error last
@@ -85,7 +87,7 @@ def replay(model: Path, refs: Path, audio: Path, tolerances: Path = DEFAULT_TOLE
         raise InputError(f"{refs} were recorded for other weights; record them for {model}")
     here = fingerprint()
     crit = criteria(manifest.get("machine"), here)
-    _, tols = load_tolerances(tolerances, regime=crit.regime, mode="predict")
+    tol_info, tols = load_tolerances(tolerances, regime=crit.regime, mode="predict")
     fe = Frontend(art.config.frontend, art.config.normalization)
     net = art.network.eval()
     files = []
@@ -105,7 +107,14 @@ def replay(model: Path, refs: Path, audio: Path, tolerances: Path = DEFAULT_TOLE
                       "summary": summarize(checks), "checks": checks})
     every = [c for f in files for c in f["checks"]]
     failed = sorted((c for c in every if not c["passed"]), key=sort_key)
-    return {"mode": "predict", "criteria": crit.regime, "criteria_why": crit.why,
+    # identity (what `make publish`'s gate checks before the verdict): parity/publishing/predict_report.py
+    identity = {"schema_version": PREDICT_SCHEMA, "profile": "legacy-exact", "weights_sha256": art.weights_sha256,
+                "references_weights_sha256": manifest["model"]["weights_sha256"],
+                "config_sha256": sha256_file(model / "config.json"),
+                "references_manifest_sha256": sha256_file(refs / "manifest.json"),
+                "tolerances": {"version": tol_info.version, "sha256": tol_info.sha256, "regime": tol_info.regime},
+                "runtime_files": runtime_files()}
+    return {"mode": "predict", **identity, "criteria": crit.regime, "criteria_why": crit.why,
             "recorded_on": crit.recorded_on, "replayed_on": crit.replayed_on or describe(here),
             "passed": bool(files) and not failed, "first_failure": _where(failed[0]) if failed else None,
             "summary": summarize(every), "files": files}

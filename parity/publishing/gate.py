@@ -10,7 +10,8 @@ embedded fixture instead of the user's model. Identity is checked before the ver
 about other weights says nothing about these, and "stale" is the more useful thing to hear.
 
 The report is read as the parity result it claims to be (`ParityResult.from_json`,
-parity/result.py): one that does not follow the schema is refused as unreadable.
+parity/result.py; a predict-mode report, `make predict-parity`'s, as parity/publishing/
+predict_report.py reads it): one that does not follow its schema is refused as unreadable.
 
     python -m orcaport.parity.publishing.gate --model DIR --report reports/parity.json [--references DIR]
 """
@@ -29,6 +30,7 @@ from typing import Any
 from orcaport.model.errors import OrcaportError, RefusedError, report_error
 from orcaport.model.fileio import sha256_file
 from orcaport.parity.metrics import DEFAULT_TOLERANCES
+from orcaport.parity.publishing.predict_report import PredictReport, predict_failure_text
 from orcaport.parity.result import (RUNTIME_SOURCES, SCHEMA_VERSION, FileResult, Location, ParityResult,
                                     ResultError)
 
@@ -45,7 +47,7 @@ class GatedReport:
 
     path: Path
     raw: bytes
-    result: ParityResult
+    result: ParityResult | PredictReport
 
     @property
     def sha256(self) -> str:
@@ -60,6 +62,9 @@ def make_command(target: str, **variables: str | Path | None) -> str:
 
 
 def parity_fix(report: Path, model_dir: Path, references: Path) -> str:
+    if report.name.startswith("predict"):       # `make predict-parity`'s report
+        return "run " + make_command("predict-parity", MODEL=model_dir, PREDICT_REFERENCES=references,
+                                     REPORTS=report.parent)
     return "run " + make_command("parity", MODEL=model_dir, REFERENCES=references,
                                  REPORTS=report.parent)
 
@@ -73,7 +78,7 @@ def _refuse(report: Path, why: str, fix: str) -> GateError:
     return GateError(f"refusing to publish: {report} {why}; {fix}".replace("\n", " "))
 
 
-def _read(report: Path, fix: str) -> tuple[bytes, ParityResult]:
+def _read(report: Path, fix: str) -> tuple[bytes, ParityResult | PredictReport]:
     try:
         raw = report.read_bytes()
     except FileNotFoundError:
@@ -86,6 +91,11 @@ def _read(report: Path, fix: str) -> tuple[bytes, ParityResult]:
         raise _refuse(report, f"is unreadable (not valid JSON: {e})", fix) from None
     if not isinstance(data, dict):
         raise _refuse(report, "is unreadable (not a JSON object)", fix)
+    if data.get("mode") == "predict":
+        try:
+            return raw, PredictReport.from_dict(data)
+        except ResultError as e:
+            raise _refuse(report, f"is unreadable ({e})", fix) from None
     version = data.get("schema_version")
     if version != SCHEMA_VERSION:
         raise _refuse(report, f"has schema_version {version!r}, this publisher reads {SCHEMA_VERSION}", fix)
@@ -95,9 +105,13 @@ def _read(report: Path, fix: str) -> tuple[bytes, ParityResult]:
         raise _refuse(report, f"is unreadable ({e})", fix) from None
 
 
-def _check_diagnostic(report: Path, result: ParityResult, fix: str) -> None:
+def _check_diagnostic(report: Path, result: ParityResult | PredictReport, fix: str) -> None:
     # A `--diagnose-other-weights` run replays weights the references were not made for: it
     # localises differences, it never vouches for anything.
+    if isinstance(result, PredictReport):
+        if result.references_weights_sha256 != result.weights_sha256:
+            raise _refuse(report, "replayed references recorded for other weights", fix)
+        return
     if result.weights_check != "verified" or result.references_weights_sha256 != result.weights_sha256:
         raise _refuse(report, f"is a diagnostic run ({result.weights_check}), which can never gate a "
                               "publish", fix)
@@ -113,7 +127,7 @@ def _same(report: Path, what: str, recorded: Any, path: Path, hint: str, fix: st
                               f"{path} {_short(actual)}): it is stale", fix)
 
 
-def _check_identity(report: Path, result: ParityResult, model_dir: Path, references: Path,
+def _check_identity(report: Path, result: ParityResult | PredictReport, model_dir: Path, references: Path,
                     tolerances: Path | None, fix: str) -> None:
     convert = f"pass the converted model folder as MODEL= (it holds {WEIGHTS_FILE} + {CONFIG_FILE})"
     _same(report, "weights", result.weights_sha256, model_dir / WEIGHTS_FILE, convert, fix)
@@ -129,7 +143,7 @@ def _check_identity(report: Path, result: ParityResult, model_dir: Path, referen
               f"restore {tolerances} from git, then {fix}", fix)
 
 
-def _check_runtime(report: Path, result: ParityResult, package: Path, fix: str) -> None:
+def _check_runtime(report: Path, result: ParityResult | PredictReport, package: Path, fix: str) -> None:
     """The runtime code the parity run exercised must be unchanged."""
     for rel, sha in result.runtime_files.items():
         _same(report, f"runtime code ({rel})", sha, package / rel, f"restore it, then {fix}", fix)
@@ -158,7 +172,19 @@ def _failing_checks(files: list[FileResult]) -> list[Location]:
     return bad
 
 
-def _check_verdict(report: Path, result: ParityResult, fix: str) -> None:
+def _check_predict_verdict(report: Path, result: PredictReport, fix: str) -> None:
+    if not result.passed:
+        raise _refuse(report, f"records a FAILED predict parity run: first failing {predict_failure_text(result)}",
+                      f"fix that stage, then {fix}")
+    if result.first_failure is not None or result.failing():
+        raise _refuse(report, f"claims to pass but holds a failing {predict_failure_text(result)}", fix)
+    if not result.checks():
+        raise _refuse(report, "claims to pass but holds no checks", fix)
+
+
+def _check_verdict(report: Path, result: ParityResult | PredictReport, fix: str) -> None:
+    if isinstance(result, PredictReport):
+        return _check_predict_verdict(report, result, fix)
     bad = _failing_checks(result.files)
     if result.passed is not True:
         if result.first_failure is None and result.real_data.get("passed") is False:

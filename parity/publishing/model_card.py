@@ -15,9 +15,12 @@ from typing import Any, Mapping
 
 from huggingface_hub import ModelCard, ModelCardData
 
+from orcaport.model.config import FrontendConfig
 from orcaport.model.errors import OutputError
+from orcaport.model.pipeline import chain_of
 
 from orcaport.parity.publishing.card_config import CardConfig
+from orcaport.parity.publishing.predict_report import PredictReport, predict_parity_section, predict_usage_lines
 from orcaport.parity.result import ParityResult
 
 BASE_TAGS = ("audio-classification", "fastai-port", "safetensors", "pytorch")
@@ -140,12 +143,14 @@ def install_line(card: CardConfig) -> str:
 
 
 def usage_section(repo_id: str, config: Mapping[str, Any], card: CardConfig,
-                  weights_sha256: str) -> list[str]:
+                  weights_sha256: str, predict: bool = False) -> list[str]:
     pos = config["classes"][config["positive_index"]]
-    return ["## Usage", "", "This repo holds data only (weights, config, the parity report); the "
+    head = ["## Usage", "", "This repo holds data only (weights, config, the parity report); the "
             "code that runs it is the `orcaport` package you install -- nothing is imported from "
-            "the download. No fastai or torchaudio is needed.", "", "```bash", install_line(card),
-            "```", "", "```python", "from orcaport.model.detector import Detector", "",
+            "the download. No fastai or torchaudio is needed.", "", "```bash", install_line(card), "```", ""]
+    if predict:     # a learner only fastai_audio's own predict runs (several items per file)
+        return head + predict_usage_lines(repo_id, weights_sha256)
+    return head + ["```python", "from orcaport.model.detector import Detector", "",
             f'detector = Detector.from_pretrained("{repo_id}",   # cached; HF_HUB_OFFLINE=1 works offline',
             f'                                     weights_sha256="{weights_sha256}")',
             'result = detector.detect("hydrophone.wav")   # WAV as is; FLAC, MP3, AAC, .ts through ffmpeg',
@@ -159,7 +164,7 @@ def usage_section(repo_id: str, config: Mapping[str, Any], card: CardConfig,
 
 
 def model_section(config: Mapping[str, Any], fixture: Mapping[str, Any] | None, orcahello: bool,
-                  card: CardConfig, repo_id: str) -> list[str]:
+                  card: CardConfig, repo_id: str, predict: bool = False) -> list[str]:
     arch, win, agg = config["architecture"], config["windowing"], config["aggregation"]
     classes = config["classes"]
     if orcahello:
@@ -175,14 +180,20 @@ def model_section(config: Mapping[str, Any], fixture: Mapping[str, Any] | None, 
              "fastai_audio learner to plain PyTorch with verified parity.", ""]
     label = lambda c: f"`{c}`" + (f" ({card.labels[c]})" if c in card.labels else "")  # noqa: E731
     lines += [f"- classes: {', '.join(label(c) for c in classes)}; positive class "
-              f"`{classes[config['positive_index']]}`",
-              f"- windows: {win['clip_seconds']} s every {win['hop_seconds']} s; each window -> "
-              f"log-mel spectrogram -> {arch['body']} + fastai head -> softmax",
-              f"- per-second confidence: first window raw, then a rolling mean of 2 windows, last "
-              f"window appended ({agg['smoothing']})",
-              f"- a second is positive when its confidence > {agg['threshold']}; a file is a "
-              f"detection when at least {agg['min_positive']} seconds are positive; its global "
-              "confidence is 100 x the mean confidence of the positive seconds"]
+              f"`{classes[config['positive_index']]}`"]
+    if predict:     # fastai_audio's own predict: no windows, no per-second aggregation
+        lines += ["- fastai_audio's own predict: one prediction per file, or per item where the "
+                  "frontend cuts several (`remove_silence=\"split\"`, `segment_size`); each item -> "
+                  f"{' -> '.join(chain_of(FrontendConfig(**config['frontend'])))} -> {arch['body']} + fastai head -> softmax; "
+                  "its label is the most probable class"]
+    else:
+        lines += [f"- windows: {win['clip_seconds']} s every {win['hop_seconds']} s; each window -> "
+                  f"log-mel spectrogram -> {arch['body']} + fastai head -> softmax",
+                  f"- per-second confidence: first window raw, then a rolling mean of 2 windows, last "
+                  f"window appended ({agg['smoothing']})",
+                  f"- a second is positive when its confidence > {agg['threshold']}; a file is a "
+                  f"detection when at least {agg['min_positive']} seconds are positive; its global "
+                  "confidence is 100 x the mean confidence of the positive seconds"]
     lines += [f"- {name}: {url}" for name, url in sorted(card.links.items())] + [""]
     if card.description and card.description.strip():
         lines += ["## Description", "", card.description.strip(), ""]
@@ -227,7 +238,7 @@ def provenance_section(config: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def render_card(repo_id: str, config: Mapping[str, Any], report: ParityResult,
+def render_card(repo_id: str, config: Mapping[str, Any], report: ParityResult | PredictReport,
                 report_sha256: str, hashes: Mapping[str, tuple[str, int]], license_id: str,
                 fixture: Mapping[str, Any] | None = None, card: CardConfig | None = None,
                 evaluation: Mapping[str, Any] | None = None) -> str:
@@ -238,14 +249,16 @@ def render_card(repo_id: str, config: Mapping[str, Any], report: ParityResult,
     card = card or CardConfig()
     orcahello = card.orcahello if card.orcahello is not None else fixture is not None
     data = card_data(license_id, orcahello, card, evaluation, repo_id.split("/")[-1])
-    lines = model_section(config, fixture, orcahello, card, repo_id)
-    lines += usage_section(repo_id, config, card, report.weights_sha256)
+    predict = isinstance(report, PredictReport)
+    lines = model_section(config, fixture, orcahello, card, repo_id, predict)
+    lines += usage_section(repo_id, config, card, report.weights_sha256, predict)
     lines += frontend_section(config)
     if evaluation is not None:
         from orcaport.parity.evaluation.card import evaluation_section
 
         lines += evaluation_section(dict(evaluation), {k: v[0] for k, v in hashes.items()})
-    lines += parity_section(report, report_sha256) + files_section(hashes)
+    lines += (predict_parity_section(report, report_sha256) if predict else parity_section(report, report_sha256))
+    lines += files_section(hashes)
     lines += provenance_section(config)
     lines += ["## Limitations", "",
               "Parity shows the runtime reproduces the legacy pipeline's outputs on the same "

@@ -192,8 +192,9 @@ def upload(staging: Path, repo_id: str, gated: GatedReport,
 
 # ----------------------------------------------------------------------------- CLI
 def _publish_command(args: argparse.Namespace, **extra: str | Path | None) -> str:
-    variables = {"MODEL": args.model, "REFERENCES": args.references, "REPORTS": args.report.parent,
-                 "REPO_ID": args.repo_id, "CARD": args.card}
+    refs = {"MODE": "predict", "PREDICT_REFERENCES": args.references} if args.report.name.startswith("predict") \
+        else {"REFERENCES": args.references}
+    variables = {"MODEL": args.model, **refs, "REPORTS": args.report.parent, "REPO_ID": args.repo_id, "CARD": args.card}
     return make_command("publish", **(variables | extra))
 
 
