@@ -32,7 +32,8 @@ from orcaport.model.errors import ExitCode
 
 # What unpickling a fastai_audio learner and running it import (pandas and matplotlib come with them;
 # librosa's audio module is imported lazily, through inspect.stack, on first use: ~1 s a child).
-PRELOAD = ["convert.preload_home", "fastai.vision", "audio.data", "audio.learner", "librosa.core.audio", "convert.envelope_clips"]
+PRELOAD = ["convert.preload_home", "fastai.vision", "audio.data", "audio.learner", "librosa.core.audio",
+           "convert.envelope_clips"]
 _CONTEXT: multiprocessing.context.BaseContext | None = None
 _STARTED = threading.Lock()      # held while the forkserver starts: the other children wait
 _started = False

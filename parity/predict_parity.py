@@ -31,7 +31,7 @@ from orcaport.model.fileio import sha256_file, write_json_atomically
 from orcaport.model.pipeline import Frontend
 from orcaport.model.stages import STAGE_ORDER
 from orcaport.parity.fingerprint import describe, fingerprint
-from orcaport.parity.metrics import DEFAULT_TOLERANCES
+from orcaport.parity.metrics import DEFAULT_TOLERANCES, tolerance_stage
 from orcaport.parity.predict_replay import PredictFileReplay, item_offsets
 from orcaport.parity.result import runtime_files
 from orcaport.parity.run import criteria, load_tolerances
@@ -88,6 +88,11 @@ def replay(model: Path, refs: Path, audio: Path, tolerances: Path = DEFAULT_TOLE
     here = fingerprint()
     crit = criteria(manifest.get("machine"), here)
     tol_info, tols = load_tolerances(tolerances, regime=crit.regime, mode="predict")
+    wanted = {s for f in manifest["files"] for s in f["stages"]} - {"index"}
+    lacking = sorted(s for s in wanted if tolerance_stage(s, None, tols) not in tols)
+    if lacking:     # a predict envelope's file holds the stages its learner ran, no others
+        raise InputError(f"{tolerances} has no criterion for stage(s) {lacking}; derive one from this "
+                         "learner's `make predict-envelope`, or pass parity/tolerances.json")
     fe = Frontend(art.config.frontend, art.config.normalization)
     net = art.network.eval()
     files = []

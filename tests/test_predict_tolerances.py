@@ -12,6 +12,7 @@ import pytest
 
 import orcaport.parity.predict_parity as pp
 from convert.zoo_weights import rebuild
+from orcaport.model.errors import InputError
 from orcaport.parity.envelope import POLICY, derive
 from orcaport.parity.metrics import DEFAULT_TOLERANCES
 from orcaport.parity.run import ToleranceError, load_tolerances
@@ -77,3 +78,12 @@ def test_predict_parity_judges_an_option_stage_by_its_own_entry(tmp_path: Path) 
     assert (result["first_failure"]["stage"], result["first_failure"]["mode"]) == ("standardize", "isolated")
     got = next(c for f in result["files"] for c in f["checks"] if c["stage"] == "standardize")
     assert got["criterion"] == "standardize"
+
+
+def test_a_predict_file_lacking_a_stage_the_learner_runs_is_refused_naming_it(tmp_path: Path) -> None:
+    """Another learner's predict tolerances (mfcc: no mel, db, delta) on the delta learner."""
+    model = tmp_path / "model"
+    assert rebuild(ZOO / "opt_delta", model)
+    with pytest.raises(InputError, match=r"no criterion for stage\(s\) \['db', 'delta', 'mel'\].*make predict-envelope"):
+        pp.replay(model, ZOO / "opt_delta" / "predict", ZOO / "audio_options",
+                  ZOO / "opt_mfcc" / "predict_tolerances.json")
