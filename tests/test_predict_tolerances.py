@@ -84,6 +84,7 @@ def test_a_predict_file_lacking_a_stage_the_learner_runs_is_refused_naming_it(tm
     """Another learner's predict tolerances (mfcc: no mel, db, delta) on the delta learner."""
     model = tmp_path / "model"
     assert rebuild(ZOO / "opt_delta", model)
-    with pytest.raises(InputError, match=r"no criterion for stage\(s\) \['db', 'delta', 'mel'\].*make predict-envelope"):
+    lacking = r"no criterion for stage\(s\) \['db', 'delta', 'mel'\].*make predict-envelope"
+    with pytest.raises(InputError, match=lacking):
         pp.replay(model, ZOO / "opt_delta" / "predict", ZOO / "audio_options",
                   ZOO / "opt_mfcc" / "predict_tolerances.json")

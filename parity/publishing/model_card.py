@@ -184,7 +184,8 @@ def model_section(config: Mapping[str, Any], fixture: Mapping[str, Any] | None, 
     if predict:     # fastai_audio's own predict: no windows, no per-second aggregation
         lines += ["- fastai_audio's own predict: one prediction per file, or per item where the "
                   "frontend cuts several (`remove_silence=\"split\"`, `segment_size`); each item -> "
-                  f"{' -> '.join(chain_of(FrontendConfig(**config['frontend'])))} -> {arch['body']} + fastai head -> softmax; "
+                  f"{' -> '.join(chain_of(FrontendConfig(**config['frontend'])))} -> {arch['body']} + "
+                  "fastai head -> softmax; "
                   "its label is the most probable class"]
     else:
         lines += [f"- windows: {win['clip_seconds']} s every {win['hop_seconds']} s; each window -> "
