@@ -34,6 +34,7 @@ from orcaport.parity.metrics import DEFAULT_TOLERANCES, tolerance_stage
 from orcaport.parity.predict_replay import item_offsets
 from orcaport.parity.run import run_parity
 from tests.paths import ROOT
+from tests.test_zoo import audio_of
 
 ZOO = ROOT / "reference_outputs" / "zoo"
 # entry: (the option it trains with, the stage where that option first acts)
@@ -80,10 +81,6 @@ ABLATIONS: dict[str, list[tuple[Any, str, Any]]] = {   # entry: what is ablated 
     "opt_delta": [(pipeline, "deltas", lambda x: torch.cat([x, x, x]))],
     "squeezenet1_1_delta": [(pipeline, "deltas", lambda x: torch.cat([x, x, x]))],
 }
-
-
-def audio_of(entry: str) -> Path:
-    return ZOO / json.loads((ZOO / entry / "zoo.json").read_text()).get("audio", "audio")
 
 
 @pytest.fixture(scope="module")
