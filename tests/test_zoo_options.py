@@ -1,11 +1,12 @@
-"""The zoo's option learners (convert/zoo.py `opt_*`, and the body zoo's `squeezenet1_1_delta`): each a real
-`audio_learner` trained with one fastai_audio option, converted, referenced by legacy in windowed
-mode (`make references`, where that mode runs the option) and in fastai_audio's own predict mode
-(`make predict-references`), replayed here in the clean env. Per entry: predict parity PASSED with
-the option's stage checked isolated and chained, `orcaport predict` gives legacy's items, and the
-option ablated in the clean runtime fails first at its own stage, in every mode it was recorded for
-(its negative control; the margins are what tests/test_zoo_options.py::margins prints).
-(Windowed parity, the detector and a swapped weight run for every entry in tests/test_zoo.py.)
+"""The zoo's option learners (convert/zoo.py `opt_*`, and the body zoo's `squeezenet1_1_delta`):
+each a real `audio_learner` trained with one fastai_audio option, converted, referenced by legacy in
+windowed mode (`make references`, where that mode runs the option) and in fastai_audio's own
+predict mode (`make predict-references`), replayed here in the clean env. Per entry: predict parity
+PASSED with the option's stage checked isolated and chained (under the entry's own predict envelope
+on the machine that measured it), `orcaport predict` gives legacy's items, and the option ablated in
+the clean runtime fails first at its own stage in every mode it was recorded for (its negative
+control; each prints a MARGIN line). `opt_windows`: other clips and hops, cut and aggregated as
+legacy. (Windowed parity, the detector and a swapped weight run for every entry in tests/test_zoo.py.)
 """
 
 from __future__ import annotations
