@@ -96,23 +96,27 @@ def detector_comparison(base: References, got: dict[str, Any], pos: int) -> dict
             **({"left_out_random_offsets": drawn} if drawn else {})}
 
 
+def variant_environ(name: str) -> dict[str, str]:
+    """The environment a legacy run of VARIANT `name` gets: its switches, and every thread pool at
+    its own count (variants run side by side, one per CPU)."""
+    env_vars, threads = VARIANTS[name]
+    return default_kernel_environ({**env_vars, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(threads),
+                                   "MKL_NUM_THREADS": str(threads)})
+
+
 def variant_job(name: str, model: Path, refs: Path, audio: Path, work: Path, sha256: str | None,
                 forked: bool = True) -> Job:
-    env_vars, threads = VARIANTS[name]
+    threads = VARIANTS[name][1]
     cmd = [sys.executable, "-m", "convert.envelope_clips", "--model", str(model), "--references", str(refs),
            "--audio", str(audio), "--out", str(work / name), "--threads", str(threads),
            "--log", str(work / "logs" / f"{name}.log")] + (["--sha256", sha256] if sha256 else [])
-    # Every thread pool at the variant's own count: variants run side by side, one per CPU.
-    env = default_kernel_environ({**env_vars, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(threads),
-                                  "MKL_NUM_THREADS": str(threads)})
-    return Job(name, cmd, env, threads, forked=forked)
+    return Job(name, cmd, variant_environ(name), threads, forked=forked)
 
 
 def baseline_job(model: Path, audio: list[Path], work: Path, sha256: str | None) -> Job:
     cmd = [sys.executable, "-m", "convert.references", "--model", str(model), "--audio", *map(str, audio),
            "--out", str(work / "baseline"), "--threads", "1", "--log", str(work / "logs" / "baseline.log")]
-    env = default_kernel_environ({"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
-    return Job("baseline", cmd + (["--sha256", sha256] if sha256 else []), env)
+    return Job("baseline", cmd + (["--sha256", sha256] if sha256 else []), variant_environ("baseline"))
 
 
 def baseline_reusable(refs: References, model: Path) -> bool:

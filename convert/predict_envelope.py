@@ -32,7 +32,8 @@ import numpy as np
 from safetensors.numpy import load_file
 
 from convert import preloaded
-from convert.envelope import CLEAN_PYTHON, ROOT, add_run_arguments, checked_variants, gather_logs, identical_variants
+from convert.envelope import (CLEAN_PYTHON, ROOT, add_run_arguments, checked_variants, gather_logs,
+                             identical_variants, variant_environ)
 from convert.envelope_jobs import Job, run_jobs
 from convert.legacy_log import log_path_for
 from orcaport.model.cpus import available_cpus
@@ -101,12 +102,10 @@ def clean_comparison(model: Path, base: Path, audio: Path, work: Path) -> dict[s
 
 
 def predict_job(name: str, model: Path, audio: Path, work: Path, sha256: str | None) -> Job:
-    env_vars, threads = VARIANTS[name]
+    threads = VARIANTS[name][1]
     cmd = [sys.executable, "-m", "convert.predict_references", "--model", str(model), "--audio", str(audio),
            "--out", str(work / name), "--threads", str(threads)] + (["--sha256", sha256] if sha256 else [])
-    env = default_kernel_environ({**env_vars, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(threads),
-                                  "MKL_NUM_THREADS": str(threads)})
-    return Job(name, cmd, env, threads, forked=True)
+    return Job(name, cmd, variant_environ(name), threads, forked=True)
 
 
 def measure(model: Path, audio: Path, committed: Path, work: Path, names: list[str], log: Path,
