@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from convert.production import clip_windows
 from orcaport.model.bodies import stage_shapes
 from orcaport.model.config import ModelConfig, WindowingConfig
 from orcaport.model.spectrogram import input_width
@@ -43,9 +44,8 @@ def activation_owner(names_with_clips: list[str]) -> str | None:
 
 
 def clips_of(duration_s: float | None, windowing: WindowingConfig | None = None) -> int:
-    """How many windows legacy cuts of a file (convert/production.py clip_windows)."""
-    w = windowing or WindowingConfig()
-    return len(range(0, int(math.floor(duration_s)) - w.clip_seconds + 1, w.hop_seconds)) if duration_s else 0
+    """How many windows legacy cuts of a file."""
+    return len(clip_windows(duration_s, windowing)) if duration_s else 0
 
 
 def _input_shape(cfg: ModelConfig) -> tuple[int, int]:
