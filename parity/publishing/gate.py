@@ -61,8 +61,14 @@ def make_command(target: str, **variables: str | Path | None) -> str:
     return f"`{' '.join(['make', target] + words)}`"
 
 
+def is_predict_report(report: Path) -> bool:
+    """`make predict-parity`'s report (predict_parity.json), by name: the fix and the publish
+    command are named before the report can be read (it may be missing)."""
+    return report.name.startswith("predict")
+
+
 def parity_fix(report: Path, model_dir: Path, references: Path) -> str:
-    if report.name.startswith("predict"):       # `make predict-parity`'s report
+    if is_predict_report(report):
         return "run " + make_command("predict-parity", MODEL=model_dir, PREDICT_REFERENCES=references,
                                      REPORTS=report.parent)
     return "run " + make_command("parity", MODEL=model_dir, REFERENCES=references,

@@ -38,7 +38,8 @@ from orcaport.model.fileio import recover_folder, replace_folder, sha256_file
 from orcaport.parity.publishing import card_config
 from orcaport.parity.publishing.card_config import CardConfig, check_license, load_card_config
 from orcaport.parity.publishing.gate import (CONFIG_FILE, DEFAULT_TOLERANCES, WEIGHTS_FILE,
-                                             GatedReport, check_report, make_command, parity_fix)
+                                             GatedReport, check_report, is_predict_report, make_command,
+                                             parity_fix)
 from orcaport.parity.evaluation.card import load_evaluation
 from orcaport.parity.publishing.model_card import detect_license, render_card
 
@@ -192,7 +193,7 @@ def upload(staging: Path, repo_id: str, gated: GatedReport,
 
 # ----------------------------------------------------------------------------- CLI
 def _publish_command(args: argparse.Namespace, **extra: str | Path | None) -> str:
-    refs = {"MODE": "predict", "PREDICT_REFERENCES": args.references} if args.report.name.startswith("predict") \
+    refs = {"MODE": "predict", "PREDICT_REFERENCES": args.references} if is_predict_report(args.report) \
         else {"REFERENCES": args.references}
     variables = {"MODEL": args.model, **refs, "REPORTS": args.report.parent, "REPO_ID": args.repo_id, "CARD": args.card}
     return make_command("publish", **(variables | extra))
