@@ -9,16 +9,13 @@ negative control)."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-import orcaport.model.frontend.features
-import orcaport.model.pipeline
-import orcaport.parity.replay
+import tests.ablations as ab
 from orcaport.parity.envelope import derive_files, render
 from orcaport.parity.run import run_parity
 from tests.conftest import run_legacy
@@ -53,35 +50,19 @@ def test_references_hold_each_option_stage_and_parity_passes(work: Path) -> None
     assert result.passed, result.first_failure
 
 
-def _without(offset: str) -> Any:
-    """FileReplay.clip_frontend with the runtime's own `offset` instead of the one legacy drew."""
-    real = orcaport.parity.replay.FileReplay.clip_frontend
-
-    def clip_frontend(self: Any, clip: int) -> Any:
-        return dataclasses.replace(real(self, clip), **{offset: None})
-    return clip_frontend
-
-
-CONTROLS = {   # stage: what is ablated
-    "silence": (orcaport.model.pipeline, "remove_silence", lambda sig, *a: [sig]),
-    # trimming keeps the signal's end instead of its start
-    "pad_signal": (orcaport.model.pipeline, "pad_or_trim_signal",
-                   lambda sig, width, front=None, real=orcaport.model.pipeline.pad_or_trim_signal:
-                   real(sig[:, -width:], width, front)),
-    # MFCC's filterbank at the plain mel path's 16 kHz instead of the signal's rate
-    "mfcc": (orcaport.model.frontend.features, "mel_spectrogram",
-             lambda wave, cfg, real=orcaport.model.frontend.features.mel_spectrogram:
-             real(wave, dataclasses.replace(cfg, filterbank_sample_rate=16000))),
-    "standardize": (orcaport.model.pipeline, "standardize", lambda x: x),
-    "input": (orcaport.parity.replay.FileReplay, "clip_frontend", _without("zeros_front")),
+CONTROLS = {   # stage: what is ablated (tests/ablations.py)
+    "silence": ab.SILENCE_KEPT,
+    "pad_signal": ab.SIGNAL_END_KEPT,
+    "pad_signal/offset": ab.PADTRIM_DRAW_NOT_REPLAYED,
+    "mfcc": ab.MFCC_AT_16K,
+    "standardize": ab.STANDARDIZE_SKIPPED,
+    "input": ab.ZEROS_DRAW_NOT_REPLAYED,
 }
 
 
-@pytest.mark.parametrize("control", sorted(CONTROLS) + ["pad_signal/offset"])
+@pytest.mark.parametrize("control", sorted(CONTROLS))
 def test_each_option_ablated_fails_at_its_stage(work: Path, monkeypatch, control: str) -> None:
     stage = control.split("/")[0]
-    owner, name, value = CONTROLS[control] if control in CONTROLS else \
-        (orcaport.parity.replay.FileReplay, "clip_frontend", _without("signal_front"))
-    monkeypatch.setattr(owner, name, value)
+    monkeypatch.setattr(*CONTROLS[control])
     result = parity(work)
     assert not result.passed and result.first_failure.stage == stage, result.first_failure

@@ -14,12 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from safetensors.numpy import load_file, save_file
 
-import orcaport.model.pipeline
 import orcaport.parity.predict_replay as pr
 import orcaport.parity.predict_parity as pp
+import tests.ablations as ab
 from tests.conftest import run_legacy
 
 pytestmark = pytest.mark.legacy
@@ -111,25 +110,24 @@ def test_a_tampered_stage_tensor_fails_at_that_stage(work: Path, learner: str, s
     assert {(stage, "isolated"), (stage, "chained")} <= failing(result)
 
 
-CONTROLS = {   # the option ablated in the clean runtime: (learner, where, what, replaced by)
-    "silence": ("split", orcaport.model.pipeline, "remove_silence", lambda sig, *a: [sig]),
-    # the spectrogram stacked three times instead of with its first and second deltas
-    "delta": ("delta", orcaport.model.pipeline, "deltas", lambda x: torch.cat([x, x, x])),
-    "standardize": ("delta", orcaport.model.pipeline, "standardize", lambda x: x),
+CONTROLS = {   # stage: (learner, the option ablated in the clean runtime: tests/ablations.py)
+    "silence": ("split", ab.SILENCE_KEPT),
+    "delta": ("delta", ab.DELTAS_AS_COPIES),
+    "standardize": ("delta", ab.STANDARDIZE_SKIPPED),
 }
 
 
 @pytest.mark.parametrize("stage", sorted(CONTROLS))
 def test_each_option_ablated_fails_at_its_own_stage(work: Path, monkeypatch, stage: str) -> None:
-    learner, owner, name, value = CONTROLS[stage]
-    monkeypatch.setattr(owner, name, value)
+    learner, ablation = CONTROLS[stage]
+    monkeypatch.setattr(*ablation)
     result = replay(work, learner)
     assert not result["passed"] and result["first_failure"]["stage"] == stage, result["first_failure"]
     assert (stage, "isolated") in failing(result)
 
 
 def test_legacy_draws_not_replayed_fail_at_input(work: Path, monkeypatch) -> None:
-    monkeypatch.setattr(pp, "item_offsets", lambda t, n: [{}] * n)      # the runtime's middle offsets
+    monkeypatch.setattr(*ab.PREDICT_DRAWS_NOT_REPLAYED)                # the runtime's middle offsets
     result = replay(work, "split")
     assert not result["passed"] and result["first_failure"]["stage"] == "input"
     assert ("input", "chained") in failing(result)
@@ -137,7 +135,7 @@ def test_legacy_draws_not_replayed_fail_at_input(work: Path, monkeypatch) -> Non
 
 
 def test_segments_ablated_fail_at_the_segment_stage_and_item_count(work: Path, monkeypatch) -> None:
-    monkeypatch.setattr(orcaport.model.pipeline, "segment_signal", lambda sig, rate, ms: [sig])
+    monkeypatch.setattr(*ab.SEGMENTS_NOT_CUT)
     result = replay(work, "split")
     assert {("segment", "isolated"), ("items", "chained")} <= failing(result)
     assert result["first_failure"]["stage"] == "segment"

@@ -11,20 +11,15 @@ legacy. (Windowed parity, the detector and a swapped weight run for every entry 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from safetensors.numpy import load_file
 
-import orcaport.model.frontend.features
-import orcaport.model.pipeline as pipeline
 import orcaport.parity.predict_parity as pp
-import orcaport.parity.replay
 from convert.zoo_weights import rebuild
 from orcaport.model.config import ModelConfig
 from orcaport.model.detector import Detector
@@ -34,6 +29,7 @@ from orcaport.parity.fingerprint import fingerprint, same_machine
 from orcaport.parity.metrics import DEFAULT_TOLERANCES, tolerance_stage
 from orcaport.parity.predict_replay import item_offsets
 from orcaport.parity.run import run_parity
+import tests.ablations as ab
 from tests.paths import ROOT
 from tests.test_zoo import audio_of
 
@@ -55,32 +51,17 @@ PREDICT = [e for e in OPTIONS if (ZOO / e / "predict").is_dir()]
 WINDOWED = [e for e in OPTIONS if (ZOO / e / "stages").is_dir()]
 
 
-def _without(offset: str) -> Callable[..., Any]:
-    """FileReplay.clip_frontend with the runtime's own `offset` instead of the one legacy drew."""
-    real = orcaport.parity.replay.FileReplay.clip_frontend
-    return lambda self, clip: dataclasses.replace(real(self, clip), **{offset: None})
-
-
-ABLATIONS: dict[str, list[tuple[Any, str, Any]]] = {   # entry: what is ablated (owner, name, replacement)
-    # MFCC's filterbank at the plain mel path's 16 kHz instead of the signal's 8 kHz
-    "opt_mfcc": [(orcaport.model.frontend.features, "mel_spectrogram",
-                  lambda wave, cfg, real=orcaport.model.frontend.features.mel_spectrogram:
-                  real(wave, dataclasses.replace(cfg, filterbank_sample_rate=16000)))],
-    "opt_standardize": [(pipeline, "standardize", lambda x: x)],
-    # legacy's random offsets not replayed: the runtime's middle ones
-    "opt_zeros": [(orcaport.parity.replay.FileReplay, "clip_frontend", _without("zeros_front")),
-                  (pp, "item_offsets", lambda t, n: [{}] * n)],
-    "opt_trim": [(pipeline, "remove_silence", lambda sig, *a: [sig])],
-    "opt_all": [(pipeline, "remove_silence", lambda sig, *a: [sig])],
-    "opt_split": [(pipeline, "remove_silence", lambda sig, *a: [sig])],
-    # trimming keeps the signal's end instead of legacy's drawn start
-    "opt_max_to_pad": [(pipeline, "pad_or_trim_signal",
-                        lambda sig, width, front=None, real=pipeline.pad_or_trim_signal:
-                        real(sig[:, -width:], width, front))],
-    "opt_segment_size": [(pipeline, "segment_signal", lambda sig, rate, ms: [sig])],
-    # the spectrogram stacked three times instead of with its first and second deltas
-    "opt_delta": [(pipeline, "deltas", lambda x: torch.cat([x, x, x]))],
-    "squeezenet1_1_delta": [(pipeline, "deltas", lambda x: torch.cat([x, x, x]))],
+ABLATIONS: dict[str, list[ab.Ablation]] = {   # entry: what is ablated (tests/ablations.py)
+    "opt_mfcc": [ab.MFCC_AT_16K],
+    "opt_standardize": [ab.STANDARDIZE_SKIPPED],
+    "opt_zeros": [ab.ZEROS_DRAW_NOT_REPLAYED, ab.PREDICT_DRAWS_NOT_REPLAYED],
+    "opt_trim": [ab.SILENCE_KEPT],
+    "opt_all": [ab.SILENCE_KEPT],
+    "opt_split": [ab.SILENCE_KEPT],
+    "opt_max_to_pad": [ab.SIGNAL_END_KEPT],
+    "opt_segment_size": [ab.SEGMENTS_NOT_CUT],
+    "opt_delta": [ab.DELTAS_AS_COPIES],
+    "squeezenet1_1_delta": [ab.DELTAS_AS_COPIES],
 }
 
 
